@@ -1,0 +1,179 @@
+//! Column types and the values an object's row holds.
+
+use std::fmt;
+
+/// The type of a column, as every store understands it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ColumnType {
+    /// A signed 64-bit integer.
+    Integer,
+    /// A 64-bit float.
+    Float,
+    /// UTF-8 text.
+    Text,
+    /// A boolean.
+    Boolean,
+    /// Raw bytes.
+    Blob,
+}
+
+impl ColumnType {
+    /// The SQL spelling used in messages and DDL.
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            ColumnType::Integer => "INTEGER",
+            ColumnType::Float => "REAL",
+            ColumnType::Text => "TEXT",
+            ColumnType::Boolean => "BOOLEAN",
+            ColumnType::Blob => "BLOB",
+        }
+    }
+}
+
+impl fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.sql_name())
+    }
+}
+
+/// One column value of a row.
+///
+/// Text and blobs are boxed slices rather than `String`/`Vec` so that a value
+/// is 24 bytes: rows are the bulk of a large graph's memory.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub enum Value {
+    /// SQL NULL.
+    #[default]
+    Null,
+    /// An integer.
+    Integer(i64),
+    /// A float.
+    Float(f64),
+    /// Text.
+    Text(Box<str>),
+    /// A boolean.
+    Boolean(bool),
+    /// Bytes.
+    Blob(Box<[u8]>),
+}
+
+impl Value {
+    /// The column type this value fits, or `None` for NULL, which fits any nullable column.
+    pub fn column_type(&self) -> Option<ColumnType> {
+        match self {
+            Value::Null => None,
+            Value::Integer(_) => Some(ColumnType::Integer),
+            Value::Float(_) => Some(ColumnType::Float),
+            Value::Text(_) => Some(ColumnType::Text),
+            Value::Boolean(_) => Some(ColumnType::Boolean),
+            Value::Blob(_) => Some(ColumnType::Blob),
+        }
+    }
+
+    /// Whether this is NULL.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The integer, if this is one.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Integer(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The text, if this is text.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Text(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The float, if this is one.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Float(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The boolean, if this is one.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Boolean(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The bytes, if this is a blob.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Blob(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("NULL"),
+            Value::Integer(v) => write!(f, "{v}"),
+            Value::Float(v) => write!(f, "{v}"),
+            Value::Text(v) => write!(f, "{v:?}"),
+            Value::Boolean(v) => write!(f, "{v}"),
+            Value::Blob(v) => write!(f, "<{} bytes>", v.len()),
+        }
+    }
+}
+
+macro_rules! value_from {
+    ($($t:ty => $variant:ident($conv:expr)),* $(,)?) => {
+        $(impl From<$t> for Value {
+            fn from(v: $t) -> Self {
+                Value::$variant($conv(v))
+            }
+        })*
+    };
+}
+
+value_from! {
+    i64 => Integer(|v| v),
+    i32 => Integer(i64::from),
+    u32 => Integer(i64::from),
+    f64 => Float(|v| v),
+    bool => Boolean(|v| v),
+    &str => Text(Box::from),
+    String => Text(String::into_boxed_str),
+    Box<str> => Text(|v| v),
+    &[u8] => Blob(Box::from),
+    Vec<u8> => Blob(Vec::into_boxed_slice),
+}
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_is_three_words() {
+        assert_eq!(std::mem::size_of::<Value>(), 24);
+    }
+
+    #[test]
+    fn conversions_pick_the_matching_type() {
+        assert_eq!(Value::from(3i32).column_type(), Some(ColumnType::Integer));
+        assert_eq!(Value::from("x").as_str(), Some("x"));
+        assert_eq!(Value::from(None::<i64>), Value::Null);
+        assert_eq!(Value::from(vec![1u8, 2]).as_bytes(), Some(&[1u8, 2][..]));
+        assert_eq!(Value::from(true).as_bool(), Some(true));
+        assert_eq!(Value::from(1.5).as_f64(), Some(1.5));
+    }
+}
