@@ -166,6 +166,8 @@ pub struct W4Objects {
     pub lefts: Vec<ObjectKey>,
     /// Rights.
     pub rights: Vec<ObjectKey>,
+    /// The size it was built for.
+    pub size: W4Size,
 }
 
 /// Creates W4's objects (not timed by the workload).
@@ -189,6 +191,54 @@ pub fn w4_objects(size: W4Size) -> W4Objects {
         children,
         lefts,
         rights,
+        size,
+    }
+}
+
+/// W4's first phase: `child.parent = p` for every child.
+///
+/// # Panics
+/// If an operation fails, which is a bug.
+pub fn w4_link(w: &mut W4Objects) {
+    for (j, &c) in w.children.iter().enumerate() {
+        let p = w.parents[j / w.size.children_per_parent];
+        black_box(w.graph.set(c, w.h.child_parent, Some(p)).expect("link"));
+    }
+}
+
+/// W4's second phase: `child.parent = None` for every child, in creation order.
+///
+/// # Panics
+/// If an operation fails, which is a bug.
+pub fn w4_unlink(w: &mut W4Objects) {
+    for &c in &w.children {
+        black_box(w.graph.set(c, w.h.child_parent, None).expect("unlink"));
+    }
+}
+
+/// W4's third phase: `left.rights.append(right)` for every pair.
+///
+/// # Panics
+/// If an operation fails, which is a bug.
+pub fn w4_append(w: &mut W4Objects) {
+    for (i, &l) in w.lefts.iter().enumerate() {
+        for k in 0..w.size.rights_per_left {
+            let r = w.rights[w.size.right_of(i, k)];
+            black_box(w.graph.append(l, w.h.rights, r).expect("append"));
+        }
+    }
+}
+
+/// W4's fourth phase: `left.rights.remove(right)`, in append order.
+///
+/// # Panics
+/// If an operation fails, which is a bug.
+pub fn w4_remove(w: &mut W4Objects) {
+    for (i, &l) in w.lefts.iter().enumerate() {
+        for k in 0..w.size.rights_per_left {
+            let r = w.rights[w.size.right_of(i, k)];
+            black_box(w.graph.remove_member(l, w.h.rights, r).expect("remove"));
+        }
     }
 }
 
@@ -197,54 +247,21 @@ pub fn w4_objects(size: W4Size) -> W4Objects {
 /// # Panics
 /// If an operation the workload relies on fails, which is a bug.
 pub fn run_w4(size: W4Size) -> W4Timings {
-    let W4Objects {
-        mut graph,
-        h,
-        parents,
-        children,
-        lefts,
-        rights,
-    } = w4_objects(size);
-    let start = Instant::now();
-    for (j, &c) in children.iter().enumerate() {
-        let p = parents[j / size.children_per_parent];
-        black_box(graph.set(c, h.child_parent, Some(p)).expect("link"));
-    }
-    let link = start.elapsed();
-    let start = Instant::now();
-    for &c in &children {
-        black_box(graph.set(c, h.child_parent, None).expect("unlink"));
-    }
-    let unlink = start.elapsed();
-    let start = Instant::now();
-    for (i, &l) in lefts.iter().enumerate() {
-        for k in 0..size.rights_per_left {
-            black_box(
-                graph
-                    .append(l, h.rights, rights[size.right_of(i, k)])
-                    .expect("append"),
-            );
-        }
-    }
-    let m2m_append = start.elapsed();
-    let start = Instant::now();
-    for (i, &l) in lefts.iter().enumerate() {
-        for k in 0..size.rights_per_left {
-            black_box(
-                graph
-                    .remove_member(l, h.rights, rights[size.right_of(i, k)])
-                    .expect("remove"),
-            );
-        }
-    }
-    let m2m_remove = start.elapsed();
-    assert_eq!(graph.link_count(), 0, "W4 ends with every link removed");
+    let mut w = w4_objects(size);
+    let mut time = |phase: fn(&mut W4Objects)| {
+        let start = Instant::now();
+        phase(&mut w);
+        start.elapsed()
+    };
+    let (link, unlink, m2m_append, m2m_remove) =
+        (time(w4_link), time(w4_unlink), time(w4_append), time(w4_remove));
+    assert_eq!(w.graph.link_count(), 0, "W4 ends with every link removed");
     W4Timings {
         link,
         unlink,
         m2m_append,
         m2m_remove,
-        o2m_ops: children.len(),
-        m2m_ops: lefts.len() * size.rights_per_left,
+        o2m_ops: w.children.len(),
+        m2m_ops: w.lefts.len() * size.rights_per_left,
     }
 }

@@ -310,6 +310,26 @@ impl Schema {
         &self.foreign_keys
     }
 
+    /// Handles of all tables, in definition order.
+    pub fn table_ids(&self) -> impl ExactSizeIterator<Item = TableId> + use<> {
+        (0..self.tables.len() as u32).map(TableId)
+    }
+
+    /// Handles of all entities, in declaration order.
+    pub fn entity_ids(&self) -> impl ExactSizeIterator<Item = EntityId> + use<> {
+        (0..self.entities.len() as u32).map(EntityId)
+    }
+
+    /// Handles of all relationships: declared ones in order, then those backrefs created.
+    pub fn relationship_ids(&self) -> impl ExactSizeIterator<Item = RelationshipId> + use<> {
+        (0..self.relationships.len() as u32).map(RelationshipId)
+    }
+
+    /// Handles of all links.
+    pub fn link_ids(&self) -> impl ExactSizeIterator<Item = LinkId> + use<> {
+        (0..self.links.len() as u32).map(LinkId)
+    }
+
     /// The table behind a handle. O(1).
     ///
     /// # Panics

@@ -1,0 +1,374 @@
+//! The operation enum that drives the property tests and the fuzz target,
+//! and the harness that applies each operation to the engine and to the
+//! reference model and checks the invariants after every step.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use petgraph::Direction as PetDirection;
+use petgraph::visit::IntoNeighborsDirected;
+use proptest::prelude::*;
+use relgraph_core::{EntityId, RelationshipId, Schema};
+use relgraph_graph::{Graph, GraphError, ObjectKey};
+
+use crate::model::{Model, Outcome, Refusal};
+
+/// One mutation. Indices are selectors, resolved against the objects that
+/// exist when the operation runs, so any sequence is meaningful.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Create an object of entity `entity % entities`.
+    Insert {
+        /// Entity selector.
+        entity: usize,
+    },
+    /// Remove an object (perhaps one already removed).
+    Remove {
+        /// Object selector.
+        object: usize,
+    },
+    /// `append` on a relationship.
+    Append {
+        /// Relationship selector.
+        rel: usize,
+        /// Owner selector.
+        object: usize,
+        /// Member selector.
+        member: usize,
+    },
+    /// `remove_member`.
+    RemoveMember {
+        /// Relationship selector.
+        rel: usize,
+        /// Owner selector.
+        object: usize,
+        /// Member selector.
+        member: usize,
+    },
+    /// `set` a scalar, or clear it with `None`.
+    Set {
+        /// Relationship selector.
+        rel: usize,
+        /// Owner selector.
+        object: usize,
+        /// Target selector.
+        target: Option<usize>,
+    },
+    /// `replace` a collection.
+    Replace {
+        /// Relationship selector.
+        rel: usize,
+        /// Owner selector.
+        object: usize,
+        /// Member selectors.
+        members: Vec<usize>,
+    },
+    /// `clear` a relationship.
+    Clear {
+        /// Relationship selector.
+        rel: usize,
+        /// Owner selector.
+        object: usize,
+    },
+}
+
+/// A strategy over single operations.
+pub fn op() -> impl Strategy<Value = Op> {
+    let sel = any::<u16>().prop_map(usize::from);
+    prop_oneof![
+        3 => sel.clone().prop_map(|entity| Op::Insert { entity }),
+        1 => sel.clone().prop_map(|object| Op::Remove { object }),
+        5 => (sel.clone(), sel.clone(), sel.clone()).prop_map(|(rel, object, member)| Op::Append { rel, object, member }),
+        2 => (sel.clone(), sel.clone(), sel.clone())
+            .prop_map(|(rel, object, member)| Op::RemoveMember { rel, object, member }),
+        4 => (sel.clone(), sel.clone(), proptest::option::weighted(0.8, sel.clone()))
+            .prop_map(|(rel, object, target)| Op::Set { rel, object, target }),
+        1 => (sel.clone(), sel.clone(), proptest::collection::vec(sel.clone(), 0..6))
+            .prop_map(|(rel, object, members)| Op::Replace { rel, object, members }),
+        1 => (sel.clone(), sel).prop_map(|(rel, object)| Op::Clear { rel, object }),
+    ]
+}
+
+/// The engine and the model side by side.
+pub struct Harness {
+    schema: Arc<Schema>,
+    /// The engine under test.
+    pub graph: Graph,
+    /// The reference model.
+    pub model: Model,
+    keys: Vec<ObjectKey>,
+    numbers: HashMap<ObjectKey, usize>,
+    /// Objects (live or removed) per entity, for picking owners and members.
+    by_entity: Vec<Vec<usize>>,
+    /// Operations applied so far.
+    pub steps: usize,
+}
+
+impl Harness {
+    /// An empty graph and model over `schema`.
+    pub fn new(schema: Arc<Schema>) -> Self {
+        let entities = schema.entities().len();
+        Harness {
+            graph: Graph::new(schema.clone()),
+            model: Model::new(&schema),
+            schema,
+            keys: Vec::new(),
+            numbers: HashMap::new(),
+            by_entity: vec![Vec::new(); entities],
+            steps: 0,
+        }
+    }
+
+    /// Picks an object: usually one of `entity` (removed ones included, so
+    /// stale keys are exercised), sometimes any object at all (so wrong
+    /// entities are exercised).
+    fn pick(&self, selector: usize, entity: EntityId) -> Option<usize> {
+        let pool = &self.by_entity[entity.index()];
+        if selector % 11 == 10 || pool.is_empty() {
+            (!self.keys.is_empty()).then(|| (selector / 11) % self.keys.len())
+        } else {
+            Some(pool[(selector / 11) % pool.len()])
+        }
+    }
+
+    fn rel(&self, selector: usize) -> Option<(usize, RelationshipId)> {
+        let count = self.schema.relationships().len();
+        (count > 0).then(|| {
+            let index = selector % count;
+            (
+                index,
+                self.schema
+                    .relationship_ids()
+                    .nth(index)
+                    .expect("index below count"),
+            )
+        })
+    }
+
+    fn number(&self, key: ObjectKey) -> usize {
+        self.numbers[&key]
+    }
+
+    /// Applies `op` to both and compares what they return.
+    ///
+    /// # Errors
+    /// A description of the first disagreement.
+    pub fn apply(&mut self, op: &Op) -> Result<(), String> {
+        self.steps += 1;
+        let (expected, actual): (Result<Outcome, Refusal>, Result<Outcome, GraphError>) = match *op {
+            Op::Insert { entity } => {
+                let count = self.schema.entities().len();
+                let entity = self
+                    .schema
+                    .entity_ids()
+                    .nth(entity % count)
+                    .expect("index below count");
+                let number = self.model.insert(entity);
+                let key = self.graph.insert(entity);
+                self.keys.push(key);
+                self.numbers.insert(key, number);
+                self.by_entity[entity.index()].push(number);
+                (Ok(Outcome::Done), Ok(Outcome::Done))
+            }
+            Op::Remove { object } => {
+                if self.keys.is_empty() {
+                    return Ok(());
+                }
+                let object = object % self.keys.len();
+                (
+                    self.model.remove(object),
+                    self.graph.remove(self.keys[object]).map(|_| Outcome::Done),
+                )
+            }
+            Op::Append { rel, object, member } | Op::RemoveMember { rel, object, member } => {
+                let Some((index, rel)) = self.rel(rel) else {
+                    return Ok(());
+                };
+                let def = self.schema.relationship(rel);
+                let (Some(a), Some(b)) = (self.pick(object, def.entity), self.pick(member, def.target))
+                else {
+                    return Ok(());
+                };
+                let (ka, kb) = (self.keys[a], self.keys[b]);
+                if matches!(op, Op::Append { .. }) {
+                    (
+                        self.model.append(index, a, b),
+                        self.graph.append(ka, rel, kb).map(Outcome::Changed),
+                    )
+                } else {
+                    (
+                        self.model.remove_member(index, a, b),
+                        self.graph.remove_member(ka, rel, kb).map(Outcome::Changed),
+                    )
+                }
+            }
+            Op::Set { rel, object, target } => {
+                let Some((index, rel)) = self.rel(rel) else {
+                    return Ok(());
+                };
+                let def = self.schema.relationship(rel);
+                let Some(a) = self.pick(object, def.entity) else {
+                    return Ok(());
+                };
+                let t = match target {
+                    Some(t) => match self.pick(t, def.target) {
+                        Some(t) => Some(t),
+                        None => return Ok(()),
+                    },
+                    None => None,
+                };
+                let actual = self
+                    .graph
+                    .set(self.keys[a], rel, t.map(|t| self.keys[t]))
+                    .map(|p| Outcome::Previous(p.map(|k| self.number(k))));
+                (self.model.set(index, a, t), actual)
+            }
+            Op::Replace {
+                rel,
+                object,
+                ref members,
+            } => {
+                let Some((index, rel)) = self.rel(rel) else {
+                    return Ok(());
+                };
+                let def = self.schema.relationship(rel);
+                let Some(a) = self.pick(object, def.entity) else {
+                    return Ok(());
+                };
+                let members: Vec<usize> = members.iter().filter_map(|&m| self.pick(m, def.target)).collect();
+                let keys: Vec<ObjectKey> = members.iter().map(|&m| self.keys[m]).collect();
+                (
+                    self.model.replace(index, a, &members),
+                    self.graph
+                        .replace(self.keys[a], rel, &keys)
+                        .map(|()| Outcome::Done),
+                )
+            }
+            Op::Clear { rel, object } => {
+                let Some((index, rel)) = self.rel(rel) else {
+                    return Ok(());
+                };
+                let def = self.schema.relationship(rel);
+                let Some(a) = self.pick(object, def.entity) else {
+                    return Ok(());
+                };
+                (
+                    self.model.clear(index, a),
+                    self.graph.clear(self.keys[a], rel).map(Outcome::Count),
+                )
+            }
+        };
+        let actual = actual.map_err(|e| refusal_of(&e));
+        if expected != actual {
+            return Err(format!(
+                "step {}: {op:?}: model gave {expected:?}, engine gave {actual:?}",
+                self.steps
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks every invariant of the engine against the model.
+    ///
+    /// # Errors
+    /// A description of the first broken invariant.
+    pub fn check(&self) -> Result<(), String> {
+        let step = self.steps;
+        if self.graph.len() != self.model.live().count() {
+            return Err(format!(
+                "step {step}: engine has {} objects, model {}",
+                self.graph.len(),
+                self.model.live().count()
+            ));
+        }
+        if self.graph.link_count() != self.model.link_count() {
+            return Err(format!(
+                "step {step}: engine has {} links, model {} (an edge outlived an object or a link was lost)",
+                self.graph.link_count(),
+                self.model.link_count()
+            ));
+        }
+        for (number, key) in self.keys.iter().enumerate() {
+            let live = self.model.entity(number).is_some();
+            if self.graph.contains(*key) != live {
+                return Err(format!(
+                    "step {step}: object {number} live in model: {live}, in engine: {}",
+                    !live
+                ));
+            }
+        }
+        for (object, entity) in self.model.live() {
+            let key = self.keys[object];
+            for &rel in &self.schema.entity(entity).relationships {
+                let def = self.schema.relationship(rel);
+                let index = rel.index();
+                let members: Vec<usize> = self
+                    .graph
+                    .members(key, rel)
+                    .map_err(|e| format!("step {step}: members failed: {e}"))?
+                    .map(|k| self.number(k))
+                    .collect();
+                let expected = self.model.members(index, object);
+                if members != expected {
+                    return Err(format!(
+                        "step {step}: {} of object {object}: engine {members:?}, model {expected:?}",
+                        self.schema.relationship_path(rel)
+                    ));
+                }
+                if !def.uselist && members.len() > 1 {
+                    return Err(format!(
+                        "step {step}: scalar {} holds {members:?}",
+                        self.schema.relationship_path(rel)
+                    ));
+                }
+                // Both sides agree: each member sees this object on the reverse
+                // side, named or not, and the reverse side holds what the model says.
+                let view = self.graph.link_view(rel).map_err(|e| e.to_string())?;
+                for &m in &members {
+                    if self.model.entity(m).is_none() {
+                        return Err(format!(
+                            "step {step}: object {object} links to removed object {m}"
+                        ));
+                    }
+                    let back: Vec<usize> = view
+                        .neighbors_directed(self.keys[m], PetDirection::Incoming)
+                        .map(|k| self.number(k))
+                        .collect();
+                    let link = def.link.index();
+                    let expected_back = self.model.list(link, 1 - self.model.rel_end(index).index(), m);
+                    if back != expected_back || !back.contains(&object) {
+                        return Err(format!(
+                            "step {step}: reverse of {} at object {m}: engine {back:?}, model {expected_back:?}, must contain {object}",
+                            self.schema.relationship_path(rel)
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn refusal_of(error: &GraphError) -> Refusal {
+    match error {
+        GraphError::StaleKey(_) => Refusal::Stale,
+        GraphError::NotOnEntity { .. } => Refusal::NotOnEntity,
+        GraphError::WrongEntity { .. } => Refusal::WrongEntity,
+        GraphError::NotACollection { .. } => Refusal::NotACollection,
+        GraphError::NotAScalar { .. } => Refusal::NotAScalar,
+        other => panic!("no relationship operation returns {other:?}"),
+    }
+}
+
+/// Runs `ops` on a fresh harness over `schema`, checking after every step.
+///
+/// # Errors
+/// The first disagreement or broken invariant.
+pub fn run(schema: Arc<Schema>, ops: &[Op]) -> Result<usize, String> {
+    let mut harness = Harness::new(schema);
+    for op in ops {
+        harness.apply(op)?;
+        harness.check()?;
+    }
+    Ok(harness.steps)
+}
