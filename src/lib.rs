@@ -53,7 +53,7 @@ pub use relgraph_core::{
     OnDelete, PassiveDeletes, Registry, Relationship, RelationshipDef, RelationshipId, Schema, Secondary,
     Table, TableDef, TableId, Value,
 };
-pub use relgraph_graph::{Graph, GraphError, LinkEdge, LinkView, Members, ObjectKey};
+pub use relgraph_graph::{Graph, GraphError, LinkEdge, LinkView, Members, ObjectKey, petgraph};
 
 /// Every relgraph error, one variant per layer.
 #[derive(Debug, thiserror::Error)]

@@ -49,6 +49,9 @@ use std::sync::Arc;
 use relgraph_core::{ColumnId, End, EntityId, LinkId, LinkKind, Schema, Value};
 use slotmap::SlotMap;
 
+/// The petgraph this crate implements `visit` traits for, so callers use the same version.
+pub use petgraph;
+
 pub use engine::Members;
 pub use error::GraphError;
 pub use visit::{LinkEdge, LinkView};

@@ -8,4 +8,5 @@
 pub mod family;
 pub mod model;
 pub mod ops;
+pub mod seed;
 pub mod workloads;
