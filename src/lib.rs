@@ -72,3 +72,8 @@ pub mod layers {
     pub use relgraph_core as core;
     pub use relgraph_graph as graph;
 }
+
+/// The README's examples, compiled and run as doc tests so they cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

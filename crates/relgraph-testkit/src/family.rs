@@ -176,31 +176,40 @@ impl SchemaSpec {
     }
 }
 
-/// A strategy over one pattern between entities below `entities`.
-pub fn pattern(entities: usize) -> impl Strategy<Value = Pattern> {
-    let e = 0..entities;
-    prop_oneof![
-        (e.clone(), e.clone()).prop_map(|(a, b)| fk_pair(a, b, Pattern::OneToManyBackPopulates)),
-        (e.clone(), e.clone()).prop_map(|(a, b)| fk_pair(a, b, Pattern::OneToManyNoReverse)),
-        (e.clone(), e.clone()).prop_map(|(a, b)| fk_pair(a, b, Pattern::ManyToOneNoReverse)),
-        (e.clone(), e.clone()).prop_map(|(a, b)| fk_pair(a, b, Pattern::ManyToOneBackref)),
-        (e.clone(), e.clone()).prop_map(|(a, b)| fk_pair(a, b, Pattern::OneToOneFkOnChild)),
-        (e.clone(), e.clone()).prop_map(|(a, b)| fk_pair(a, b, Pattern::OneToOneFkOnHolder)),
-        (e.clone(), e.clone()).prop_map(|(a, b)| Pattern::ManyToManyBackPopulates(a, b)),
-        (e.clone(), e.clone()).prop_map(|(a, b)| Pattern::ManyToManyBackref(a, b)),
-        e.clone().prop_map(Pattern::SelfAdjacency),
-        e.prop_map(Pattern::SelfManyToMany),
-    ]
+impl Pattern {
+    /// How many kinds of pattern there are.
+    pub const KINDS: u8 = 10;
+
+    /// The pattern of kind `kind % KINDS` between entities `a` and `b`.
+    ///
+    /// Foreign-key patterns between one entity and itself need
+    /// `remote_side`, which is what `SelfAdjacency` covers, so they become it.
+    pub fn from_parts(kind: u8, a: usize, b: usize) -> Pattern {
+        let fk = |make: fn(usize, usize) -> Pattern| {
+            if a == b {
+                Pattern::SelfAdjacency(a)
+            } else {
+                make(a, b)
+            }
+        };
+        match kind % Self::KINDS {
+            0 => fk(Pattern::OneToManyBackPopulates),
+            1 => fk(Pattern::OneToManyNoReverse),
+            2 => fk(Pattern::ManyToOneNoReverse),
+            3 => fk(Pattern::ManyToOneBackref),
+            4 => fk(Pattern::OneToOneFkOnChild),
+            5 => fk(Pattern::OneToOneFkOnHolder),
+            6 => Pattern::ManyToManyBackPopulates(a, b),
+            7 => Pattern::ManyToManyBackref(a, b),
+            8 => Pattern::SelfAdjacency(a),
+            _ => Pattern::SelfManyToMany(a),
+        }
+    }
 }
 
-/// Foreign-key patterns between one entity and itself need `remote_side`,
-/// which is what `SelfAdjacency` covers; elsewhere they pick distinct ends.
-fn fk_pair(a: usize, b: usize, make: fn(usize, usize) -> Pattern) -> Pattern {
-    if a == b {
-        Pattern::SelfAdjacency(a)
-    } else {
-        make(a, b)
-    }
+/// A strategy over one pattern between entities below `entities`.
+pub fn pattern(entities: usize) -> impl Strategy<Value = Pattern> {
+    (0..Pattern::KINDS, 0..entities, 0..entities).prop_map(|(kind, a, b)| Pattern::from_parts(kind, a, b))
 }
 
 /// A strategy over schemas of 1 to 4 entities and 1 to 6 patterns.

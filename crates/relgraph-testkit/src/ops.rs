@@ -372,3 +372,73 @@ pub fn run(schema: Arc<Schema>, ops: &[Op]) -> Result<usize, String> {
     }
     Ok(harness.steps)
 }
+
+/// Reads fuzz input: bytes and little-endian `u16` selectors, `None` at the end.
+struct Reader<'a>(std::slice::Iter<'a, u8>);
+
+impl Reader<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        self.0.next().copied()
+    }
+
+    fn sel(&mut self) -> Option<usize> {
+        Some(usize::from(u16::from_le_bytes([self.byte()?, self.byte()?])))
+    }
+
+    fn op(&mut self) -> Option<Op> {
+        Some(match self.byte()? % 7 {
+            0 => Op::Insert { entity: self.sel()? },
+            1 => Op::Remove { object: self.sel()? },
+            2 => Op::Append {
+                rel: self.sel()?,
+                object: self.sel()?,
+                member: self.sel()?,
+            },
+            3 => Op::RemoveMember {
+                rel: self.sel()?,
+                object: self.sel()?,
+                member: self.sel()?,
+            },
+            4 => {
+                let (rel, object, target) = (self.sel()?, self.sel()?, self.sel()?);
+                Op::Set {
+                    rel,
+                    object,
+                    target: (target % 5 != 0).then_some(target / 5),
+                }
+            }
+            5 => {
+                let (rel, object) = (self.sel()?, self.sel()?);
+                let members = (0..self.byte()? % 6)
+                    .map(|_| self.sel())
+                    .collect::<Option<Vec<_>>>()?;
+                Op::Replace { rel, object, members }
+            }
+            _ => Op::Clear {
+                rel: self.sel()?,
+                object: self.sel()?,
+            },
+        })
+    }
+}
+
+/// Decodes arbitrary bytes into a schema and an operation sequence, for
+/// fuzzing: every input decodes to something valid, so the fuzzer spends its
+/// time in the engine rather than in rejected inputs.
+pub fn decode(bytes: &[u8]) -> (crate::family::SchemaSpec, Vec<Op>) {
+    let mut r = Reader(bytes.iter());
+    let entities = usize::from(r.byte().unwrap_or(0) % 4) + 1;
+    let count = usize::from(r.byte().unwrap_or(0) % 6) + 1;
+    let patterns = (0..count)
+        .map(|_| {
+            let (kind, a, b) = (
+                r.byte().unwrap_or(0),
+                r.byte().unwrap_or(0),
+                r.byte().unwrap_or(1),
+            );
+            crate::family::Pattern::from_parts(kind, usize::from(a) % entities, usize::from(b) % entities)
+        })
+        .collect();
+    let ops = std::iter::from_fn(|| r.op()).collect();
+    (crate::family::SchemaSpec { entities, patterns }, ops)
+}

@@ -76,3 +76,23 @@ fn engine_matches_model_on_every_pattern_at_once() {
         panic!("{e}\nreplay with RELGRAPH_SEED={}", seed ^ 0x9e37_79b9_7f4a_7c15);
     }
 }
+
+/// The fuzz target's path (`fuzz/fuzz_targets/graph_ops.rs`) on stable: random
+/// byte strings decoded into schemas and operation sequences, checked as above.
+#[test]
+fn decoded_byte_strings_match_the_model() {
+    let seed = seed() ^ 0x5bd1_e995;
+    println!("byte-decoder seed: RELGRAPH_SEED={seed}");
+    let result = runner(seed).run(
+        &proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+        |bytes| {
+            let (spec, ops) = relgraph_testkit::ops::decode(&bytes);
+            ops::run(spec.build(), &ops)
+                .map(|_| ())
+                .map_err(TestCaseError::fail)
+        },
+    );
+    if let Err(e) = result {
+        panic!("{e}\nreplay with RELGRAPH_SEED={}", seed ^ 0x5bd1_e995);
+    }
+}

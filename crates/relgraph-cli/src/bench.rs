@@ -1,0 +1,149 @@
+//! `relgraph bench`: the workloads of WORKLOADS.md, each printed beside the
+//! figure it is compared with.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use relgraph_graph::Graph;
+use relgraph_testkit::workloads::{self, Handles, W4Size, W4Timings};
+
+use crate::ALLOCATOR;
+
+/// Which workload to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// In memory, no store: 1,000,000 links and unlinks each way.
+    #[value(name = "W4", alias = "w4")]
+    W4,
+}
+
+/// Options of `relgraph bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// The workload (default: every workload available).
+    #[arg(long, value_enum)]
+    workload: Option<Workload>,
+    /// Runs per figure; the median is reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    runs: u32,
+    /// Print one JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Scale the workload down by this factor (for a quick look; the figures
+    /// to compare with are for the full size).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000), hide = true)]
+    scale_down: u32,
+}
+
+/// SQLAlchemy 2.1's W4 figures from WORKLOADS.md, in ns per operation.
+const SQLALCHEMY_NS: [f64; 4] = [9_200.0, 7_200.0, 5_700.0, 5_500.0];
+const OPERATIONS: [&str; 4] = ["link", "unlink", "m2m_append", "m2m_remove"];
+const BUDGET_NS: f64 = 100.0;
+
+/// Runs the requested workloads.
+///
+/// # Errors
+/// None yet; store workloads will fail on IO.
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    match args.workload {
+        None | Some(Workload::W4) => w4(args),
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn w4(args: &BenchArgs) -> anyhow::Result<()> {
+    let full = W4Size::FULL;
+    let k = args.scale_down as usize;
+    let size = W4Size {
+        parents: full.parents / k,
+        lefts: full.lefts / k,
+        rights: full.rights / k,
+        ..full
+    };
+    let per_op = |d: Duration, n: usize| d.as_nanos() as f64 / n as f64;
+    let runs: Vec<W4Timings> = (0..args.runs).map(|_| workloads::run_w4(size)).collect();
+    let figures: Vec<f64> = (0..4)
+        .map(|i| {
+            median(
+                runs.iter()
+                    .map(|t| match i {
+                        0 => per_op(t.link, t.o2m_ops),
+                        1 => per_op(t.unlink, t.o2m_ops),
+                        2 => per_op(t.m2m_append, t.m2m_ops),
+                        _ => per_op(t.m2m_remove, t.m2m_ops),
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    if args.json {
+        for (op, ns) in OPERATIONS.iter().zip(&figures) {
+            println!("{{\"workload\":\"W4\",\"operation\":\"{op}\",\"ns_per_op\":{ns:.1}}}");
+        }
+        return Ok(());
+    }
+    let memory = measure_memory(size);
+    println!(
+        "W4, in memory: {} one-to-many and {} many-to-many operations per phase, median of {} runs",
+        runs[0].o2m_ops, runs[0].m2m_ops, args.runs
+    );
+    println!(
+        "{:<12} {:>10} {:>16} {:>10} {:>8}",
+        "operation", "ns/op", "SQLAlchemy ns/op", "speed-up", "budget"
+    );
+    for ((op, ns), sqla) in OPERATIONS.iter().zip(&figures).zip(SQLALCHEMY_NS) {
+        let verdict = if *ns < BUDGET_NS { "ok" } else { "OVER" };
+        println!(
+            "{op:<12} {ns:>10.1} {sqla:>16.0} {:>9.0}x {verdict:>8}",
+            sqla / ns
+        );
+    }
+    println!(
+        "memory: {:.1} bytes per object ({:.1} beyond its 24-byte column values), {:.1} bytes per link \
+         (heap bytes requested, allocator overhead not included)",
+        memory.per_object, memory.per_object_beyond_values, memory.per_link
+    );
+    Ok(())
+}
+
+/// Heap bytes per object and per link on W4's one-to-many shape.
+struct Memory {
+    per_object: f64,
+    per_object_beyond_values: f64,
+    per_link: f64,
+}
+
+fn measure_memory(size: W4Size) -> Memory {
+    let schema = workloads::schema();
+    let h = Handles::new(&schema);
+    let children = size.parents * size.children_per_parent;
+    let mut parents = Vec::with_capacity(size.parents);
+    let mut kids = Vec::with_capacity(children);
+    let mut graph = Graph::new(schema.clone());
+    let empty = ALLOCATOR.allocated();
+    graph.reserve(size.parents + children, 0);
+    parents.extend((0..size.parents).map(|_| graph.insert(h.parent)));
+    kids.extend((0..children).map(|_| graph.insert(h.child)));
+    let with_objects = ALLOCATOR.allocated();
+    graph.reserve(0, children);
+    for (j, &c) in kids.iter().enumerate() {
+        graph
+            .set(c, h.child_parent, Some(parents[j / size.children_per_parent]))
+            .expect("W4 link");
+    }
+    let with_links = ALLOCATOR.allocated();
+    let objects = (size.parents + children) as f64;
+    let value_bytes = (size.parents * schema.table(schema.entity(h.parent).table).columns.len()
+        + children * schema.table(schema.entity(h.child).table).columns.len())
+        * std::mem::size_of::<relgraph_core::Value>();
+    let per_object = (with_objects - empty) as f64 / objects;
+    Memory {
+        per_object,
+        per_object_beyond_values: per_object - value_bytes as f64 / objects,
+        per_link: (with_links - with_objects) as f64 / children as f64,
+    }
+}
