@@ -90,6 +90,14 @@ impl Graph {
         Ok(())
     }
 
+    /// Checks `key` as an owner and `member` as a member of `rel`, in that order.
+    fn pair(&self, key: ObjectKey, rel: RelationshipId, member: ObjectKey) -> Result<RelInfo, GraphError> {
+        let info = self.rel_info(rel)?;
+        self.owner(key, rel, &info)?;
+        self.member(member, rel, &info)?;
+        Ok(info)
+    }
+
     fn not_a_collection(&self, rel: RelationshipId) -> GraphError {
         GraphError::NotACollection {
             relationship: self.schema.relationship_path(rel),
@@ -245,9 +253,7 @@ impl Graph {
         rel: RelationshipId,
         member: ObjectKey,
     ) -> Result<bool, GraphError> {
-        let info = self.rel_info(rel)?;
-        self.owner(key, rel, &info)?;
-        self.member(member, rel, &info)?;
+        let info = self.pair(key, rel, member)?;
         if !info.many {
             return Err(self.not_a_collection(rel));
         }
@@ -270,9 +276,7 @@ impl Graph {
         rel: RelationshipId,
         member: ObjectKey,
     ) -> Result<bool, GraphError> {
-        let info = self.rel_info(rel)?;
-        self.owner(key, rel, &info)?;
-        self.member(member, rel, &info)?;
+        let info = self.pair(key, rel, member)?;
         match self.find_edge(info.link, info.end, key, member) {
             Some(edge) => {
                 self.disconnect(edge);
@@ -470,9 +474,7 @@ impl Graph {
         rel: RelationshipId,
         member: ObjectKey,
     ) -> Result<bool, GraphError> {
-        let info = self.rel_info(rel)?;
-        self.owner(key, rel, &info)?;
-        self.member(member, rel, &info)?;
+        let info = self.pair(key, rel, member)?;
         Ok(self.find_edge(info.link, info.end, key, member).is_some())
     }
 
