@@ -1,4 +1,5 @@
-//! relgraph's foundation: the schema registry, values, and errors. No IO.
+//! relgraph's foundation: the schema registry, values, row operations, the
+//! store trait, and errors. No IO.
 //!
 //! ```
 //! use relgraph_core::{Column, Entity, Registry, Relationship};
@@ -25,6 +26,8 @@
 
 pub mod error;
 pub mod schema;
+pub mod sql;
+pub mod store;
 pub mod value;
 
 pub use error::ConfigError;
@@ -33,4 +36,5 @@ pub use schema::{
     ForeignKey, ForeignKeyDef, ForeignKeyId, LinkDef, LinkEnd, LinkId, LinkKind, OnDelete, PassiveDeletes,
     Registry, Relationship, RelationshipDef, RelationshipId, Schema, Secondary, Table, TableDef, TableId,
 };
+pub use store::{Cell, Echo, ErrorKind, Row, RowOp, Store, StoreError};
 pub use value::{ColumnType, Value};

@@ -40,7 +40,11 @@ impl fmt::Display for ColumnType {
 ///
 /// Text and blobs are boxed slices rather than `String`/`Vec` so that a value
 /// is 24 bytes: rows are the bulk of a large graph's memory.
-#[derive(Clone, Debug, PartialEq, Default)]
+///
+/// Equality and hashing are total: floats compare by bit pattern (so NaN
+/// equals itself and `0.0` differs from `-0.0`), which is what keys, change
+/// detection and the identity map need.
+#[derive(Clone, Debug, Default)]
 pub enum Value {
     /// SQL NULL.
     #[default]
@@ -55,6 +59,36 @@ pub enum Value {
     Boolean(bool),
     /// Bytes.
     Blob(Box<[u8]>),
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Null, Value::Null) => true,
+            (Value::Integer(a), Value::Integer(b)) => a == b,
+            (Value::Float(a), Value::Float(b)) => a.to_bits() == b.to_bits(),
+            (Value::Text(a), Value::Text(b)) => a == b,
+            (Value::Boolean(a), Value::Boolean(b)) => a == b,
+            (Value::Blob(a), Value::Blob(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Value {}
+
+impl std::hash::Hash for Value {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        match self {
+            Value::Null => {}
+            Value::Integer(v) => v.hash(state),
+            Value::Float(v) => v.to_bits().hash(state),
+            Value::Text(v) => v.hash(state),
+            Value::Boolean(v) => v.hash(state),
+            Value::Blob(v) => v.hash(state),
+        }
+    }
 }
 
 impl Value {

@@ -5,7 +5,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod conformance;
 pub mod family;
+pub mod fault;
+pub mod memory_store;
 pub mod model;
 pub mod ops;
 pub mod seed;

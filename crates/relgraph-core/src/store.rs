@@ -1,0 +1,251 @@
+//! The persistence boundary: row operations, the [`Store`] trait every
+//! backend implements, and the backend-neutral [`StoreError`].
+//!
+//! Stores see tables and rows, never objects, graphs or sessions.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use crate::schema::{Schema, TableId};
+use crate::value::Value;
+
+/// A full row, one value per column in table order.
+pub type Row = Box<[Value]>;
+
+/// One value of a row operation: a literal, or the key the store generated
+/// for an earlier INSERT of the same batch (a parent inserted in this flush).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Cell {
+    /// A literal value.
+    Value(Value),
+    /// The generated key of the INSERT at this position in the batch.
+    Generated(u32),
+}
+
+impl From<Value> for Cell {
+    fn from(v: Value) -> Self {
+        Cell::Value(v)
+    }
+}
+
+/// One row-level operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RowOp {
+    /// Inserts a row. A NULL in the table's autoincrement key column asks the
+    /// store to generate the key, which [`Store::apply`] returns.
+    Insert {
+        /// The table.
+        table: TableId,
+        /// The row, one cell per column.
+        row: Box<[Cell]>,
+    },
+    /// Updates the row whose `key_columns` equal `key`.
+    Update {
+        /// The table.
+        table: TableId,
+        /// The columns that identify the row (the primary key).
+        key_columns: Box<[u32]>,
+        /// Their values.
+        key: Box<[Cell]>,
+        /// The columns written.
+        columns: Box<[u32]>,
+        /// Their new values.
+        values: Box<[Cell]>,
+    },
+    /// Deletes every row whose `columns` equal `values`: one row by primary
+    /// key, or all association rows of one object.
+    Delete {
+        /// The table.
+        table: TableId,
+        /// The columns matched.
+        columns: Box<[u32]>,
+        /// Their values.
+        values: Box<[Cell]>,
+    },
+}
+
+impl RowOp {
+    /// The table the operation writes.
+    pub fn table(&self) -> TableId {
+        match self {
+            RowOp::Insert { table, .. } | RowOp::Update { table, .. } | RowOp::Delete { table, .. } => *table,
+        }
+    }
+}
+
+/// Why a store operation failed, the same on every backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A unique or primary-key constraint.
+    Unique,
+    /// A foreign-key constraint.
+    ForeignKey,
+    /// A NOT NULL constraint.
+    NotNull,
+    /// A CHECK constraint.
+    Check,
+    /// The transaction could not be serialized with a concurrent one; retry it.
+    Serialization,
+    /// The connection to the database failed or was lost.
+    Connection,
+    /// The file or data is damaged.
+    Corrupt,
+    /// The stored schema does not match the registry's.
+    Schema,
+    /// A misuse of the store, such as `commit` without `begin`.
+    Usage,
+    /// Anything else the backend reports.
+    Other,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::Unique => "unique constraint",
+            ErrorKind::ForeignKey => "foreign key constraint",
+            ErrorKind::NotNull => "not null constraint",
+            ErrorKind::Check => "check constraint",
+            ErrorKind::Serialization => "serialization failure",
+            ErrorKind::Connection => "connection",
+            ErrorKind::Corrupt => "corrupt data",
+            ErrorKind::Schema => "schema mismatch",
+            ErrorKind::Usage => "store misuse",
+            ErrorKind::Other => "store error",
+        })
+    }
+}
+
+/// A store failure: a backend-neutral kind, a message naming the table and
+/// statement involved, the driver's own error, and, if rolling back after it
+/// failed too, that error.
+#[derive(Debug)]
+pub struct StoreError {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// What failed, naming the table or statement.
+    pub message: String,
+    /// The driver's error.
+    pub source: Option<Box<dyn StdError + Send + Sync>>,
+    /// The error of the rollback that followed, when that failed as well.
+    pub rollback: Option<Box<StoreError>>,
+}
+
+impl StoreError {
+    /// An error of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        StoreError {
+            kind,
+            message: message.into(),
+            source: None,
+            rollback: None,
+        }
+    }
+
+    /// Attaches the driver's error.
+    pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Records that the rollback after this error failed too.
+    pub fn with_rollback(mut self, rollback: StoreError) -> Self {
+        self.rollback = Some(Box::new(rollback));
+        self
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, " ({source})")?;
+        }
+        if let Some(rollback) = &self.rollback {
+            write!(f, "; the rollback failed too: {rollback}")?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for StoreError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// Receives the text of every statement a store sends, as SQLAlchemy's `echo=True`.
+pub type Echo = Box<dyn FnMut(&str) + Send>;
+
+/// A persistence backend: row-level, object-safe, one transaction at a time.
+///
+/// Contract, for every implementation (the conformance suite in
+/// `relgraph-testkit` checks it):
+/// - `create_tables` creates every table of the schema that does not exist,
+///   with its keys, unique constraints, foreign keys (enforced, with their
+///   ON DELETE actions) and an index on every foreign-key column.
+/// - Writes happen only between `begin` and `commit`/`rollback`; `apply`
+///   runs its operations in order and stops at the first failure, after
+///   which the caller must `rollback`. Nothing applied is visible to other
+///   connections before `commit`, and `rollback` discards all of it.
+/// - Loads may run inside or outside a transaction and see the
+///   transaction's own writes.
+/// - Errors carry a backend-neutral [`ErrorKind`].
+pub trait Store: Send {
+    /// Creates the schema's tables and foreign-key indexes where missing.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Schema`] when an existing table does not match, and IO errors.
+    fn create_tables(&mut self, schema: &Schema) -> Result<(), StoreError>;
+
+    /// Starts a transaction.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Usage`] when one is open already, and IO errors.
+    fn begin(&mut self) -> Result<(), StoreError>;
+
+    /// Applies `ops` in order, inside the open transaction, and returns for
+    /// each operation the key the store generated for it (`Some` only for an
+    /// INSERT whose autoincrement key was NULL). A [`Cell::Generated`] refers
+    /// to an earlier position of this batch.
+    ///
+    /// # Errors
+    /// The first failing operation's error; the caller must roll back.
+    fn apply(&mut self, schema: &Schema, ops: &[RowOp]) -> Result<Vec<Option<i64>>, StoreError>;
+
+    /// Commits the open transaction.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Usage`] without one, constraint kinds for deferred checks, IO errors.
+    fn commit(&mut self) -> Result<(), StoreError>;
+
+    /// Discards the open transaction (a no-op without one).
+    ///
+    /// # Errors
+    /// IO errors.
+    fn rollback(&mut self) -> Result<(), StoreError>;
+
+    /// Every row of `table` whose `columns` equal one of `keys`, in no
+    /// particular order: rows by primary key, children by foreign key, or
+    /// association rows by one end.
+    ///
+    /// # Errors
+    /// IO errors.
+    fn load(
+        &mut self,
+        schema: &Schema,
+        table: TableId,
+        columns: &[u32],
+        keys: &[Row],
+    ) -> Result<Vec<Row>, StoreError>;
+
+    /// Every row of `table`, in primary-key order (association tables: in
+    /// column order).
+    ///
+    /// # Errors
+    /// IO errors.
+    fn load_all(&mut self, schema: &Schema, table: TableId) -> Result<Vec<Row>, StoreError>;
+
+    /// Sends the text of every statement to `echo` from now on (`None` stops it).
+    fn set_echo(&mut self, echo: Option<Echo>);
+}

@@ -1,0 +1,473 @@
+//! relgraph's SQLite store: rusqlite with the bundled library, foreign keys
+//! enforced, every foreign-key column indexed, prepared statements reused,
+//! inserts batched as multi-row `VALUES`, generated keys fetched back.
+//!
+//! The store sees rows only (see `relgraph_core::Store`).
+//!
+//! ```
+//! use relgraph_core::{Cell, Column, Entity, Registry, RowOp, Store, Value};
+//! use relgraph_sqlite::SqliteStore;
+//!
+//! let mut registry = Registry::new();
+//! registry.entity(Entity::new("Parent", "parent").column(Column::integer("id").primary_key()))?;
+//! let schema = registry.configure()?;
+//! let table = schema.table_id("parent").unwrap();
+//!
+//! let mut store = SqliteStore::open_in_memory()?;
+//! store.create_tables(&schema)?;
+//! store.begin()?;
+//! let keys = store.apply(&schema, &[RowOp::Insert { table, row: Box::new([Cell::Value(Value::Null)]) }])?;
+//! store.commit()?;
+//! assert_eq!(keys, [Some(1)]);
+//! assert_eq!(store.load_all(&schema, table)?.len(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::path::Path;
+
+use relgraph_core::sql::{self, Dialect};
+use relgraph_core::{
+    Cell, ColumnType, Echo, ErrorKind, Row, RowOp, Schema, Store, StoreError, TableDef, TableId, Value,
+};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, ToSql};
+
+/// Rows per multi-row INSERT. Measured on W1: 100 to 500 rows per statement
+/// are within noise of each other and about 20% faster than one row each.
+const BATCH_ROWS: usize = 200;
+
+/// Keys per `IN (...)` of a load; well under SQLite's variable limit.
+const LOAD_KEYS: usize = 500;
+
+/// A SQLite database behind the store trait.
+pub struct SqliteStore {
+    conn: Connection,
+    in_transaction: bool,
+    echo: Option<Echo>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("in_transaction", &self.in_transaction)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One bound parameter: a borrowed value or a key generated earlier in the batch.
+enum Arg<'a> {
+    Value(&'a Value),
+    Key(i64),
+}
+
+impl ToSql for Arg<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Arg::Key(k) => ValueRef::Integer(*k),
+            Arg::Value(v) => match v {
+                Value::Null => ValueRef::Null,
+                Value::Integer(i) => ValueRef::Integer(*i),
+                Value::Float(f) => ValueRef::Real(*f),
+                Value::Text(t) => ValueRef::Text(t.as_bytes()),
+                Value::Boolean(b) => ValueRef::Integer(i64::from(*b)),
+                Value::Blob(b) => ValueRef::Blob(b),
+            },
+        }))
+    }
+}
+
+impl std::fmt::Display for Arg<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Arg::Value(v) => write!(f, "{v}"),
+            Arg::Key(k) => write!(f, "{k}"),
+        }
+    }
+}
+
+/// Maps a driver error to the backend-neutral kind.
+fn kind_of(error: &rusqlite::Error) -> ErrorKind {
+    use rusqlite::ffi;
+    match error {
+        rusqlite::Error::SqliteFailure(e, _) => match e.extended_code {
+            ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => ErrorKind::Unique,
+            ffi::SQLITE_CONSTRAINT_FOREIGNKEY => ErrorKind::ForeignKey,
+            ffi::SQLITE_CONSTRAINT_NOTNULL => ErrorKind::NotNull,
+            ffi::SQLITE_CONSTRAINT_CHECK => ErrorKind::Check,
+            _ => match e.code {
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
+                    ErrorKind::Serialization
+                }
+                rusqlite::ErrorCode::CannotOpen
+                | rusqlite::ErrorCode::SystemIoFailure
+                | rusqlite::ErrorCode::PermissionDenied
+                | rusqlite::ErrorCode::ReadOnly => ErrorKind::Connection,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase => {
+                    ErrorKind::Corrupt
+                }
+                _ => ErrorKind::Other,
+            },
+        },
+        _ => ErrorKind::Other,
+    }
+}
+
+fn error(context: impl std::fmt::Display, e: rusqlite::Error) -> StoreError {
+    StoreError::new(kind_of(&e), context.to_string()).with_source(e)
+}
+
+fn read_value(value: ValueRef<'_>, ty: ColumnType) -> Result<Value, StoreError> {
+    Ok(match value {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) if ty == ColumnType::Boolean => Value::Boolean(i != 0),
+        ValueRef::Integer(i) if ty == ColumnType::Float => Value::Float(i as f64),
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(f) => Value::Float(f),
+        ValueRef::Text(t) => Value::Text(
+            std::str::from_utf8(t)
+                .map_err(|e| StoreError::new(ErrorKind::Corrupt, "a text value is not UTF-8").with_source(e))?
+                .into(),
+        ),
+        ValueRef::Blob(b) => Value::Blob(b.into()),
+    })
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database file at `path`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Connection`] when the file cannot be opened.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let conn =
+            Connection::open(path).map_err(|e| error(format_args!("opening {}", path.display()), e))?;
+        Self::with_connection(conn)
+    }
+
+    /// A private in-memory database.
+    ///
+    /// # Errors
+    /// When SQLite cannot allocate it.
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Self::with_connection(Connection::open_in_memory().map_err(|e| error("opening :memory:", e))?)
+    }
+
+    /// Wraps an open connection, turning foreign-key enforcement on.
+    ///
+    /// # Errors
+    /// When the pragma fails.
+    pub fn with_connection(conn: Connection) -> Result<Self, StoreError> {
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(|e| error("PRAGMA foreign_keys = ON", e))?;
+        conn.set_prepared_statement_cache_capacity(128);
+        Ok(SqliteStore {
+            conn,
+            in_transaction: false,
+            echo: None,
+        })
+    }
+
+    /// The connection, for reading with plain SQL.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn echoing(&self) -> bool {
+        self.echo.is_some() || tracing::enabled!(target: "relgraph::sql", tracing::Level::DEBUG)
+    }
+
+    fn emit(&mut self, text: &str) {
+        tracing::debug!(target: "relgraph::sql", "{text}");
+        if let Some(echo) = &mut self.echo {
+            echo(text);
+        }
+    }
+
+    /// Echoes `sql` with its parameters, one group of `width` per row.
+    fn echo_statement(&mut self, sql: &str, args: &[Arg<'_>], width: usize) {
+        if !self.echoing() {
+            return;
+        }
+        let mut text = sql.to_owned();
+        if !args.is_empty() {
+            let rows: Vec<String> = args
+                .chunks(width.max(1))
+                .map(|row| {
+                    format!(
+                        "({})",
+                        row.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                    )
+                })
+                .collect();
+            let shown = rows.len().min(3);
+            text.push_str(" -- ");
+            text.push_str(&rows[..shown].join(", "));
+            if rows.len() > shown {
+                text.push_str(&format!(" ... ({} rows)", rows.len()));
+            }
+        }
+        self.emit(&text);
+    }
+
+    fn execute(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+        width: usize,
+        table: &TableDef,
+    ) -> Result<usize, StoreError> {
+        self.echo_statement(sql, args, width);
+        let mut stmt = self
+            .conn
+            .prepare_cached(sql)
+            .map_err(|e| error(format_args!("preparing {sql}"), e))?;
+        stmt.execute(rusqlite::params_from_iter(args.iter()))
+            .map_err(|e| error(format_args!("writing table {}: {sql}", table.name), e))
+    }
+
+    fn simple(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.emit(sql);
+        self.conn.execute_batch(sql).map_err(|e| error(sql, e))
+    }
+}
+
+/// The autoincrement key column of a table: its single integer primary key
+/// when that is autoincrement.
+fn autoincrement_column(table: &TableDef) -> Option<usize> {
+    match table.primary_key.as_slice() {
+        [pk] if table.columns[*pk as usize].autoincrement => Some(*pk as usize),
+        _ => None,
+    }
+}
+
+fn resolve<'a>(cell: &'a Cell, keys: &[Option<i64>]) -> Result<Arg<'a>, StoreError> {
+    match cell {
+        Cell::Value(v) => Ok(Arg::Value(v)),
+        Cell::Generated(op) => keys
+            .get(*op as usize)
+            .copied()
+            .flatten()
+            .map(Arg::Key)
+            .ok_or_else(|| {
+                StoreError::new(
+                    ErrorKind::Usage,
+                    format!("a cell refers to operation {op}, which generated no key"),
+                )
+            }),
+    }
+}
+
+impl Store for SqliteStore {
+    fn create_tables(&mut self, schema: &Schema) -> Result<(), StoreError> {
+        for id in schema.table_ids() {
+            let table = schema.table(id);
+            let existing: Vec<String> = {
+                let mut stmt = self
+                    .conn
+                    .prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")
+                    .map_err(|e| error("reading the catalogue", e))?;
+                let names = stmt
+                    .query_map([&table.name], |row| row.get::<_, String>(0))
+                    .map_err(|e| error("reading the catalogue", e))?;
+                names
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| error("reading the catalogue", e))?
+            };
+            let wanted: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+            if !existing.is_empty() && existing != wanted {
+                return Err(StoreError::new(
+                    ErrorKind::Schema,
+                    format!(
+                        "table '{}' exists with columns {existing:?}, the registry has {wanted:?}",
+                        table.name
+                    ),
+                ));
+            }
+            for statement in sql::create_table(schema, id, Dialect::Sqlite) {
+                self.simple(&statement)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn begin(&mut self) -> Result<(), StoreError> {
+        if self.in_transaction {
+            return Err(StoreError::new(
+                ErrorKind::Usage,
+                "begin inside an open transaction",
+            ));
+        }
+        self.simple("BEGIN")?;
+        self.in_transaction = true;
+        Ok(())
+    }
+
+    fn apply(&mut self, schema: &Schema, ops: &[RowOp]) -> Result<Vec<Option<i64>>, StoreError> {
+        if !self.in_transaction {
+            return Err(StoreError::new(ErrorKind::Usage, "apply outside a transaction"));
+        }
+        let mut keys: Vec<Option<i64>> = vec![None; ops.len()];
+        let mut args: Vec<Arg<'_>> = Vec::new();
+        let mut i = 0;
+        while i < ops.len() {
+            args.clear();
+            match &ops[i] {
+                RowOp::Insert { table, row } => {
+                    let def = schema.table(*table);
+                    let auto = autoincrement_column(def).filter(|&c| row[c] == Cell::Value(Value::Null));
+                    if let Some(auto) = auto {
+                        // The key is generated: insert the other columns alone and read it back.
+                        let columns: Vec<u32> = (0..def.columns.len() as u32)
+                            .filter(|&c| c as usize != auto)
+                            .collect();
+                        for &c in &columns {
+                            args.push(resolve(&row[c as usize], &keys)?);
+                        }
+                        let sql = sql::insert_columns(def, &columns, 1, Dialect::Sqlite);
+                        self.execute(&sql, &args, columns.len(), def)?;
+                        keys[i] = Some(self.conn.last_insert_rowid());
+                        i += 1;
+                        continue;
+                    }
+                    // A run of inserts into one table with their keys given: one statement per batch.
+                    let mut end = i + 1;
+                    while end < ops.len() && end - i < BATCH_ROWS {
+                        match &ops[end] {
+                            RowOp::Insert { table: t, row: r }
+                                if t == table
+                                    && autoincrement_column(def)
+                                        .is_none_or(|c| r[c] != Cell::Value(Value::Null)) =>
+                            {
+                                end += 1
+                            }
+                            _ => break,
+                        }
+                    }
+                    for op in &ops[i..end] {
+                        let RowOp::Insert { row, .. } = op else {
+                            unreachable!("the run holds inserts only")
+                        };
+                        for cell in row.iter() {
+                            args.push(resolve(cell, &keys)?);
+                        }
+                    }
+                    let sql = sql::insert(def, end - i, Dialect::Sqlite);
+                    self.execute(&sql, &args, def.columns.len(), def)?;
+                    i = end;
+                }
+                RowOp::Update {
+                    table,
+                    key_columns,
+                    key,
+                    columns,
+                    values,
+                } => {
+                    let def = schema.table(*table);
+                    for cell in values.iter().chain(key.iter()) {
+                        args.push(resolve(cell, &keys)?);
+                    }
+                    let sql = sql::update(def, columns, key_columns, Dialect::Sqlite);
+                    let width = args.len();
+                    if self.execute(&sql, &args, width, def)? != 1 {
+                        return Err(StoreError::new(
+                            ErrorKind::Other,
+                            format!(
+                                "UPDATE of table {} matched no row: it was deleted outside this session",
+                                def.name
+                            ),
+                        ));
+                    }
+                    i += 1;
+                }
+                RowOp::Delete {
+                    table,
+                    columns,
+                    values,
+                } => {
+                    let def = schema.table(*table);
+                    for cell in values.iter() {
+                        args.push(resolve(cell, &keys)?);
+                    }
+                    let sql = sql::delete(def, columns, Dialect::Sqlite);
+                    let width = args.len();
+                    self.execute(&sql, &args, width, def)?;
+                    i += 1;
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        if !self.in_transaction {
+            return Err(StoreError::new(ErrorKind::Usage, "commit without a transaction"));
+        }
+        self.simple("COMMIT")?;
+        self.in_transaction = false;
+        Ok(())
+    }
+
+    fn rollback(&mut self) -> Result<(), StoreError> {
+        if !self.in_transaction {
+            return Ok(());
+        }
+        self.in_transaction = false;
+        self.simple("ROLLBACK")
+    }
+
+    fn load(
+        &mut self,
+        schema: &Schema,
+        table: TableId,
+        columns: &[u32],
+        keys: &[Row],
+    ) -> Result<Vec<Row>, StoreError> {
+        let def = schema.table(table);
+        let mut out = Vec::new();
+        for chunk in keys.chunks(LOAD_KEYS) {
+            let sql = sql::select_where(def, columns, chunk.len(), Dialect::Sqlite);
+            let args: Vec<Arg<'_>> = chunk.iter().flat_map(|k| k.iter().map(Arg::Value)).collect();
+            let width = columns.len();
+            self.echo_statement(&sql, &args, width);
+            out.extend(query(&self.conn, def, &sql, &args)?);
+        }
+        Ok(out)
+    }
+
+    fn load_all(&mut self, schema: &Schema, table: TableId) -> Result<Vec<Row>, StoreError> {
+        let def = schema.table(table);
+        let sql = sql::select_all(def);
+        self.echo_statement(&sql, &[], 0);
+        query(&self.conn, def, &sql, &[])
+    }
+
+    fn set_echo(&mut self, echo: Option<Echo>) {
+        self.echo = echo;
+    }
+}
+
+fn query(conn: &Connection, def: &TableDef, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(sql)
+        .map_err(|e| error(format_args!("preparing {sql}"), e))?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(args.iter()))
+        .map_err(|e| error(format_args!("reading table {}", def.name), e))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows
+        .next()
+        .map_err(|e| error(format_args!("reading table {}", def.name), e))?
+    {
+        let mut values = Vec::with_capacity(def.columns.len());
+        for (i, column) in def.columns.iter().enumerate() {
+            let value = row
+                .get_ref(i)
+                .map_err(|e| error(format_args!("reading table {}", def.name), e))?;
+            values.push(read_value(value, column.ty)?);
+        }
+        out.push(values.into_boxed_slice());
+    }
+    Ok(out)
+}

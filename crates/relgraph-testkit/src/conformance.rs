@@ -1,0 +1,371 @@
+//! The conformance suite: the store contract, checked the same way on every
+//! store. A store's test file calls [`run`] with a constructor of fresh,
+//! empty stores; each check panics with its name on failure.
+
+use std::sync::Arc;
+
+use relgraph_core::{
+    Cell, Column, Entity, ErrorKind, ForeignKey, OnDelete, Registry, Row, RowOp, Schema, Store, Table,
+    TableId, Value,
+};
+
+/// The suite's schema: `parent` (generated keys, unique NOT NULL name),
+/// `child` (every column type, a plain foreign key), `kid` (ON DELETE
+/// CASCADE), `pet` (ON DELETE SET NULL), and `assoc` between parent and child.
+pub fn schema() -> Arc<Schema> {
+    let mut reg = Registry::new();
+    reg.entity(
+        Entity::new("Parent", "parent")
+            .column(Column::integer("id").primary_key())
+            .column(Column::text("name").not_null().unique()),
+    )
+    .expect("suite schema");
+    reg.entity(
+        Entity::new("Child", "child")
+            .column(Column::integer("id").primary_key())
+            .column(Column::integer("parent_id").foreign_key("parent.id"))
+            .column(Column::boolean("flag"))
+            .column(Column::float("score"))
+            .column(Column::blob("data"))
+            .column(Column::text("label")),
+    )
+    .expect("suite schema");
+    reg.entity(
+        Entity::new("Kid", "kid")
+            .column(Column::integer("id").primary_key())
+            .column(Column::integer("parent_id"))
+            .foreign_key(ForeignKey::new(["parent_id"], "parent", ["id"]).on_delete(OnDelete::Cascade)),
+    )
+    .expect("suite schema");
+    reg.entity(
+        Entity::new("Pet", "pet")
+            .column(Column::integer("id").primary_key())
+            .column(
+                Column::integer("owner_id")
+                    .foreign_key("parent.id")
+                    .on_delete(OnDelete::SetNull),
+            ),
+    )
+    .expect("suite schema");
+    reg.table(
+        Table::new("assoc")
+            .column(Column::integer("parent_id").not_null().foreign_key("parent.id"))
+            .column(Column::integer("child_id").not_null().foreign_key("child.id")),
+    )
+    .expect("suite schema");
+    reg.configure().expect("suite schema configures")
+}
+
+struct Suite {
+    schema: Arc<Schema>,
+    store: Box<dyn Store>,
+}
+
+fn v(value: impl Into<Value>) -> Cell {
+    Cell::Value(value.into())
+}
+
+fn null() -> Cell {
+    Cell::Value(Value::Null)
+}
+
+impl Suite {
+    fn t(&self, name: &str) -> TableId {
+        self.schema.table_id(name).expect("suite table")
+    }
+
+    fn insert(&self, table: &str, row: Vec<Cell>) -> RowOp {
+        RowOp::Insert {
+            table: self.t(table),
+            row: row.into_boxed_slice(),
+        }
+    }
+
+    fn delete(&self, table: &str, column: u32, value: impl Into<Value>) -> RowOp {
+        RowOp::Delete {
+            table: self.t(table),
+            columns: Box::new([column]),
+            values: Box::new([v(value)]),
+        }
+    }
+
+    fn all(&mut self, table: &str) -> Vec<Row> {
+        let t = self.t(table);
+        self.store
+            .load_all(&self.schema, t)
+            .unwrap_or_else(|e| panic!("load_all {table}: {e}"))
+    }
+
+    fn ids(&mut self, table: &str) -> Vec<i64> {
+        self.all(table)
+            .iter()
+            .map(|r| r[0].as_i64().expect("integer id"))
+            .collect()
+    }
+
+    /// Runs `ops` in one committed transaction.
+    fn commit(&mut self, ops: &[RowOp]) -> Vec<Option<i64>> {
+        self.store.begin().expect("begin");
+        let keys = self
+            .store
+            .apply(&self.schema, ops)
+            .unwrap_or_else(|e| panic!("apply {ops:?}: {e}"));
+        self.store.commit().expect("commit");
+        keys
+    }
+
+    /// Runs `ops`, expects them to fail with `kind`, rolls back.
+    fn refused(&mut self, ops: &[RowOp], kind: ErrorKind, check: &str) {
+        self.store.begin().expect("begin");
+        let err = self
+            .store
+            .apply(&self.schema, ops)
+            .err()
+            .unwrap_or_else(|| panic!("{check}: {ops:?} was accepted"));
+        assert_eq!(err.kind, kind, "{check}: {err}");
+        self.store.rollback().expect("rollback");
+    }
+
+    fn parents(&self, names: &[(i64, &str)]) -> Vec<RowOp> {
+        names
+            .iter()
+            .map(|&(id, name)| self.insert("parent", vec![v(id), v(name)]))
+            .collect()
+    }
+}
+
+/// Runs every check on stores made by `make` (each check gets a fresh one).
+///
+/// # Panics
+/// On the first check a store fails, naming it.
+pub fn run(make: &mut dyn FnMut() -> Box<dyn Store>) {
+    type Check = fn(&mut Suite);
+    let checks: [(&str, Check); 10] = [
+        ("tables are created idempotently", tables_idempotent),
+        ("rows round-trip with every type", round_trip),
+        ("generated keys are returned and referenced", generated_keys),
+        ("updates write only their columns", updates),
+        ("loads by key, by foreign key and by association", loads),
+        ("constraint violations have their kind", constraint_kinds),
+        ("on delete actions", on_delete_actions),
+        ("rollback discards, commit keeps", rollback_discards),
+        (
+            "a failed statement leaves no trace after rollback",
+            failed_statement,
+        ),
+        ("misuse is a usage error", misuse),
+    ];
+    for (name, check) in checks {
+        let schema = schema();
+        let mut store = make();
+        store
+            .create_tables(&schema)
+            .unwrap_or_else(|e| panic!("{name}: create_tables: {e}"));
+        let mut suite = Suite { schema, store };
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&mut suite)));
+        if let Err(panic) = result {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            panic!("conformance check '{name}' failed: {message}");
+        }
+    }
+}
+
+fn tables_idempotent(s: &mut Suite) {
+    s.store.create_tables(&s.schema).expect("second create_tables");
+    assert!(s.all("parent").is_empty());
+}
+
+fn round_trip(s: &mut Suite) {
+    let mut ops = s.parents(&[(1, "a")]);
+    let row = vec![
+        v(10),
+        v(1),
+        v(true),
+        v(2.5),
+        v(vec![0u8, 255, 7]),
+        v("héllo \"quoted\""),
+    ];
+    ops.push(s.insert("child", row.clone()));
+    ops.push(s.insert("child", vec![v(11), null(), v(false), null(), null(), null()]));
+    s.commit(&ops);
+    let rows = s.all("child");
+    let expected: Vec<Value> = row
+        .into_iter()
+        .map(|c| if let Cell::Value(v) = c { v } else { unreachable!() })
+        .collect();
+    assert_eq!(&*rows[0], expected.as_slice());
+    assert_eq!(rows[1][2], Value::Boolean(false));
+    assert_eq!(rows[1][1], Value::Null);
+}
+
+fn generated_keys(s: &mut Suite) {
+    let ops = vec![
+        s.insert("parent", vec![null(), v("x")]),
+        s.insert("parent", vec![null(), v("y")]),
+        s.insert(
+            "child",
+            vec![v(1), Cell::Generated(1), null(), null(), null(), null()],
+        ),
+    ];
+    let keys = s.commit(&ops);
+    let (a, b) = (keys[0].expect("generated"), keys[1].expect("generated"));
+    assert!(b > a, "keys increase: {keys:?}");
+    assert_eq!(keys[2], None, "explicit keys are not reported");
+    assert_eq!(s.all("child")[0][1], Value::Integer(b));
+    let keys = s.commit(&[s.insert("parent", vec![null(), v("z")])]);
+    assert!(
+        keys[0].expect("generated") > b,
+        "a later transaction gets a fresh key"
+    );
+}
+
+fn updates(s: &mut Suite) {
+    let mut ops = s.parents(&[(1, "a"), (2, "b")]);
+    ops.push(s.insert("child", vec![v(10), v(1), v(true), v(1.0), null(), v("l")]));
+    s.commit(&ops);
+    let child = s.t("child");
+    s.commit(&[RowOp::Update {
+        table: child,
+        key_columns: Box::new([0]),
+        key: Box::new([v(10)]),
+        columns: Box::new([1, 5]),
+        values: Box::new([v(2), v("m")]),
+    }]);
+    let row = &s.all("child")[0];
+    assert_eq!(
+        (row[1].clone(), row[3].clone(), row[5].clone()),
+        (Value::Integer(2), Value::Float(1.0), Value::from("m"))
+    );
+}
+
+fn loads(s: &mut Suite) {
+    let mut ops = s.parents(&[(1, "a"), (2, "b"), (3, "c")]);
+    for (id, parent) in [(10, 1), (11, 1), (12, 2)] {
+        ops.push(s.insert("child", vec![v(id), v(parent), null(), null(), null(), null()]));
+    }
+    for (p, c) in [(1, 10), (2, 10), (2, 11)] {
+        ops.push(s.insert("assoc", vec![v(p), v(c)]));
+    }
+    s.commit(&ops);
+    let (parent, child, assoc) = (s.t("parent"), s.t("child"), s.t("assoc"));
+    let key = |i: i64| -> Row { Box::new([Value::Integer(i)]) };
+    let mut got: Vec<i64> = s
+        .store
+        .load(&s.schema, parent, &[0], &[key(3), key(1), key(9)])
+        .expect("load by key")
+        .iter()
+        .map(|r| r[0].as_i64().unwrap())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, [1, 3]);
+    let mut kids: Vec<i64> = s
+        .store
+        .load(&s.schema, child, &[1], &[key(1)])
+        .expect("load by fk")
+        .iter()
+        .map(|r| r[0].as_i64().unwrap())
+        .collect();
+    kids.sort_unstable();
+    assert_eq!(kids, [10, 11]);
+    let mut links: Vec<i64> = s
+        .store
+        .load(&s.schema, assoc, &[0], &[key(2)])
+        .expect("load assoc")
+        .iter()
+        .map(|r| r[1].as_i64().unwrap())
+        .collect();
+    links.sort_unstable();
+    assert_eq!(links, [10, 11]);
+    let many: Vec<Row> = (0..1200).map(key).collect();
+    assert_eq!(
+        s.store
+            .load(&s.schema, parent, &[0], &many)
+            .expect("load in chunks")
+            .len(),
+        3
+    );
+    assert_eq!(s.ids("parent"), [1, 2, 3], "load_all is in key order");
+    s.commit(&[s.delete("assoc", 0, 2)]);
+    assert_eq!(
+        s.all("assoc").len(),
+        1,
+        "a delete by one end removes all of that end's association rows"
+    );
+}
+
+fn constraint_kinds(s: &mut Suite) {
+    s.commit(&s.parents(&[(1, "a")]));
+    let dup_key = s.parents(&[(1, "b")]);
+    s.refused(&dup_key, ErrorKind::Unique, "duplicate primary key");
+    let dup_name = s.parents(&[(2, "a")]);
+    s.refused(&dup_name, ErrorKind::Unique, "duplicate unique value");
+    let no_name = vec![s.insert("parent", vec![v(3), null()])];
+    s.refused(&no_name, ErrorKind::NotNull, "NULL in a NOT NULL column");
+    let orphan = vec![s.insert("child", vec![v(1), v(99), null(), null(), null(), null()])];
+    s.refused(&orphan, ErrorKind::ForeignKey, "reference to a missing row");
+    let child = vec![s.insert("child", vec![v(1), v(1), null(), null(), null(), null()])];
+    s.commit(&child);
+    let referenced = vec![s.delete("parent", 0, 1)];
+    s.refused(&referenced, ErrorKind::ForeignKey, "delete of a referenced row");
+}
+
+fn on_delete_actions(s: &mut Suite) {
+    let mut ops = s.parents(&[(1, "a")]);
+    ops.push(s.insert("kid", vec![v(5), v(1)]));
+    ops.push(s.insert("pet", vec![v(6), v(1)]));
+    s.commit(&ops);
+    s.commit(&[s.delete("parent", 0, 1)]);
+    assert!(s.all("kid").is_empty(), "ON DELETE CASCADE removes the kid");
+    assert_eq!(
+        s.all("pet")[0][1],
+        Value::Null,
+        "ON DELETE SET NULL clears the owner"
+    );
+}
+
+fn rollback_discards(s: &mut Suite) {
+    s.commit(&s.parents(&[(1, "a")]));
+    s.store.begin().expect("begin");
+    let ops = s.parents(&[(2, "b")]);
+    s.store.apply(&s.schema, &ops).expect("apply");
+    assert_eq!(s.ids("parent"), [1, 2], "a transaction sees its own writes");
+    s.store.rollback().expect("rollback");
+    assert_eq!(s.ids("parent"), [1]);
+}
+
+fn failed_statement(s: &mut Suite) {
+    s.commit(&s.parents(&[(1, "a")]));
+    let mut ops = s.parents(&[(2, "b"), (3, "c")]);
+    ops.push(s.insert("child", vec![v(1), v(42), null(), null(), null(), null()]));
+    s.refused(
+        &ops,
+        ErrorKind::ForeignKey,
+        "a batch failing at its last operation",
+    );
+    assert_eq!(s.ids("parent"), [1], "nothing of the failed transaction remains");
+    s.commit(&s.parents(&[(2, "b")]));
+    assert_eq!(s.ids("parent"), [1, 2], "the store is usable after a rollback");
+}
+
+fn misuse(s: &mut Suite) {
+    assert_eq!(
+        s.store.commit().expect_err("commit without begin").kind,
+        ErrorKind::Usage
+    );
+    let ops = s.parents(&[(1, "a")]);
+    assert_eq!(
+        s.store
+            .apply(&s.schema, &ops)
+            .expect_err("apply outside a transaction")
+            .kind,
+        ErrorKind::Usage
+    );
+    s.store.begin().expect("begin");
+    assert_eq!(s.store.begin().expect_err("nested begin").kind, ErrorKind::Usage);
+    s.store.rollback().expect("rollback");
+    s.store.rollback().expect("a second rollback is a no-op");
+}

@@ -1,0 +1,102 @@
+//! A store that fails on purpose: at the N-th row operation of a
+//! transaction, or at commit, after passing everything before it to the
+//! store it wraps. It drives the "a failed flush loses nothing" tests.
+
+use relgraph_core::{Echo, ErrorKind, Row, RowOp, Schema, Store, StoreError, TableId};
+
+/// Where to fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Never; count operations only.
+    Never,
+    /// At the operation with this 0-based index within a transaction.
+    AtOp(usize),
+    /// At commit.
+    AtCommit,
+}
+
+/// Wraps a store and injects one fault per transaction.
+pub struct FaultStore {
+    inner: Box<dyn Store>,
+    fault: Fault,
+    /// Operations applied in the current transaction.
+    applied: usize,
+    /// Operations the last transaction asked for, failed or not.
+    pub last_transaction_ops: usize,
+}
+
+impl FaultStore {
+    /// Wraps `inner`, failing as `fault` says.
+    pub fn new(inner: Box<dyn Store>, fault: Fault) -> Self {
+        FaultStore {
+            inner,
+            fault,
+            applied: 0,
+            last_transaction_ops: 0,
+        }
+    }
+
+    /// Changes where the next transaction fails.
+    pub fn set_fault(&mut self, fault: Fault) {
+        self.fault = fault;
+    }
+
+    fn injected(what: String) -> StoreError {
+        StoreError::new(ErrorKind::Connection, format!("injected fault: {what}"))
+    }
+}
+
+impl Store for FaultStore {
+    fn create_tables(&mut self, schema: &Schema) -> Result<(), StoreError> {
+        self.inner.create_tables(schema)
+    }
+
+    fn begin(&mut self) -> Result<(), StoreError> {
+        self.applied = 0;
+        self.last_transaction_ops = 0;
+        self.inner.begin()
+    }
+
+    fn apply(&mut self, schema: &Schema, ops: &[RowOp]) -> Result<Vec<Option<i64>>, StoreError> {
+        self.last_transaction_ops += ops.len();
+        if let Fault::AtOp(n) = self.fault {
+            if n >= self.applied && n < self.applied + ops.len() {
+                let before = n - self.applied;
+                self.inner.apply(schema, &ops[..before])?;
+                self.applied += before;
+                return Err(Self::injected(format!("operation {n} ({:?})", ops[before])));
+            }
+        }
+        self.applied += ops.len();
+        self.inner.apply(schema, ops)
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        if self.fault == Fault::AtCommit {
+            return Err(Self::injected("commit".into()));
+        }
+        self.inner.commit()
+    }
+
+    fn rollback(&mut self) -> Result<(), StoreError> {
+        self.inner.rollback()
+    }
+
+    fn load(
+        &mut self,
+        schema: &Schema,
+        table: TableId,
+        columns: &[u32],
+        keys: &[Row],
+    ) -> Result<Vec<Row>, StoreError> {
+        self.inner.load(schema, table, columns, keys)
+    }
+
+    fn load_all(&mut self, schema: &Schema, table: TableId) -> Result<Vec<Row>, StoreError> {
+        self.inner.load_all(schema, table)
+    }
+
+    fn set_echo(&mut self, echo: Option<Echo>) {
+        self.inner.set_echo(echo);
+    }
+}
