@@ -53,7 +53,11 @@ pub use relgraph_core::{
     OnDelete, PassiveDeletes, Registry, Relationship, RelationshipDef, RelationshipId, Schema, Secondary,
     Table, TableDef, TableId, Value,
 };
+pub use relgraph_core::{Cell, Echo, ErrorKind, Row, RowOp, Store, StoreError};
 pub use relgraph_graph::{Graph, GraphError, LinkEdge, LinkView, Members, ObjectKey, petgraph};
+pub use relgraph_session::{FlushError, FlushStats, Plan, PlannedOp, Session, SessionError, State};
+#[cfg(feature = "sqlite")]
+pub use relgraph_sqlite::SqliteStore;
 
 /// Every relgraph error, one variant per layer.
 #[derive(Debug, thiserror::Error)]
@@ -65,12 +69,24 @@ pub enum Error {
     /// A graph operation was refused.
     #[error(transparent)]
     Graph(#[from] GraphError),
+    /// A session operation was refused or could not load.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// A flush did not happen; every pending change is still in the session.
+    #[error(transparent)]
+    Flush(#[from] FlushError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The crates behind the facade, for what it does not re-export by name.
 pub mod layers {
     pub use relgraph_core as core;
     pub use relgraph_graph as graph;
+    pub use relgraph_session as session;
+    #[cfg(feature = "sqlite")]
+    pub use relgraph_sqlite as sqlite;
 }
 
 /// The README's examples, compiled and run as doc tests so they cannot rot.

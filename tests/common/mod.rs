@@ -2,6 +2,8 @@
 //! the seed and do not pin the API's shape.
 #![allow(dead_code)]
 
+pub mod sql;
+
 use std::sync::Arc;
 
 use relgraph::petgraph::Direction as PetDirection;

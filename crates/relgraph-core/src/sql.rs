@@ -134,6 +134,11 @@ pub fn insert(table: &TableDef, rows: usize, dialect: Dialect) -> String {
 pub fn insert_columns(table: &TableDef, columns: &[u32], rows: usize, dialect: Dialect) -> String {
     let mut sql = String::from("INSERT INTO ");
     quote(&mut sql, &table.name);
+    if columns.is_empty() {
+        // A row of generated key and defaults only.
+        sql.push_str(" DEFAULT VALUES");
+        return sql;
+    }
     let _ = write!(sql, " ({}) VALUES ", column_list(table, columns));
     let mut n = 0;
     for r in 0..rows {

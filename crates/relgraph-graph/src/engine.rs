@@ -159,6 +159,9 @@ impl Graph {
     /// objects' slots. The caller has disconnected whatever a scalar slot held.
     fn connect(&mut self, link: LinkId, source: ObjectKey, target: ObjectKey) -> EdgeIx {
         let edge = self.edges.add(link, [source, target]);
+        if self.journaling {
+            self.journal.push(crate::LinkChange { link, source, target, added: true });
+        }
         let slots = self.link_slots[link.index()];
         self.attach(edge, 0, source, slots[0]);
         self.attach(edge, 1, target, slots[1]);
@@ -215,6 +218,9 @@ impl Graph {
         self.detach(edge, 0, data.objects[0], slots[0]);
         self.detach(edge, 1, data.objects[1], slots[1]);
         self.edges.remove(edge);
+        if self.journaling {
+            self.journal.push(crate::LinkChange { link, source: data.objects[0], target: data.objects[1], added: false });
+        }
     }
 
     /// Links `near` (at `end`) to `far`, displacing whatever either scalar side held.
@@ -440,6 +446,63 @@ impl Graph {
                 end,
                 remaining: len as usize,
             },
+        }
+    }
+
+    /// Checks that `key` is live and sits at `end` of `link`.
+    fn at_end(&self, key: ObjectKey, link: LinkId, end: End) -> Result<(), GraphError> {
+        let object = self.objects.get(key).ok_or(GraphError::StaleKey(key))?;
+        let def = self.schema.links().get(link.index()).ok_or(GraphError::UnknownRelationship(link.index()))?;
+        let expected = def.end(end).entity;
+        if object.entity != expected {
+            return Err(GraphError::WrongEntity {
+                relationship: format!("link {} ({end:?} end)", link.index()),
+                expected: self.schema.entity(expected).name.clone(),
+                found: self.schema.entity(object.entity).name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The objects linked to `key` by `link`, where `key` sits at `end`,
+    /// whether or not that end has a named relationship. O(1) to create.
+    ///
+    /// # Errors
+    /// [`GraphError::StaleKey`], [`GraphError::WrongEntity`] when `key` is not at `end`.
+    pub fn link_members(&self, key: ObjectKey, link: LinkId, end: End) -> Result<Members<'_>, GraphError> {
+        self.at_end(key, link, end)?;
+        Ok(self.slot_members(key, self.link_slots[link.index()][end.index()], end))
+    }
+
+    /// Links `source` to `target` by `link`, displacing what a scalar end
+    /// held, as [`Graph::append`] does from a named side. Returns whether
+    /// anything changed. For the session's loading of unnamed ends.
+    ///
+    /// # Errors
+    /// [`GraphError::StaleKey`], [`GraphError::WrongEntity`].
+    pub fn connect_link(&mut self, link: LinkId, source: ObjectKey, target: ObjectKey) -> Result<bool, GraphError> {
+        self.at_end(source, link, End::Source)?;
+        self.at_end(target, link, End::Target)?;
+        if self.find_edge(link, End::Source, source, target).is_some() {
+            return Ok(false);
+        }
+        self.link_pair(link, End::Source, source, target);
+        Ok(true)
+    }
+
+    /// Removes the `link` between `source` and `target`, if any.
+    ///
+    /// # Errors
+    /// [`GraphError::StaleKey`], [`GraphError::WrongEntity`].
+    pub fn disconnect_link(&mut self, link: LinkId, source: ObjectKey, target: ObjectKey) -> Result<bool, GraphError> {
+        self.at_end(source, link, End::Source)?;
+        self.at_end(target, link, End::Target)?;
+        match self.find_edge(link, End::Source, source, target) {
+            Some(edge) => {
+                self.disconnect(edge);
+                Ok(true)
+            }
+            None => Ok(false),
         }
     }
 

@@ -56,6 +56,7 @@ pub use engine::Members;
 pub use error::GraphError;
 pub use visit::{LinkEdge, LinkView};
 
+
 slotmap::new_key_type! {
     /// An object's in-memory handle: generational, so a key of a removed
     /// object is refused instead of reaching whatever reuses its slot.
@@ -162,6 +163,19 @@ struct Object {
     slots: Box<[Slot]>,
 }
 
+/// One link added or removed, as the journal records it (see [`Graph::set_journaling`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LinkChange {
+    /// The link type.
+    pub link: LinkId,
+    /// The object at the source end.
+    pub source: ObjectKey,
+    /// The object at the target end.
+    pub target: ObjectKey,
+    /// Added (`true`) or removed.
+    pub added: bool,
+}
+
 /// What the engine needs of a relationship on every call, resolved once.
 #[derive(Clone, Copy, Debug)]
 struct RelInfo {
@@ -199,6 +213,8 @@ pub struct Graph {
     /// Per link, the slot index at each end, so the engine never looks at the schema.
     link_slots: Box<[[u32; 2]]>,
     link_many: Box<[[bool; 2]]>,
+    journaling: bool,
+    journal: Vec<LinkChange>,
 }
 
 impl Graph {
@@ -289,7 +305,43 @@ impl Graph {
             entities,
             link_slots,
             link_many,
+            journaling: false,
+            journal: Vec::new(),
         }
+    }
+
+    /// Turns the link journal on or off. While on, every link added or
+    /// removed, including those displaced by cardinality, is recorded for
+    /// [`Graph::take_journal`]; the session uses it to find what changed.
+    pub fn set_journaling(&mut self, on: bool) {
+        self.journaling = on;
+    }
+
+    /// Whether the journal is on.
+    pub fn journaling(&self) -> bool {
+        self.journaling
+    }
+
+    /// The link changes recorded since the last call, oldest first.
+    pub fn take_journal(&mut self) -> Vec<LinkChange> {
+        std::mem::take(&mut self.journal)
+    }
+
+    /// Writes a column value without the foreign-key check of
+    /// [`Graph::set_value`]: for the session, which writes foreign-key
+    /// columns from links after a flush and from rows when loading. The type
+    /// is still checked.
+    ///
+    /// # Errors
+    /// [`GraphError::StaleKey`], [`GraphError::ColumnNotOnEntity`], [`GraphError::TypeMismatch`].
+    pub fn set_derived_value(&mut self, key: ObjectKey, column: ColumnId, value: Value) -> Result<Value, GraphError> {
+        let entity = self.object(key)?.entity;
+        self.check_column(entity, column)?;
+        let def = self.schema.column(column);
+        if let Some(found) = value.column_type().filter(|&t| t != def.ty) {
+            return Err(GraphError::TypeMismatch { column: self.schema.column_path(column), expected: def.ty, found });
+        }
+        Ok(std::mem::replace(&mut self.objects[key].values[column.index as usize], value))
     }
 
     /// The schema this graph was built for.

@@ -1,0 +1,1121 @@
+//! The flush: from the session's changes to one transaction of row operations.
+//!
+//! 1. *Collect* the unit of work: pending objects plus what `save-update`
+//!    cascades reach over the links as they are now; check that no link
+//!    leaves the unit of work (rule 22).
+//! 2. *Delete* cascades and orphans, evaluated over the current links
+//!    (rules 10, 19); children of deleted parents that stay get NULL
+//!    (rule 11) unless `passive_deletes` says otherwise (rule 13).
+//! 3. *Rows*: INSERTs of new objects with foreign keys from their links
+//!    (generated keys as placeholders), UPDATEs of changed columns only
+//!    (rule 4.3), DELETEs, association rows from the net link changes
+//!    (rules 4, 12, 20), a delete and re-insert of one key as an UPDATE.
+//! 4. *Order* (see `order.rs`), then one store transaction; the session's
+//!    record of the flushed state moves only after the store commits.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+
+use relgraph_core::{Cascade, Cell, ColumnId, End, EntityId, ForeignKeyId, LinkId, LinkKind, PassiveDeletes, RelationshipId, Row, RowOp, TableId, Value};
+use relgraph_graph::ObjectKey;
+
+use crate::order::{self, Dep, Edge, Ordered};
+use crate::{FlushError, Session, State};
+
+/// What a flush wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlushStats {
+    /// Rows inserted.
+    pub inserts: usize,
+    /// Rows updated (post-updates of broken cycles included).
+    pub updates: usize,
+    /// Rows deleted.
+    pub deletes: usize,
+    /// Association rows inserted.
+    pub association_inserts: usize,
+    /// Association-row DELETE statements (one may remove all rows of an object).
+    pub association_deletes: usize,
+}
+
+/// One planned row operation and why it is there, in run order.
+#[derive(Clone, Debug)]
+pub struct PlannedOp {
+    /// The operation.
+    pub op: RowOp,
+    /// Why it exists and what it waits for.
+    pub reason: String,
+}
+
+/// A dry run of a flush: the operations it would send, in order.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// The operations, in run order.
+    pub ops: Vec<PlannedOp>,
+}
+
+impl std::fmt::Display for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, op) in self.ops.iter().enumerate() {
+            writeln!(f, "{i:>4}  {}", op.reason)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    AssocDelete = 0,
+    Insert = 1,
+    Update = 2,
+    Delete = 3,
+    PostUpdate = 4,
+    AssocInsert = 5,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Why {
+    Explicit,
+    Cascade(RelationshipId, ObjectKey),
+    Orphan(RelationshipId),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Reason {
+    Insert(ObjectKey),
+    Update(ObjectKey),
+    Rekey { new: ObjectKey, old: ObjectKey },
+    Delete(ObjectKey, Why),
+    AssocInsert(LinkId, ObjectKey, ObjectKey),
+    AssocDelete(LinkId, ObjectKey, ObjectKey),
+    AssocDeleteAll(LinkId, ObjectKey),
+    PostUpdate(ObjectKey),
+}
+
+struct Node {
+    op: RowOp,
+    reason: Reason,
+    kind: Kind,
+    table: TableId,
+}
+
+/// A foreign-key dependency between two INSERTs that a cycle may break.
+struct FkBreak {
+    child: ObjectKey,
+    child_node: u32,
+    columns: Vec<u32>,
+}
+
+/// Everything a flush decided, before it runs.
+#[derive(Default)]
+struct Work {
+    nodes: Vec<Node>,
+    edges: Vec<Edge>,
+    breaks: HashMap<usize, FkBreak>,
+    insert_node: HashMap<ObjectKey, u32>,
+    delete_node: HashMap<ObjectKey, u32>,
+    /// The full new row of every inserted or updated object.
+    rows: HashMap<ObjectKey, Vec<Cell>>,
+    inserted: Vec<ObjectKey>,
+    updated: Vec<ObjectKey>,
+    deleted: Vec<ObjectKey>,
+    dropped: Vec<ObjectKey>,
+    cascaded: Vec<ObjectKey>,
+    rekeyed: Vec<(ObjectKey, ObjectKey)>,
+}
+
+impl Work {
+    fn push(&mut self, op: RowOp, reason: Reason, kind: Kind) -> u32 {
+        let table = op.table();
+        self.nodes.push(Node { op, reason, kind, table });
+        self.nodes.len() as u32 - 1
+    }
+
+    fn edge(&mut self, before: u32, after: u32, dep: Dep) {
+        if before != after || dep != Dep::Must {
+            self.edges.push(Edge { before, after, dep });
+        }
+    }
+}
+
+fn v(value: &Value) -> Cell {
+    Cell::Value(value.clone())
+}
+
+impl Session {
+    /// Writes every pending change to the store in one transaction: all or
+    /// nothing. A flush with nothing to do sends nothing.
+    ///
+    /// # Errors
+    /// A [`FlushError`]; nothing was written and every pending change is
+    /// still in the session, so fixing the cause and flushing again works.
+    pub fn flush(&mut self) -> Result<FlushStats, FlushError> {
+        let mut work = self.collect()?;
+        let order = self.order(&mut work)?;
+        if order.is_empty() {
+            return Ok(FlushStats::default());
+        }
+        let (ops, position) = Self::sequence(&mut work, &order);
+        let fail = |operation: String, source| FlushError::Store { operation, source };
+        self.store.begin().map_err(|e| fail("begin".into(), e))?;
+        let keys = match self.store.apply(&self.schema, &ops) {
+            Ok(keys) => keys,
+            Err(e) => {
+                let e = match self.store.rollback() {
+                    Ok(()) => e,
+                    Err(rollback) => e.with_rollback(rollback),
+                };
+                return Err(fail("a row operation".into(), e));
+            }
+        };
+        if let Err(e) = self.store.commit() {
+            let e = match self.store.rollback() {
+                Ok(()) => e,
+                Err(rollback) => e.with_rollback(rollback),
+            };
+            return Err(fail("commit".into(), e));
+        }
+        let stats = Self::stats(&ops, &work, &order);
+        self.committed(work, &keys, &position);
+        Ok(stats)
+    }
+
+    /// Commits the session's changes: a flush (each flush is one store transaction).
+    ///
+    /// # Errors
+    /// As [`Session::flush`].
+    pub fn commit(&mut self) -> Result<FlushStats, FlushError> {
+        self.flush()
+    }
+
+    /// A dry run: the row operations the next flush would send, in order,
+    /// each with its reason. Sends nothing (it may load relationships the
+    /// flush needs, as the flush would).
+    ///
+    /// # Errors
+    /// As [`Session::flush`], except store write errors.
+    pub fn plan(&mut self) -> Result<Plan, FlushError> {
+        let mut work = self.collect()?;
+        let order = self.order(&mut work)?;
+        let (ops, _) = Self::sequence(&mut work, &order);
+        let ops = ops
+            .into_iter()
+            .zip(&order)
+            .map(|(op, &node)| PlannedOp { reason: self.explain(&work, node), op })
+            .collect();
+        Ok(Plan { ops })
+    }
+
+    fn stats(ops: &[RowOp], work: &Work, order: &[u32]) -> FlushStats {
+        let mut s = FlushStats::default();
+        for (_, &node) in ops.iter().zip(order) {
+            match work.nodes[node as usize].kind {
+                Kind::Insert => s.inserts += 1,
+                Kind::Update | Kind::PostUpdate => s.updates += 1,
+                Kind::Delete => s.deletes += 1,
+                Kind::AssocInsert => s.association_inserts += 1,
+                Kind::AssocDelete => s.association_deletes += 1,
+            }
+        }
+        s
+    }
+
+    fn explain(&self, work: &Work, node: u32) -> String {
+        let n = &work.nodes[node as usize];
+        let d = |k| self.describe(k);
+        let table = &self.schema.table(n.table).name;
+        let link_name = |l: LinkId| self.link_name(l);
+        let mut text = match n.reason {
+            Reason::Insert(o) => format!("INSERT {table}: {} is new", d(o)),
+            Reason::Update(o) => format!("UPDATE {table}: {} changed", d(o)),
+            Reason::Rekey { new, old } => {
+                format!("UPDATE {table}: {} takes the key of deleted {} (a delete and re-insert is an update)", d(new), d(old))
+            }
+            Reason::Delete(o, Why::Explicit) => format!("DELETE {table}: {} was deleted", d(o)),
+            Reason::Delete(o, Why::Cascade(rel, from)) => format!(
+                "DELETE {table}: {} by the delete cascade of {} from {}",
+                d(o),
+                self.schema.relationship_path(rel),
+                d(from)
+            ),
+            Reason::Delete(o, Why::Orphan(rel)) => {
+                format!("DELETE {table}: {} lost its parent in {} (delete-orphan)", d(o), self.schema.relationship_path(rel))
+            }
+            Reason::AssocInsert(l, a, b) => format!("INSERT {table}: {} linked to {} through {}", d(a), d(b), link_name(l)),
+            Reason::AssocDelete(l, a, b) => format!("DELETE {table}: {} unlinked from {} in {}", d(a), d(b), link_name(l)),
+            Reason::AssocDeleteAll(l, o) => format!("DELETE {table}: every link of deleted {} in {}", d(o), link_name(l)),
+            Reason::PostUpdate(o) => format!("UPDATE {table}: {}'s foreign key, after the rows of its cycle exist", d(o)),
+        };
+        let waits: Vec<String> = work
+            .edges
+            .iter()
+            .filter(|e| e.after == node && e.before != node)
+            .map(|e| format!("#{}", e.before))
+            .collect();
+        if !waits.is_empty() {
+            let _ = write!(text, " (after {})", waits.join(", "));
+        }
+        text
+    }
+
+    fn link_name(&self, link: LinkId) -> String {
+        let def = self.schema.link(link);
+        match def.ends.iter().find_map(|e| e.relationship) {
+            Some(rel) => self.schema.relationship_path(rel),
+            None => format!("link {}", link.index()),
+        }
+    }
+
+    fn effective(&self, key: ObjectKey, cascaded: &HashSet<ObjectKey>) -> State {
+        if cascaded.contains(&key) { State::Pending } else { self.state(key) }
+    }
+
+    /// Foreign-key links whose source end is `entity` (the row holds the key).
+    fn fk_links(&self, entity: EntityId) -> Vec<(LinkId, ForeignKeyId)> {
+        self.schema
+            .link_ids()
+            .filter_map(|l| match self.schema.link(l).kind {
+                LinkKind::ForeignKey(fk) if self.schema.link(l).ends[0].entity == entity => Some((l, fk)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn is_loaded(&self, key: ObjectKey, link: LinkId, end: End) -> bool {
+        let Ok(entity) = self.graph.entity_of(key) else { return false };
+        let slot = self.schema.entity(entity).slots.iter().position(|&s| s == (link, end));
+        match (self.tracked.get(key), slot) {
+            (Some(t), Some(slot)) => t.committed.is_none() || t.loaded[slot],
+            _ => true,
+        }
+    }
+
+    /// The object a committed foreign key points at, through the identity map.
+    fn committed_target(&self, key: ObjectKey, fk: ForeignKeyId) -> Option<ObjectKey> {
+        let fk = self.schema.foreign_key(fk);
+        let row = self.tracked.get(key)?.committed.as_ref()?;
+        let values: Row = fk.columns.iter().map(|&c| row[c as usize].clone()).collect();
+        if values.iter().any(Value::is_null) || fk.ref_columns != self.schema.table(fk.ref_table).primary_key {
+            return None;
+        }
+        self.identity.get(&(fk.ref_table, values)).copied()
+    }
+
+    fn collect(&mut self) -> Result<Work, FlushError> {
+        self.absorb_journal();
+        let mut work = Work::default();
+        let mut pending: Vec<ObjectKey> = Vec::new();
+        let mut deleted: Vec<ObjectKey> = Vec::new();
+        for (key, t) in &self.tracked {
+            match t.state {
+                State::Pending => pending.push(key),
+                State::Deleted => deleted.push(key),
+                _ => {}
+            }
+        }
+        pending.sort_by_key(|&k| self.seq(k));
+        deleted.sort_by_key(|&k| self.seq(k));
+
+        // 1. save-update cascades, from everything that could have gained a link.
+        let mut cascaded: HashSet<ObjectKey> = HashSet::new();
+        let mut roots: Vec<ObjectKey> = pending.clone();
+        let mut touched: Vec<ObjectKey> = self.net.keys().flat_map(|&(_, s, t)| [s, t]).collect();
+        touched.sort_by_key(|&k| self.seq(k));
+        touched.dedup();
+        roots.extend(touched.iter().copied().filter(|&k| self.state(k) == State::Persistent));
+        while let Some(key) = roots.pop() {
+            let Ok(entity) = self.graph.entity_of(key) else { continue };
+            for &rel in &self.schema.entity(entity).relationships {
+                if !self.schema.relationship(rel).cascade.contains(Cascade::SAVE_UPDATE) {
+                    continue;
+                }
+                for member in self.graph.members(key, rel)? {
+                    if self.state(member) == State::Transient && cascaded.insert(member) {
+                        work.cascaded.push(member);
+                        roots.push(member);
+                    }
+                }
+            }
+        }
+        work.cascaded.sort_by_key(|&k| self.seq(k));
+        let in_uow = |s: &Self, k: ObjectKey| {
+            matches!(s.effective(k, &cascaded), State::Pending | State::Persistent | State::Deleted)
+        };
+
+        // Rule 22: no link may leave the unit of work.
+        let mut added: Vec<(LinkId, ObjectKey, ObjectKey)> =
+            self.net.iter().filter(|(_, n)| **n > 0).map(|(&k, _)| k).collect();
+        added.sort_by_key(|&(l, s, t)| (l, self.seq(s), self.seq(t)));
+        for &(link, s, t) in &added {
+            for (a, b, end) in [(s, t, End::Source), (t, s, End::Target)] {
+                if in_uow(self, a) && !in_uow(self, b) && self.effective(a, &cascaded) != State::Deleted {
+                    let def = self.schema.link(link);
+                    let rel = def.end(end).relationship.or(def.end(end.opposite()).relationship);
+                    return Err(FlushError::OutsideSession {
+                        relationship: rel.map_or_else(|| self.link_name(link), |r| self.schema.relationship_path(r)),
+                        from: self.describe(a),
+                        to: self.describe(b),
+                    });
+                }
+            }
+        }
+
+        // 2. Deletes: explicit, cascaded, orphaned; evaluated over the links as they are.
+        let mut doomed: HashSet<ObjectKey> = deleted.iter().copied().collect();
+        let mut dropped: HashSet<ObjectKey> = HashSet::new();
+        let mut why: HashMap<ObjectKey, Why> = deleted.iter().map(|&k| (k, Why::Explicit)).collect();
+        let mut queue: Vec<ObjectKey> = deleted.clone();
+        let mut orphan_checked: HashSet<(RelationshipId, ObjectKey)> = HashSet::new();
+        let mut candidates: Vec<(RelationshipId, ObjectKey)> = Vec::new();
+        let orphan_rels: Vec<RelationshipId> = self
+            .schema
+            .relationship_ids()
+            .filter(|&r| self.schema.relationship(r).cascade.contains(Cascade::DELETE_ORPHAN))
+            .collect();
+        for &rel in &orphan_rels {
+            let def = self.schema.relationship(rel);
+            for (&(link, s, t), &n) in &self.net {
+                if link == def.link && n < 0 {
+                    let child = if def.end == End::Source { t } else { s };
+                    candidates.push((rel, child));
+                }
+            }
+        }
+        candidates.sort_by_key(|&(r, k)| (r, self.seq(k)));
+        loop {
+            while let Some(d) = queue.pop() {
+                let entity = self.graph.entity_of(d)?;
+                for &rel in &self.schema.entity(entity).relationships.clone() {
+                    let def = self.schema.relationship(rel).clone();
+                    let cascades = def.cascade.contains(Cascade::DELETE);
+                    let orphans = def.cascade.contains(Cascade::DELETE_ORPHAN);
+                    if !cascades && !orphans {
+                        continue;
+                    }
+                    if def.passive_deletes == PassiveDeletes::Off {
+                        self.ensure_loaded(d, def.link, def.end)?;
+                    }
+                    let members: Vec<ObjectKey> = self.graph.members(d, rel)?.collect();
+                    for m in members {
+                        if cascades {
+                            match self.effective(m, &cascaded) {
+                                State::Persistent if doomed.insert(m) => {
+                                    why.insert(m, Why::Cascade(rel, d));
+                                    queue.push(m);
+                                }
+                                State::Pending => {
+                                    dropped.insert(m);
+                                }
+                                _ => {}
+                            }
+                        } else {
+                            candidates.push((rel, m));
+                        }
+                    }
+                }
+            }
+            let mut found = false;
+            for (rel, child) in std::mem::take(&mut candidates) {
+                if doomed.contains(&child) || dropped.contains(&child) || !orphan_checked.insert((rel, child)) {
+                    continue;
+                }
+                if !self.graph.contains(child) {
+                    continue;
+                }
+                let def = self.schema.relationship(rel).clone();
+                self.ensure_loaded(child, def.link, def.end.opposite())?;
+                let has_parent =
+                    self.graph.link_members(child, def.link, def.end.opposite())?.any(|p| !doomed.contains(&p));
+                if has_parent {
+                    continue;
+                }
+                match self.effective(child, &cascaded) {
+                    State::Persistent => {
+                        doomed.insert(child);
+                        why.insert(child, Why::Orphan(rel));
+                        queue.push(child);
+                        found = true;
+                    }
+                    State::Pending => {
+                        dropped.insert(child);
+                    }
+                    _ => {}
+                }
+            }
+            if !found && queue.is_empty() {
+                break;
+            }
+        }
+
+        // Children of deleted parents that stay: loaded (unless passive) and nulled (rule 11, 13).
+        let mut doomed_list: Vec<ObjectKey> = doomed.iter().copied().collect();
+        doomed_list.sort_by_key(|&k| self.seq(k));
+        let mut keep_fk: HashSet<(ObjectKey, LinkId)> = HashSet::new();
+        let mut nulled: Vec<ObjectKey> = Vec::new();
+        for &d in &doomed_list {
+            let entity = self.graph.entity_of(d)?;
+            for (link, end) in self.schema.entity(entity).slots.clone() {
+                let def = self.schema.link(link).clone();
+                let LinkKind::ForeignKey(fk) = def.kind else { continue };
+                if end != End::Target {
+                    continue;
+                }
+                let passive = def.ends[1]
+                    .relationship
+                    .map_or(PassiveDeletes::Off, |r| self.schema.relationship(r).passive_deletes);
+                if passive == PassiveDeletes::Off {
+                    self.ensure_loaded(d, link, End::Target)?;
+                }
+                let children: Vec<ObjectKey> = self.graph.link_members(d, link, End::Target)?.collect();
+                for c in children {
+                    if doomed.contains(&c) || dropped.contains(&c) {
+                        continue;
+                    }
+                    if passive == PassiveDeletes::All {
+                        keep_fk.insert((c, link));
+                        continue;
+                    }
+                    let fkdef = self.schema.foreign_key(fk);
+                    let table = self.schema.table(fkdef.table);
+                    if let Some(&col) = fkdef.columns.iter().find(|&&col| !table.columns[col as usize].nullable) {
+                        return Err(FlushError::NotNullOrphan {
+                            parent: self.describe(d),
+                            child: self.describe(c),
+                            column: self.schema.column_path(ColumnId { table: fkdef.table, index: col }),
+                        });
+                    }
+                    nulled.push(c);
+                }
+            }
+        }
+
+        // 3a. Deletes and the association rows of deleted objects (rule 12).
+        for &d in &doomed_list {
+            let entity = self.graph.entity_of(d)?;
+            let table = self.schema.entity(entity).table;
+            let row = self.tracked[d].committed.clone().expect("deleted objects are persistent");
+            for (link, end) in self.schema.entity(entity).slots.clone() {
+                let LinkKind::Secondary { table: assoc, foreign_keys } = self.schema.link(link).kind else { continue };
+                let fk = self.schema.foreign_key(foreign_keys[end.index()]).clone();
+                let op = RowOp::Delete {
+                    table: assoc,
+                    columns: fk.columns.clone().into(),
+                    values: fk.ref_columns.iter().map(|&c| v(&row[c as usize])).collect(),
+                };
+                work.push(op, Reason::AssocDeleteAll(link, d), Kind::AssocDelete);
+            }
+            let pk = &self.schema.table(table).primary_key;
+            let op = RowOp::Delete {
+                table,
+                columns: pk.clone().into(),
+                values: pk.iter().map(|&c| v(&row[c as usize])).collect(),
+            };
+            let node = work.push(op, Reason::Delete(d, why[&d]), Kind::Delete);
+            work.delete_node.insert(d, node);
+        }
+
+        // 3b. Inserts of new objects, parents first where the order is known.
+        let mut new_objects: Vec<ObjectKey> = pending
+            .iter()
+            .chain(work.cascaded.iter())
+            .copied()
+            .filter(|k| !dropped.contains(k))
+            .collect();
+        new_objects.sort_by_key(|&k| self.seq(k));
+        for &o in &new_objects {
+            let entity = self.graph.entity_of(o)?;
+            let table = self.schema.entity(entity).table;
+            let cells: Vec<Cell> = self.graph.row(o)?.iter().map(v).collect();
+            let node = work.push(RowOp::Insert { table, row: Box::new([]) }, Reason::Insert(o), Kind::Insert);
+            work.insert_node.insert(o, node);
+            work.rows.insert(o, cells);
+            work.inserted.push(o);
+        }
+        let mut seen_keys: HashMap<(TableId, Row), ObjectKey> = HashMap::new();
+        for &o in &new_objects {
+            self.fill_foreign_keys(&mut work, o, &doomed, &keep_fk)?;
+            let node = work.insert_node[&o];
+            let entity = self.graph.entity_of(o)?;
+            let table = self.schema.entity(entity).table;
+            let def = self.schema.table(table);
+            let cells = work.rows[&o].clone();
+            for (i, column) in def.columns.iter().enumerate() {
+                if cells[i] == Cell::Value(Value::Null) && !column.nullable && !column.autoincrement {
+                    return Err(FlushError::MissingValue {
+                        object: self.describe(o),
+                        column: self.schema.column_path(ColumnId { table, index: i as u32 }),
+                    });
+                }
+            }
+            // Rule 20 and duplicate keys.
+            let pk: Option<Row> = def
+                .primary_key
+                .iter()
+                .map(|&c| match &cells[c as usize] {
+                    Cell::Value(v) if !v.is_null() => Some(v.clone()),
+                    _ => None,
+                })
+                .collect();
+            if let Some(pk) = pk {
+                if let Some(&other) = seen_keys.get(&(table, pk.clone())) {
+                    return Err(FlushError::DuplicateKey {
+                        table: def.name.clone(),
+                        first: self.describe(other),
+                        second: self.describe(o),
+                    });
+                }
+                seen_keys.insert((table, pk.clone()), o);
+                if let Some(&old) = self.identity.get(&(table, pk.clone())) {
+                    if !doomed.contains(&old) {
+                        return Err(FlushError::DuplicateKey {
+                            table: def.name.clone(),
+                            first: self.describe(old),
+                            second: self.describe(o),
+                        });
+                    }
+                    // A delete and re-insert of one key is an UPDATE of the columns that differ.
+                    let old_row = self.tracked[old].committed.clone().expect("persistent");
+                    let (columns, values): (Vec<u32>, Vec<Cell>) = cells
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, c)| **c != Cell::Value(old_row[*i].clone()))
+                        .map(|(i, c)| (i as u32, c.clone()))
+                        .unzip();
+                    let delete = work.delete_node.remove(&old).expect("doomed objects have a delete");
+                    work.nodes[delete as usize].op = RowOp::Update {
+                        table,
+                        key_columns: def.primary_key.clone().into(),
+                        key: pk.iter().map(v).collect(),
+                        columns: columns.into(),
+                        values: values.into(),
+                    };
+                    work.nodes[delete as usize].kind = Kind::Update;
+                    work.nodes[delete as usize].reason = Reason::Rekey { new: o, old };
+                    // The insert node becomes a no-op that the update stands for.
+                    work.nodes[node as usize].kind = Kind::Update;
+                    work.edge(node, delete, Dep::Must);
+                    work.rekeyed.push((o, old));
+                    doomed.remove(&old);
+                    work.deleted.push(old);
+                    continue;
+                }
+            }
+            work.nodes[node as usize].op = RowOp::Insert { table, row: cells.into() };
+        }
+
+        // 3c. Updates of persistent objects: changed columns, foreign keys from links.
+        let mut candidates: Vec<ObjectKey> = self
+            .tracked
+            .iter()
+            .filter(|(_, t)| t.state == State::Persistent && t.dirty)
+            .map(|(k, _)| k)
+            .collect();
+        for &(link, s, _) in self.net.keys() {
+            if matches!(self.schema.link(link).kind, LinkKind::ForeignKey(_)) {
+                candidates.push(s);
+            }
+        }
+        candidates.extend(nulled);
+        candidates.sort_by_key(|&k| self.seq(k));
+        candidates.dedup();
+        for o in candidates {
+            if doomed.contains(&o) || self.state(o) != State::Persistent {
+                continue;
+            }
+            let entity = self.graph.entity_of(o)?;
+            let table = self.schema.entity(entity).table;
+            let committed = self.tracked[o].committed.clone().expect("persistent");
+            let mut cells: Vec<Cell> = self.graph.row(o)?.iter().map(v).collect();
+            // Unloaded foreign keys keep what the store has.
+            for (link, fk) in self.fk_links(entity) {
+                for &c in &self.schema.foreign_key(fk).columns {
+                    cells[c as usize] = v(&committed[c as usize]);
+                }
+                let _ = link;
+            }
+            work.rows.insert(o, cells);
+            let node = work.push(RowOp::Insert { table, row: Box::new([]) }, Reason::Update(o), Kind::Update);
+            work.insert_node.insert(o, node);
+            self.fill_foreign_keys(&mut work, o, &doomed, &keep_fk)?;
+            work.insert_node.remove(&o);
+            let cells = work.rows[&o].clone();
+            let (columns, values): (Vec<u32>, Vec<Cell>) = cells
+                .iter()
+                .enumerate()
+                .filter(|(i, c)| **c != Cell::Value(committed[*i].clone()))
+                .map(|(i, c)| (i as u32, c.clone()))
+                .unzip();
+            if columns.is_empty() {
+                // Nothing changed after all: drop the node and its edges.
+                work.nodes[node as usize].kind = Kind::Update;
+                work.nodes[node as usize].op = RowOp::Update {
+                    table,
+                    key_columns: Box::new([]),
+                    key: Box::new([]),
+                    columns: Box::new([]),
+                    values: Box::new([]),
+                };
+                work.rows.remove(&o);
+                continue;
+            }
+            let pk = &self.schema.table(table).primary_key;
+            // Moving a foreign key away from a deleted row must happen before its DELETE.
+            for (_, fk) in self.fk_links(entity) {
+                if let Some(old) = self.committed_target(o, fk) {
+                    if let Some(&delete) = work.delete_node.get(&old) {
+                        work.edge(node, delete, Dep::Must);
+                    }
+                }
+            }
+            work.nodes[node as usize].op = RowOp::Update {
+                table,
+                key_columns: pk.clone().into(),
+                key: pk.iter().map(|&c| v(&committed[c as usize])).collect(),
+                columns: columns.into(),
+                values: values.into(),
+            };
+            work.updated.push(o);
+        }
+
+        // A deleted child goes before its deleted parent.
+        for &d in &doomed_list {
+            let Some(&node) = work.delete_node.get(&d) else { continue };
+            let entity = self.graph.entity_of(d)?;
+            for (_, fk) in self.fk_links(entity) {
+                if let Some(parent) = self.committed_target(d, fk) {
+                    if let Some(&parent_node) = work.delete_node.get(&parent) {
+                        work.edge(node, parent_node, Dep::Must);
+                    }
+                }
+            }
+        }
+
+        // 3d. Association rows from the net link changes (rules 4, 12).
+        let mut changes: Vec<((LinkId, ObjectKey, ObjectKey), i8)> = self.net.iter().map(|(&k, &n)| (k, n)).collect();
+        changes.sort_by_key(|&((l, s, t), n)| (l, std::cmp::Reverse(n), self.seq(s), self.seq(t)));
+        for ((link, s, t), n) in changes {
+            let LinkKind::Secondary { table, foreign_keys } = self.schema.link(link).kind else { continue };
+            let gone = |k: &ObjectKey| doomed.contains(k) || dropped.contains(k) || work.deleted.contains(k);
+            if n > 0 {
+                if gone(&s) || gone(&t) || !in_uow(self, s) || !in_uow(self, t) {
+                    continue;
+                }
+                let mut row = vec![Cell::Value(Value::Null); self.schema.table(table).columns.len()];
+                let mut after = Vec::new();
+                for (end, obj) in [(0, s), (1, t)] {
+                    let fk = self.schema.foreign_key(foreign_keys[end]).clone();
+                    for (&col, &rc) in fk.columns.iter().zip(&fk.ref_columns) {
+                        row[col as usize] = self.reference_cell(&work, obj, rc, &mut after)?;
+                    }
+                }
+                let node = work.push(RowOp::Insert { table, row: row.into() }, Reason::AssocInsert(link, s, t), Kind::AssocInsert);
+                for before in after {
+                    work.edge(before, node, Dep::Must);
+                }
+            } else {
+                if gone(&s) || gone(&t) {
+                    continue;
+                }
+                let mut columns = Vec::new();
+                let mut values = Vec::new();
+                for (end, obj) in [(0, s), (1, t)] {
+                    let fk = self.schema.foreign_key(foreign_keys[end]).clone();
+                    let committed = self.tracked.get(obj).and_then(|t| t.committed.clone());
+                    let Some(row) = committed else { continue };
+                    for (&col, &rc) in fk.columns.iter().zip(&fk.ref_columns) {
+                        columns.push(col);
+                        values.push(v(&row[rc as usize]));
+                    }
+                }
+                if columns.len() == self.schema.foreign_key(foreign_keys[0]).columns.len() * 2
+                    || self.schema.foreign_key(foreign_keys[0]).columns.len() + self.schema.foreign_key(foreign_keys[1]).columns.len() == columns.len()
+                {
+                    work.push(
+                        RowOp::Delete { table, columns: columns.into(), values: values.into() },
+                        Reason::AssocDelete(link, s, t),
+                        Kind::AssocDelete,
+                    );
+                }
+            }
+        }
+        // Association deletes of an object run before its own DELETE.
+        let assoc_all: Vec<(u32, ObjectKey)> = work
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| match n.reason {
+                Reason::AssocDeleteAll(_, o) => Some((i as u32, o)),
+                _ => None,
+            })
+            .collect();
+        for (node, o) in assoc_all {
+            if let Some(&d) = work.delete_node.get(&o) {
+                work.edge(node, d, Dep::Must);
+            }
+        }
+        self.stage_unique_values(&mut work);
+        work.deleted.extend(doomed_list.into_iter().filter(|k| work.delete_node.contains_key(k)));
+        work.dropped = dropped.into_iter().collect();
+        Ok(work)
+    }
+
+    /// The cell for column `rc` of `obj` as a foreign key value: a literal,
+    /// or the key its INSERT in this flush will generate (adding the dependency).
+    fn reference_cell(&self, work: &Work, obj: ObjectKey, rc: u32, after: &mut Vec<u32>) -> Result<Cell, FlushError> {
+        if let Some(&node) = work.insert_node.get(&obj) {
+            after.push(node);
+            let cell = &work.rows[&obj][rc as usize];
+            let entity = self.graph.entity_of(obj)?;
+            let def = self.schema.table(self.schema.entity(entity).table);
+            if *cell == Cell::Value(Value::Null) && def.columns[rc as usize].autoincrement {
+                return Ok(Cell::Generated(node));
+            }
+            return Ok(cell.clone());
+        }
+        let committed = self.tracked.get(obj).and_then(|t| t.committed.as_ref());
+        Ok(match committed {
+            Some(row) => v(&row[rc as usize]),
+            None => v(&self.graph.row(obj)?[rc as usize]),
+        })
+    }
+
+    /// Writes the foreign-key columns of `o`'s new row from its links.
+    fn fill_foreign_keys(
+        &mut self,
+        work: &mut Work,
+        o: ObjectKey,
+        doomed: &HashSet<ObjectKey>,
+        keep_fk: &HashSet<(ObjectKey, LinkId)>,
+    ) -> Result<(), FlushError> {
+        let entity = self.graph.entity_of(o)?;
+        let node = work.insert_node[&o];
+        for (link, fk) in self.fk_links(entity) {
+            if !self.is_loaded(o, link, End::Source) || keep_fk.contains(&(o, link)) {
+                continue;
+            }
+            let fkdef = self.schema.foreign_key(fk).clone();
+            let target = self.graph.link_members(o, link, End::Source)?.next();
+            let mut after = Vec::new();
+            let cells: Vec<Cell> = match target {
+                Some(t) if !doomed.contains(&t) && self.graph.contains(t) => fkdef
+                    .ref_columns
+                    .iter()
+                    .map(|&rc| self.reference_cell(work, t, rc, &mut after))
+                    .collect::<Result<_, _>>()?,
+                _ => vec![Cell::Value(Value::Null); fkdef.columns.len()],
+            };
+            let post_update = self.schema.link(link).ends.iter().any(|e| {
+                e.relationship.is_some_and(|r| self.schema.relationship(r).post_update)
+            });
+            let table = self.schema.table(fkdef.table);
+            let nullable = fkdef.columns.iter().all(|&c| table.columns[c as usize].nullable);
+            let row = work.rows.get_mut(&o).expect("rows are filled for their objects");
+            for (&c, cell) in fkdef.columns.iter().zip(cells) {
+                row[c as usize] = cell;
+            }
+            for before in after {
+                let index = work.edges.len();
+                work.edge(before, node, Dep::FkInsert { nullable });
+                if work.edges.len() > index {
+                    work.breaks.insert(index, FkBreak { child: o, child_node: node, columns: fkdef.columns.clone() });
+                    if post_update && nullable || before == node {
+                        // Declared post_update, or a row that references itself: break at once.
+                        self.break_edge(work, index);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts the child with NULL in the foreign key and writes the key with
+    /// an UPDATE once both rows exist.
+    fn break_edge(&self, work: &mut Work, index: usize) {
+        let Some(b) = work.breaks.remove(&index) else { return };
+        let parent_node = work.edges[index].before;
+        // A self-reference with a NOT NULL key cannot be broken; leave the edge to be reported.
+        if work.edges[index].dep == (Dep::FkInsert { nullable: false }) {
+            return;
+        }
+        work.edges[index].dep = Dep::Must;
+        work.edges[index].before = u32::MAX;
+        let row = work.rows.get_mut(&b.child).expect("broken children have rows");
+        let values: Vec<Cell> = b.columns.iter().map(|&c| std::mem::replace(&mut row[c as usize], Cell::Value(Value::Null))).collect();
+        let child_node = b.child_node;
+        let table = work.nodes[child_node as usize].table;
+        if let RowOp::Insert { row: ins, .. } = &mut work.nodes[child_node as usize].op {
+            for &c in &b.columns {
+                if let Some(cell) = ins.get_mut(c as usize) {
+                    *cell = Cell::Value(Value::Null);
+                }
+            }
+        }
+        let def = self.schema.table(table);
+        let key: Box<[Cell]> = def
+            .primary_key
+            .iter()
+            .map(|&c| match &row[c as usize] {
+                Cell::Value(Value::Null) => Cell::Generated(child_node),
+                other => other.clone(),
+            })
+            .collect();
+        let op = RowOp::Update {
+            table,
+            key_columns: def.primary_key.clone().into(),
+            key,
+            columns: b.columns.clone().into(),
+            values: values.clone().into(),
+        };
+        // The written row keeps the final values for the session's record.
+        for (&c, value) in b.columns.iter().zip(values) {
+            row[c as usize] = value;
+        }
+        let post = work.push(op, Reason::PostUpdate(b.child), Kind::PostUpdate);
+        work.edge(child_node, post, Dep::Must);
+        work.edge(parent_node, post, Dep::Must);
+    }
+
+    /// Rule 23: a DELETE or UPDATE that frees a unique value runs before the
+    /// INSERT or UPDATE that takes it.
+    fn stage_unique_values(&self, work: &mut Work) {
+        let mut freed: HashMap<(TableId, usize, Vec<Value>), u32> = HashMap::new();
+        let mut taken: Vec<(TableId, usize, Vec<Value>, u32)> = Vec::new();
+        for (i, node) in work.nodes.iter().enumerate() {
+            let table = self.schema.table(node.table);
+            if table.uniques.is_empty() {
+                continue;
+            }
+            let literal = |cells: &[Cell], cols: &[u32]| -> Option<Vec<Value>> {
+                cols.iter()
+                    .map(|&c| match &cells[c as usize] {
+                        Cell::Value(v) if !v.is_null() => Some(v.clone()),
+                        _ => None,
+                    })
+                    .collect()
+            };
+            match (&node.op, node.reason) {
+                (RowOp::Delete { .. }, Reason::Delete(o, _)) | (RowOp::Update { .. }, Reason::Update(o) | Reason::Rekey { old: o, .. }) => {
+                    let Some(row) = self.tracked.get(o).and_then(|t| t.committed.clone()) else { continue };
+                    let cells: Vec<Cell> = row.iter().map(v).collect();
+                    for (u, cols) in table.uniques.iter().enumerate() {
+                        if let Some(values) = literal(&cells, cols) {
+                            freed.insert((node.table, u, values), i as u32);
+                        }
+                    }
+                    if let RowOp::Update { .. } = node.op {
+                        let new = &work.rows.get(&o).cloned().unwrap_or_default();
+                        if new.is_empty() {
+                            continue;
+                        }
+                        for (u, cols) in table.uniques.iter().enumerate() {
+                            if let Some(values) = literal(new, cols) {
+                                taken.push((node.table, u, values, i as u32));
+                            }
+                        }
+                    }
+                }
+                (RowOp::Insert { row, .. }, _) => {
+                    for (u, cols) in table.uniques.iter().enumerate() {
+                        if let Some(values) = literal(row, cols) {
+                            taken.push((node.table, u, values, i as u32));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (table, u, values, node) in taken {
+            if let Some(&free) = freed.get(&(table, u, values)) {
+                if free != node {
+                    work.edge(free, node, Dep::Must);
+                }
+            }
+        }
+    }
+
+    /// Orders the work, breaking cycles through nullable foreign keys.
+    fn order(&self, work: &mut Work) -> Result<Vec<u32>, FlushError> {
+        let ranks = self.table_ranks();
+        loop {
+            // Broken edges are parked with `before == u32::MAX`.
+            work.edges.retain(|e| e.before != u32::MAX);
+            let mut breaks_by_edge: HashMap<(u32, u32), usize> = HashMap::new();
+            for (&i, b) in &work.breaks {
+                if let Some(e) = work.edges.get(i) {
+                    breaks_by_edge.insert((e.before, b.child_node), i);
+                }
+            }
+            let n = work.nodes.len();
+            let live: Vec<bool> = work
+                .nodes
+                .iter()
+                .map(|node| match &node.op {
+                    RowOp::Insert { row, .. } => !row.is_empty() || node.kind == Kind::AssocInsert,
+                    RowOp::Update { columns, .. } => !columns.is_empty(),
+                    RowOp::Delete { .. } => true,
+                })
+                .collect();
+            let bucket: Vec<u64> = work
+                .nodes
+                .iter()
+                .map(|node| {
+                    let rank = ranks[node.table.index()] as u64;
+                    let rank = if node.kind == Kind::Delete { 1 << 20 } else { 0 } + if node.kind == Kind::Delete { (1 << 20) - rank } else { rank };
+                    ((node.kind as u64) << 32) | rank
+                })
+                .collect();
+            match order::order(n, &bucket, &work.edges) {
+                Ordered::Done(order) => return Ok(order.into_iter().filter(|&i| live[i as usize]).collect()),
+                Ordered::Cycle(nodes) => {
+                    let names: Vec<String> = nodes
+                        .iter()
+                        .map(|&i| match work.nodes[i as usize].reason {
+                            Reason::Insert(o) | Reason::Update(o) | Reason::PostUpdate(o) | Reason::Delete(o, _) => self.describe(o),
+                            Reason::Rekey { new, .. } => self.describe(new),
+                            Reason::AssocInsert(_, a, b) | Reason::AssocDelete(_, a, b) => format!("{} - {}", self.describe(a), self.describe(b)),
+                            Reason::AssocDeleteAll(_, o) => self.describe(o),
+                        })
+                        .collect();
+                    return Err(FlushError::Cycle { cycle: names.join(" -> ") });
+                }
+                Ordered::Break(edges) => {
+                    let before = work.breaks.len();
+                    for e in edges {
+                        self.break_edge(work, e);
+                    }
+                    if work.breaks.len() == before {
+                        return Err(FlushError::Cycle { cycle: "rows that reference each other".into() });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tables in foreign-key order (referenced first); declaration order where cyclic.
+    fn table_ranks(&self) -> Vec<u32> {
+        let n = self.schema.tables().len();
+        let mut graph = petgraph::graph::DiGraph::<usize, ()>::new();
+        let nodes: Vec<_> = (0..n).map(|i| graph.add_node(i)).collect();
+        for fk in self.schema.foreign_keys() {
+            if fk.table != fk.ref_table {
+                graph.add_edge(nodes[fk.ref_table.index()], nodes[fk.table.index()], ());
+            }
+        }
+        let mut ranks: Vec<u32> = (0..n as u32).collect();
+        if let Ok(order) = petgraph::algo::toposort(&graph, None) {
+            for (rank, node) in order.into_iter().enumerate() {
+                ranks[graph[node]] = rank as u32;
+            }
+        }
+        ranks
+    }
+
+    /// The ordered operations, with generated-key references renumbered to positions.
+    fn sequence(work: &mut Work, order: &[u32]) -> (Vec<RowOp>, Vec<u32>) {
+        let mut position = vec![u32::MAX; work.nodes.len()];
+        for (p, &node) in order.iter().enumerate() {
+            position[node as usize] = p as u32;
+        }
+        let renumber = |cells: &mut Box<[Cell]>| {
+            for cell in cells.iter_mut() {
+                if let Cell::Generated(node) = cell {
+                    *node = position[*node as usize];
+                }
+            }
+        };
+        let mut ops = Vec::with_capacity(order.len());
+        for &node in order {
+            let mut op = work.nodes[node as usize].op.clone();
+            match &mut op {
+                RowOp::Insert { row, .. } => renumber(row),
+                RowOp::Update { key, values, .. } => {
+                    renumber(key);
+                    renumber(values);
+                }
+                RowOp::Delete { values, .. } => renumber(values),
+            }
+            ops.push(op);
+        }
+        (ops, position)
+    }
+
+    /// After the store committed: the session's record moves to the flushed state.
+    fn committed(&mut self, work: Work, keys: &[Option<i64>], position: &[u32]) {
+        let resolve = |cell: &Cell| -> Value {
+            match cell {
+                Cell::Value(v) => v.clone(),
+                Cell::Generated(node) => {
+                    keys.get(position[*node as usize] as usize).copied().flatten().map_or(Value::Null, Value::Integer)
+                }
+            }
+        };
+        self.graph.set_journaling(false);
+        // Generated keys first: rows of other objects resolve against them.
+        let mut generated: HashMap<ObjectKey, Row> = HashMap::new();
+        for &o in work.inserted.iter().chain(&work.updated) {
+            let Some(cells) = work.rows.get(&o) else { continue };
+            let mut row: Vec<Value> = cells.iter().map(&resolve).collect();
+            if let Some(&node) = work.insert_node.get(&o) {
+                let entity = self.graph.entity_of(o).expect("flushed objects are live");
+                let table = self.schema.table(self.schema.entity(entity).table);
+                if let [pk] = table.primary_key.as_slice() {
+                    if row[*pk as usize].is_null() {
+                        if let Some(Some(k)) = keys.get(position[node as usize] as usize) {
+                            row[*pk as usize] = Value::Integer(*k);
+                        }
+                    }
+                }
+            }
+            generated.insert(o, row.into());
+        }
+        for (o, row) in generated {
+            let entity = self.graph.entity_of(o).expect("flushed objects are live");
+            let table = self.schema.entity(entity).table;
+            for (i, value) in row.iter().enumerate() {
+                let column = ColumnId { table, index: i as u32 };
+                if self.graph.value(o, column).ok() != Some(value) {
+                    let _ = self.graph.set_derived_value(o, column, value.clone());
+                }
+            }
+            let pk = self.pk_of_row(table, &row);
+            if let Some(t) = self.tracked.get_mut(o) {
+                t.committed = Some(row);
+                t.state = State::Persistent;
+                t.dirty = false;
+            }
+            self.identity.insert((table, pk), o);
+        }
+        for (new, old) in &work.rekeyed {
+            if let Some(t) = self.tracked.get_mut(*old) {
+                t.state = State::Detached;
+            }
+            let _ = (new, old);
+        }
+        for &d in &work.deleted {
+            let row = self.tracked.get_mut(d).and_then(|t| {
+                t.state = State::Detached;
+                t.committed.take()
+            });
+            if let Some(row) = row {
+                let entity = self.graph.entity_of(d).expect("deleted objects are live until now");
+                let table = self.schema.entity(entity).table;
+                let pk = self.pk_of_row(table, &row);
+                if self.identity.get(&(table, pk.clone())) == Some(&d) {
+                    self.identity.remove(&(table, pk));
+                }
+            }
+            // The deleted object leaves every collection and scalar now that the flush committed (rule 18).
+            let _ = self.graph.remove(d);
+        }
+        for &o in &work.dropped {
+            if let Some(t) = self.tracked.get_mut(o) {
+                t.state = State::Transient;
+            }
+        }
+        for t in self.tracked.values_mut() {
+            t.dirty = false;
+        }
+        self.net.clear();
+        self.graph.take_journal();
+        self.graph.set_journaling(true);
+    }
+}

@@ -1,0 +1,464 @@
+//! relgraph's session: the unit of work over one store.
+//!
+//! A [`Session`] owns a [`Graph`] and a [`Store`]. Objects are created
+//! transient, join the session with [`Session::add`] (or through a
+//! `save-update` cascade at flush), and are written by [`Session::flush`] as
+//! one transaction of row operations in dependency order. Persistent objects
+//! come from [`Session::get`] and the loading methods; their relationships
+//! load lazily on first use, merged with the changes still pending.
+//!
+//! ```
+//! use relgraph_core::{Column, Entity, Registry, Relationship};
+//! use relgraph_session::Session;
+//! use relgraph_testkit::memory_store::MemoryStore;
+//!
+//! let mut registry = Registry::new();
+//! registry.entity(
+//!     Entity::new("Parent", "parent")
+//!         .column(Column::integer("id").primary_key())
+//!         .relationship("children", Relationship::new("Child").back_populates("parent")),
+//! )?;
+//! registry.entity(
+//!     Entity::new("Child", "child")
+//!         .column(Column::integer("id").primary_key())
+//!         .column(Column::integer("parent_id").foreign_key("parent.id"))
+//!         .relationship("parent", Relationship::new("Parent").back_populates("children")),
+//! )?;
+//! let schema = registry.configure()?;
+//! let children = schema.relationship_by_name("Parent", "children").unwrap();
+//!
+//! let mut session = Session::new(schema.clone(), MemoryStore::new())?;
+//! let p = session.new_object(schema.entity_id("Parent").unwrap());
+//! let c = session.new_object(schema.entity_id("Child").unwrap());
+//! session.append(p, children, c)?;
+//! session.add(p)?; // the child comes along through save-update
+//! let stats = session.flush()?;
+//! assert_eq!(stats.inserts, 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod flush;
+mod load;
+mod order;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use relgraph_core::{
+    ColumnId, EntityId, LinkId, Row, RelationshipId, Schema, Store, StoreError, TableId, Value,
+};
+use relgraph_graph::{Graph, LinkChange, ObjectKey};
+use slotmap::SecondaryMap;
+
+pub use error::{FlushError, SessionError};
+pub use flush::{FlushStats, Plan, PlannedOp};
+
+/// Where an object stands with respect to the session and the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Not in the session and not in the store.
+    Transient,
+    /// Added; inserted by the next flush.
+    Pending,
+    /// In the store, and tracked by the session.
+    Persistent,
+    /// Marked for deletion; deleted by the next flush.
+    Deleted,
+    /// Was in the session; expunged, or deleted by a flush.
+    Detached,
+}
+
+/// What the session knows of one object.
+#[derive(Clone, Debug)]
+pub(crate) struct Tracked {
+    pub(crate) state: State,
+    /// Creation order in this session, for a deterministic plan.
+    pub(crate) seq: u64,
+    /// The row as the store has it (after the last flush or load).
+    pub(crate) committed: Option<Row>,
+    /// Per slot of the entity: whether the links at that slot are all in memory.
+    pub(crate) loaded: Box<[bool]>,
+    /// Whether a column value was written since the last flush.
+    pub(crate) dirty: bool,
+}
+
+/// A unit of work over one store.
+pub struct Session {
+    schema: Arc<Schema>,
+    graph: Graph,
+    store: Box<dyn Store>,
+    tracked: SecondaryMap<ObjectKey, Tracked>,
+    /// (table, primary key) to object: one object per row.
+    identity: HashMap<(TableId, Row), ObjectKey>,
+    /// Net link changes since the last flush: +1 added, -1 removed.
+    net: HashMap<(LinkId, ObjectKey, ObjectKey), i8>,
+    next_seq: u64,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("objects", &self.tracked.len()).field("pending_links", &self.net.len()).finish()
+    }
+}
+
+impl Session {
+    /// A session over `store`, creating the schema's tables where missing.
+    ///
+    /// # Errors
+    /// The store's, when it cannot create the tables.
+    pub fn new(schema: Arc<Schema>, store: impl Store + 'static) -> Result<Self, StoreError> {
+        Self::with_store(schema, Box::new(store))
+    }
+
+    /// As [`Session::new`], with a boxed store.
+    ///
+    /// # Errors
+    /// The store's, when it cannot create the tables.
+    pub fn with_store(schema: Arc<Schema>, mut store: Box<dyn Store>) -> Result<Self, StoreError> {
+        store.create_tables(&schema)?;
+        let mut graph = Graph::new(schema.clone());
+        graph.set_journaling(true);
+        Ok(Session {
+            schema,
+            graph,
+            store,
+            tracked: SecondaryMap::new(),
+            identity: HashMap::new(),
+            net: HashMap::new(),
+            next_seq: 0,
+        })
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> &Arc<Schema> {
+        &self.schema
+    }
+
+    /// The object graph, for reading (reads here never load from the store).
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The store.
+    pub fn store_mut(&mut self) -> &mut dyn Store {
+        &mut *self.store
+    }
+
+    /// Sends the text of every statement the store runs to `echo` (SQLAlchemy's `echo=True`).
+    pub fn set_echo(&mut self, echo: Option<relgraph_core::Echo>) {
+        self.store.set_echo(echo);
+    }
+
+    /// A new transient object of `entity` with its columns' defaults. O(columns).
+    pub fn new_object(&mut self, entity: EntityId) -> ObjectKey {
+        let key = self.graph.insert(entity);
+        self.track(key, State::Transient, None);
+        key
+    }
+
+    /// A new transient object with column values, checked as the graph checks them.
+    ///
+    /// # Errors
+    /// The graph's value errors.
+    pub fn new_with<I, V>(&mut self, entity: EntityId, values: I) -> Result<ObjectKey, SessionError>
+    where
+        I: IntoIterator<Item = (ColumnId, V)>,
+        V: Into<Value>,
+    {
+        let key = self.graph.insert_with(entity, values)?;
+        self.track(key, State::Transient, None);
+        Ok(key)
+    }
+
+    fn track(&mut self, key: ObjectKey, state: State, committed: Option<Row>) {
+        let entity = self.graph.entity_of(key).expect("tracked objects are live");
+        let slots = self.schema.entity(entity).slots.len();
+        // A new object's links are all in memory; a loaded one's are not yet.
+        let loaded = vec![committed.is_none(); slots].into_boxed_slice();
+        self.tracked.insert(key, Tracked { state, seq: self.next_seq, committed, loaded, dirty: false });
+        self.next_seq += 1;
+    }
+
+    /// The state of an object. O(1).
+    pub fn state(&self, key: ObjectKey) -> State {
+        match self.tracked.get(key) {
+            Some(t) => t.state,
+            None if self.graph.contains(key) => State::Transient,
+            None => State::Detached,
+        }
+    }
+
+    /// Describes an object for messages: `Parent(id=1)` or `Parent(new #3)`.
+    pub fn describe(&self, key: ObjectKey) -> String {
+        let Ok(entity) = self.graph.entity_of(key) else { return error::unknown(key) };
+        let def = self.schema.entity(entity);
+        let table = self.schema.table(def.table);
+        let row = self.graph.row(key).expect("live object");
+        let pk: Vec<String> = table
+            .primary_key
+            .iter()
+            .filter(|&&c| !row[c as usize].is_null())
+            .map(|&c| format!("{}={}", table.columns[c as usize].name, row[c as usize]))
+            .collect();
+        if pk.len() == table.primary_key.len() {
+            format!("{}({})", def.name, pk.join(", "))
+        } else {
+            format!("{}(new #{})", def.name, self.tracked.get(key).map_or(0, |t| t.seq))
+        }
+    }
+
+    /// Adds a transient object (it becomes pending), re-attaches a detached
+    /// one, or cancels the deletion of a deleted one. O(1).
+    ///
+    /// # Errors
+    /// [`relgraph_graph::GraphError::StaleKey`] for a removed object.
+    pub fn add(&mut self, key: ObjectKey) -> Result<(), SessionError> {
+        let state = self.state(key);
+        let tracked = match self.tracked.get_mut(key) {
+            Some(t) => t,
+            None => return Err(relgraph_graph::GraphError::StaleKey(key).into()),
+        };
+        tracked.state = match (state, &tracked.committed) {
+            (State::Transient, _) | (State::Detached, None) => State::Pending,
+            (State::Deleted, _) | (State::Detached, Some(_)) => State::Persistent,
+            (other, _) => other,
+        };
+        Ok(())
+    }
+
+    /// Marks an object for deletion at the next flush. A pending object is
+    /// simply taken out of the session. Its links stay visible until the
+    /// flush commits (DESIGN rule 18). O(1).
+    ///
+    /// # Errors
+    /// [`SessionError::NotInSession`] for a transient or detached object.
+    pub fn delete(&mut self, key: ObjectKey) -> Result<(), SessionError> {
+        let object = self.describe(key);
+        let tracked = self.tracked.get_mut(key).ok_or(SessionError::NotInSession { object: object.clone() })?;
+        tracked.state = match tracked.state {
+            State::Pending => State::Transient,
+            State::Persistent | State::Deleted => State::Deleted,
+            State::Transient | State::Detached => return Err(SessionError::NotInSession { object }),
+        };
+        Ok(())
+    }
+
+    /// Takes an object out of the session without deleting it from the store.
+    /// It stays in the graph as a detached object.
+    ///
+    /// # Errors
+    /// [`SessionError::NotInSession`] for an object the session does not track.
+    pub fn expunge(&mut self, key: ObjectKey) -> Result<(), SessionError> {
+        let object = self.describe(key);
+        let committed = self.tracked.get(key).ok_or(SessionError::NotInSession { object })?.committed.clone();
+        if let Some(row) = committed {
+            let entity = self.graph.entity_of(key)?;
+            let table = self.schema.entity(entity).table;
+            let pk = self.pk_of_row(table, &row);
+            self.identity.remove(&(table, pk));
+        }
+        let tracked = self.tracked.get_mut(key).expect("checked");
+        tracked.state = if tracked.committed.is_some() { State::Detached } else { State::Transient };
+        Ok(())
+    }
+
+    pub(crate) fn pk_of_row(&self, table: TableId, row: &[Value]) -> Row {
+        self.schema.table(table).primary_key.iter().map(|&c| row[c as usize].clone()).collect()
+    }
+
+    fn refuse_deleted(&self, keys: &[ObjectKey]) -> Result<(), SessionError> {
+        for &key in keys {
+            if self.tracked.get(key).is_some_and(|t| t.state == State::Deleted) {
+                return Err(SessionError::Deleted { object: self.describe(key) });
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds the graph's journal into the net link changes.
+    fn absorb_journal(&mut self) {
+        for LinkChange { link, source, target, added } in self.graph.take_journal() {
+            let entry = self.net.entry((link, source, target)).or_insert(0);
+            *entry += if added { 1 } else { -1 };
+            if *entry == 0 {
+                self.net.remove(&(link, source, target));
+            }
+        }
+    }
+
+    /// Writes a column value of an object. O(1).
+    ///
+    /// # Errors
+    /// The graph's value errors; [`SessionError::Deleted`].
+    pub fn set_value(&mut self, key: ObjectKey, column: ColumnId, value: impl Into<Value>) -> Result<Value, SessionError> {
+        self.refuse_deleted(&[key])?;
+        let old = self.graph.set_value(key, column, value)?;
+        if let Some(t) = self.tracked.get_mut(key) {
+            t.dirty = true;
+        }
+        Ok(old)
+    }
+
+    /// A column value. O(1).
+    ///
+    /// # Errors
+    /// The graph's.
+    pub fn value(&self, key: ObjectKey, column: ColumnId) -> Result<&Value, SessionError> {
+        Ok(self.graph.value(key, column)?)
+    }
+
+    /// Before a link edit: both objects' slots of the link are loaded, so the
+    /// edit merges with what the store holds.
+    fn prepare_link(&mut self, key: ObjectKey, rel: RelationshipId, others: &[ObjectKey]) -> Result<(), SessionError> {
+        let mut all = vec![key];
+        all.extend_from_slice(others);
+        self.refuse_deleted(&all)?;
+        let def = self.schema.relationship(rel).clone();
+        self.ensure_loaded(key, def.link, def.end)?;
+        for &other in others {
+            if self.graph.entity_of(other)? == def.target {
+                self.ensure_loaded(other, def.link, def.end.opposite())?;
+            }
+        }
+        // Members displaced from `key`'s scalar side lose a link too: their side must be loaded.
+        if !def.uselist {
+            if let Some(held) = self.graph.link_members(key, def.link, def.end)?.next() {
+                self.ensure_loaded(held, def.link, def.end.opposite())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `key.rel.append(member)`, loading what it needs first. See [`Graph::append`].
+    ///
+    /// # Errors
+    /// The graph's; [`SessionError::Deleted`]; loading errors.
+    pub fn append(&mut self, key: ObjectKey, rel: RelationshipId, member: ObjectKey) -> Result<bool, SessionError> {
+        self.prepare_link(key, rel, &[member])?;
+        let changed = self.graph.append(key, rel, member);
+        self.absorb_journal();
+        Ok(changed?)
+    }
+
+    /// `key.rel.remove(member)`. See [`Graph::remove_member`].
+    ///
+    /// # Errors
+    /// As [`Session::append`].
+    pub fn remove_member(&mut self, key: ObjectKey, rel: RelationshipId, member: ObjectKey) -> Result<bool, SessionError> {
+        self.prepare_link(key, rel, &[member])?;
+        let changed = self.graph.remove_member(key, rel, member);
+        self.absorb_journal();
+        Ok(changed?)
+    }
+
+    /// `key.rel = target`. See [`Graph::set`].
+    ///
+    /// # Errors
+    /// As [`Session::append`].
+    pub fn set(&mut self, key: ObjectKey, rel: RelationshipId, target: Option<ObjectKey>) -> Result<Option<ObjectKey>, SessionError> {
+        self.prepare_link(key, rel, target.as_slice())?;
+        let previous = self.graph.set(key, rel, target);
+        self.absorb_journal();
+        Ok(previous?)
+    }
+
+    /// `key.rel = members`. See [`Graph::replace`].
+    ///
+    /// # Errors
+    /// As [`Session::append`].
+    pub fn replace(&mut self, key: ObjectKey, rel: RelationshipId, members: &[ObjectKey]) -> Result<(), SessionError> {
+        self.prepare_link(key, rel, members)?;
+        let old: Vec<ObjectKey> = self.graph.members(key, rel)?.collect();
+        let def = self.schema.relationship(rel).clone();
+        for o in old {
+            self.ensure_loaded(o, def.link, def.end.opposite())?;
+        }
+        let result = self.graph.replace(key, rel, members);
+        self.absorb_journal();
+        Ok(result?)
+    }
+
+    /// Unlinks every member of `key.rel`. See [`Graph::clear`].
+    ///
+    /// # Errors
+    /// As [`Session::append`].
+    pub fn clear(&mut self, key: ObjectKey, rel: RelationshipId) -> Result<usize, SessionError> {
+        self.prepare_link(key, rel, &[])?;
+        let def = self.schema.relationship(rel).clone();
+        let old: Vec<ObjectKey> = self.graph.members(key, rel)?.collect();
+        for o in old {
+            self.ensure_loaded(o, def.link, def.end.opposite())?;
+        }
+        let count = self.graph.clear(key, rel);
+        self.absorb_journal();
+        Ok(count?)
+    }
+
+    /// The members of `key.rel`, loading them from the store on first use. O(members).
+    ///
+    /// # Errors
+    /// The graph's; loading errors.
+    pub fn members(&mut self, key: ObjectKey, rel: RelationshipId) -> Result<Vec<ObjectKey>, SessionError> {
+        let def = self.schema.relationship(rel);
+        let (link, end) = (def.link, def.end);
+        self.ensure_loaded(key, link, end)?;
+        Ok(self.graph.members(key, rel)?.collect())
+    }
+
+    /// The target of the scalar `key.rel`, loading it on first use.
+    ///
+    /// # Errors
+    /// As [`Session::members`], and [`relgraph_graph::GraphError::NotAScalar`].
+    pub fn scalar(&mut self, key: ObjectKey, rel: RelationshipId) -> Result<Option<ObjectKey>, SessionError> {
+        let def = self.schema.relationship(rel);
+        let (link, end) = (def.link, def.end);
+        self.ensure_loaded(key, link, end)?;
+        Ok(self.graph.scalar(key, rel)?)
+    }
+
+    /// Discards every change since the last flush: pending objects leave the
+    /// session, deletions are cancelled, written values and links return to
+    /// what the store holds. Objects created since stay in the graph, transient.
+    pub fn rollback(&mut self) {
+        self.absorb_journal();
+        self.graph.set_journaling(false);
+        let mut changes: Vec<_> = self.net.drain().collect();
+        changes.sort_by_key(|((l, s, t), n)| (std::cmp::Reverse(*n), *l, self.seq(*s), self.seq(*t)));
+        for ((link, source, target), n) in changes {
+            // Removals are undone after additions, so a scalar end is free again when relinked.
+            let _ = if n > 0 {
+                self.graph.disconnect_link(link, source, target)
+            } else {
+                self.graph.connect_link(link, source, target)
+            };
+        }
+        self.graph.take_journal();
+        self.graph.set_journaling(true);
+        let keys: Vec<ObjectKey> = self.tracked.keys().collect();
+        for key in keys {
+            let t = &mut self.tracked[key];
+            match t.state {
+                State::Pending => t.state = State::Transient,
+                State::Deleted => t.state = State::Persistent,
+                _ => {}
+            }
+            if t.dirty {
+                t.dirty = false;
+                if let Some(row) = t.committed.clone() {
+                    for (i, v) in row.iter().enumerate() {
+                        let entity = self.graph.entity_of(key).expect("tracked");
+                        let column = ColumnId { table: self.schema.entity(entity).table, index: i as u32 };
+                        let _ = self.graph.set_derived_value(key, column, v.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn seq(&self, key: ObjectKey) -> u64 {
+        self.tracked.get(key).map_or(u64::MAX, |t| t.seq)
+    }
+}

@@ -1,0 +1,259 @@
+//! Loading: `get`, whole tables, and relationships (lazily, one object at a
+//! time, or for many objects in one statement), merged with pending changes.
+//!
+//! The merge rule: a link read from the store is added unless memory
+//! already knows better, that is unless the link was removed since the last
+//! flush, or the object at the other end has that end loaded (its links
+//! there are all in memory already).
+
+use relgraph_core::{ColumnId, End, EntityId, LinkId, LinkKind, Row, Value};
+use relgraph_graph::ObjectKey;
+
+use crate::{Session, SessionError, State};
+
+impl Session {
+    /// The object with primary key `pk` (one value per key column): from the
+    /// identity map, or loaded from the store. `None` when there is no such row.
+    ///
+    /// # Errors
+    /// [`SessionError::KeyShape`]; loading errors.
+    pub fn get(&mut self, entity: EntityId, pk: &[Value]) -> Result<Option<ObjectKey>, SessionError> {
+        let table = self.schema.entity(entity).table;
+        let def = self.schema.table(table);
+        if pk.len() != def.primary_key.len() {
+            return Err(SessionError::KeyShape {
+                entity: self.schema.entity(entity).name.clone(),
+                expected: def.primary_key.len(),
+                found: pk.len(),
+            });
+        }
+        let key: Row = pk.into();
+        if let Some(&found) = self.identity.get(&(table, key.clone())) {
+            return Ok(Some(found));
+        }
+        let columns = def.primary_key.clone();
+        let rows = self.store.load(&self.schema, table, &columns, &[key])?;
+        match rows.into_iter().next() {
+            Some(row) => Ok(Some(self.materialize(entity, row)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Loads every row of `entity`'s table and returns the objects, in key order.
+    ///
+    /// # Errors
+    /// Loading errors.
+    pub fn load_all(&mut self, entity: EntityId) -> Result<Vec<ObjectKey>, SessionError> {
+        let table = self.schema.entity(entity).table;
+        let rows = self.store.load_all(&self.schema, table)?;
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in rows {
+            keys.push(self.materialize(entity, row)?);
+        }
+        Ok(keys)
+    }
+
+    /// Loads `rel` for all of `objects` with as few statements as the store
+    /// allows (SQLAlchemy's `selectinload`). Objects whose `rel` is loaded
+    /// already are skipped.
+    ///
+    /// # Errors
+    /// Loading errors.
+    pub fn load_relationship(&mut self, objects: &[ObjectKey], rel: relgraph_core::RelationshipId) -> Result<(), SessionError> {
+        let def = self.schema.relationship(rel);
+        let (link, end) = (def.link, def.end);
+        let todo: Vec<ObjectKey> = objects.iter().copied().filter(|&k| self.needs_load(k, link, end)).collect();
+        self.load_slots(&todo, link, end)
+    }
+
+    /// The object for a row read from the store: the one the identity map
+    /// has (its in-memory values win), or a new persistent one.
+    pub(crate) fn materialize(&mut self, entity: EntityId, row: Row) -> Result<ObjectKey, SessionError> {
+        let table = self.schema.entity(entity).table;
+        let def = self.schema.table(table);
+        if row.len() != def.columns.len() {
+            return Err(SessionError::BadRow {
+                table: def.name.clone(),
+                reason: format!("{} values for {} columns", row.len(), def.columns.len()),
+            });
+        }
+        let pk = self.pk_of_row(table, &row);
+        if let Some(&found) = self.identity.get(&(table, pk.clone())) {
+            return Ok(found);
+        }
+        let key = self.graph.insert(entity);
+        for (i, value) in row.iter().enumerate() {
+            if let Err(e) = self.graph.set_derived_value(key, ColumnId { table, index: i as u32 }, value.clone()) {
+                let _ = self.graph.remove(key);
+                self.graph.take_journal();
+                return Err(SessionError::BadRow { table: self.schema.table(table).name.clone(), reason: e.to_string() });
+            }
+        }
+        self.track(key, State::Persistent, Some(row));
+        self.identity.insert((table, pk), key);
+        Ok(key)
+    }
+
+    fn slot_index(&self, key: ObjectKey, link: LinkId, end: End) -> Option<usize> {
+        let entity = self.graph.entity_of(key).ok()?;
+        self.schema.entity(entity).slots.iter().position(|&s| s == (link, end))
+    }
+
+    fn needs_load(&self, key: ObjectKey, link: LinkId, end: End) -> bool {
+        match (self.tracked.get(key), self.slot_index(key, link, end)) {
+            (Some(t), Some(slot)) => t.committed.is_some() && !t.loaded[slot],
+            _ => false,
+        }
+    }
+
+    fn mark_loaded(&mut self, key: ObjectKey, link: LinkId, end: End) {
+        if let Some(slot) = self.slot_index(key, link, end) {
+            if let Some(t) = self.tracked.get_mut(key) {
+                t.loaded[slot] = true;
+            }
+        }
+    }
+
+    /// Loads the links at `end` of `link` for `key` if the store may hold some
+    /// that memory does not.
+    pub(crate) fn ensure_loaded(&mut self, key: ObjectKey, link: LinkId, end: End) -> Result<(), SessionError> {
+        if self.needs_load(key, link, end) { self.load_slots(&[key], link, end) } else { Ok(()) }
+    }
+
+    /// The values of `columns` in an object's row as the store has it.
+    fn committed_values(&self, key: ObjectKey, columns: &[u32]) -> Option<Row> {
+        let row = self.tracked.get(key)?.committed.as_ref()?;
+        let values: Row = columns.iter().map(|&c| row[c as usize].clone()).collect();
+        (!values.iter().any(Value::is_null)).then_some(values)
+    }
+
+    /// Adds a link read from the store unless memory knows better (see the module doc).
+    fn merge_link(&mut self, link: LinkId, source: ObjectKey, target: ObjectKey, far_end: End, far: ObjectKey) -> Result<(), SessionError> {
+        if self.net.get(&(link, source, target)).is_some_and(|&n| n < 0) {
+            return Ok(());
+        }
+        if !self.needs_load(far, link, far_end) && self.tracked.get(far).is_some_and(|t| t.committed.is_some()) {
+            // The far object's links at this end are all in memory already.
+            let linked = self.graph.link_members(source, link, End::Source)?.any(|t| t == target);
+            if !linked {
+                return Ok(());
+            }
+        }
+        self.graph.connect_link(link, source, target)?;
+        Ok(())
+    }
+
+    fn load_slots(&mut self, keys: &[ObjectKey], link: LinkId, end: End) -> Result<(), SessionError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let def = self.schema.link(link).clone();
+        // Links read from the store are not changes: keep them out of the journal.
+        self.graph.set_journaling(false);
+        let result = self.load_slots_inner(keys, link, end, &def);
+        self.graph.take_journal();
+        self.graph.set_journaling(true);
+        result?;
+        for &key in keys {
+            self.mark_loaded(key, link, end);
+        }
+        Ok(())
+    }
+
+    fn load_slots_inner(&mut self, keys: &[ObjectKey], link: LinkId, end: End, def: &relgraph_core::LinkDef) -> Result<(), SessionError> {
+        let far_entity = def.end(end.opposite()).entity;
+        let far_table = self.schema.entity(far_entity).table;
+        match (def.kind, end) {
+            (LinkKind::ForeignKey(fk), End::Source) => {
+                // Many-to-one: the foreign key is in the row; fetch the targets not in memory.
+                let fk = self.schema.foreign_key(fk).clone();
+                let mut wanted = Vec::new();
+                for &key in keys {
+                    if let Some(values) = self.committed_values(key, &fk.columns) {
+                        if !self.identity.contains_key(&(far_table, values.clone())) {
+                            wanted.push(values);
+                        }
+                    }
+                }
+                if !wanted.is_empty() {
+                    for row in self.store.load(&self.schema, far_table, &fk.ref_columns, &wanted)? {
+                        self.materialize(far_entity, row)?;
+                    }
+                }
+                for &key in keys {
+                    if let Some(values) = self.committed_values(key, &fk.columns) {
+                        if let Some(&target) = self.find_by(far_table, &fk.ref_columns, &values) {
+                            if self.graph.link_members(key, link, End::Source)?.next().is_none() {
+                                self.merge_link(link, key, target, End::Target, target)?;
+                            }
+                        }
+                    }
+                }
+            }
+            (LinkKind::ForeignKey(fk), End::Target) => {
+                // One-to-many: the children whose foreign key holds these objects' keys.
+                let fk = self.schema.foreign_key(fk).clone();
+                let parents: Vec<(ObjectKey, Row)> =
+                    keys.iter().filter_map(|&k| self.committed_values(k, &fk.ref_columns).map(|v| (k, v))).collect();
+                let values: Vec<Row> = parents.iter().map(|(_, v)| v.clone()).collect();
+                let rows = self.store.load(&self.schema, far_table, &fk.columns, &values)?;
+                let by_value: std::collections::HashMap<Row, ObjectKey> = parents.into_iter().map(|(k, v)| (v, k)).collect();
+                for row in rows {
+                    let fk_values: Row = fk.columns.iter().map(|&c| row[c as usize].clone()).collect();
+                    let child = self.materialize(far_entity, row)?;
+                    if let Some(&parent) = by_value.get(&fk_values) {
+                        if self.needs_load(child, link, End::Source) {
+                            // The child's one link here is now known from its row.
+                            self.merge_link(link, child, parent, End::Source, child)?;
+                            self.mark_loaded(child, link, End::Source);
+                        }
+                    }
+                }
+            }
+            (LinkKind::Secondary { table, foreign_keys }, _) => {
+                let near_fk = self.schema.foreign_key(foreign_keys[end.index()]).clone();
+                let far_fk = self.schema.foreign_key(foreign_keys[end.opposite().index()]).clone();
+                let near: Vec<(ObjectKey, Row)> =
+                    keys.iter().filter_map(|&k| self.committed_values(k, &near_fk.ref_columns).map(|v| (k, v))).collect();
+                let values: Vec<Row> = near.iter().map(|(_, v)| v.clone()).collect();
+                let rows = self.store.load(&self.schema, table, &near_fk.columns, &values)?;
+                let by_value: std::collections::HashMap<Row, ObjectKey> = near.into_iter().map(|(k, v)| (v, k)).collect();
+                let pairs: Vec<(Row, Row)> = rows
+                    .iter()
+                    .map(|r| {
+                        let a: Row = near_fk.columns.iter().map(|&c| r[c as usize].clone()).collect();
+                        let b: Row = far_fk.columns.iter().map(|&c| r[c as usize].clone()).collect();
+                        (a, b)
+                    })
+                    .collect();
+                let missing: Vec<Row> = pairs
+                    .iter()
+                    .map(|(_, b)| b.clone())
+                    .filter(|b| self.find_by(far_table, &far_fk.ref_columns, b).is_none())
+                    .collect();
+                if !missing.is_empty() {
+                    for row in self.store.load(&self.schema, far_table, &far_fk.ref_columns, &missing)? {
+                        self.materialize(far_entity, row)?;
+                    }
+                }
+                for (a, b) in pairs {
+                    let (Some(&near_key), Some(&far_key)) = (by_value.get(&a), self.find_by(far_table, &far_fk.ref_columns, &b)) else {
+                        continue;
+                    };
+                    let (source, target) = if end == End::Source { (near_key, far_key) } else { (far_key, near_key) };
+                    self.merge_link(link, source, target, end.opposite(), far_key)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The object whose `columns` hold `values`: by primary key through the
+    /// identity map (foreign keys reference primary keys in practice).
+    fn find_by(&self, table: relgraph_core::TableId, columns: &[u32], values: &[Value]) -> Option<&ObjectKey> {
+        if columns == self.schema.table(table).primary_key.as_slice() {
+            return self.identity.get(&(table, values.into()));
+        }
+        None
+    }
+}
