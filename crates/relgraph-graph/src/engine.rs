@@ -160,7 +160,12 @@ impl Graph {
     fn connect(&mut self, link: LinkId, source: ObjectKey, target: ObjectKey) -> EdgeIx {
         let edge = self.edges.add(link, [source, target]);
         if self.journaling {
-            self.journal.push(crate::LinkChange { link, source, target, added: true });
+            self.journal.push(crate::LinkChange {
+                link,
+                source,
+                target,
+                added: true,
+            });
         }
         let slots = self.link_slots[link.index()];
         self.attach(edge, 0, source, slots[0]);
@@ -219,7 +224,12 @@ impl Graph {
         self.detach(edge, 1, data.objects[1], slots[1]);
         self.edges.remove(edge);
         if self.journaling {
-            self.journal.push(crate::LinkChange { link, source: data.objects[0], target: data.objects[1], added: false });
+            self.journal.push(crate::LinkChange {
+                link,
+                source: data.objects[0],
+                target: data.objects[1],
+                added: false,
+            });
         }
     }
 
@@ -452,7 +462,11 @@ impl Graph {
     /// Checks that `key` is live and sits at `end` of `link`.
     fn at_end(&self, key: ObjectKey, link: LinkId, end: End) -> Result<(), GraphError> {
         let object = self.objects.get(key).ok_or(GraphError::StaleKey(key))?;
-        let def = self.schema.links().get(link.index()).ok_or(GraphError::UnknownRelationship(link.index()))?;
+        let def = self
+            .schema
+            .links()
+            .get(link.index())
+            .ok_or(GraphError::UnknownRelationship(link.index()))?;
         let expected = def.end(end).entity;
         if object.entity != expected {
             return Err(GraphError::WrongEntity {
@@ -480,7 +494,12 @@ impl Graph {
     ///
     /// # Errors
     /// [`GraphError::StaleKey`], [`GraphError::WrongEntity`].
-    pub fn connect_link(&mut self, link: LinkId, source: ObjectKey, target: ObjectKey) -> Result<bool, GraphError> {
+    pub fn connect_link(
+        &mut self,
+        link: LinkId,
+        source: ObjectKey,
+        target: ObjectKey,
+    ) -> Result<bool, GraphError> {
         self.at_end(source, link, End::Source)?;
         self.at_end(target, link, End::Target)?;
         if self.find_edge(link, End::Source, source, target).is_some() {
@@ -494,7 +513,12 @@ impl Graph {
     ///
     /// # Errors
     /// [`GraphError::StaleKey`], [`GraphError::WrongEntity`].
-    pub fn disconnect_link(&mut self, link: LinkId, source: ObjectKey, target: ObjectKey) -> Result<bool, GraphError> {
+    pub fn disconnect_link(
+        &mut self,
+        link: LinkId,
+        source: ObjectKey,
+        target: ObjectKey,
+    ) -> Result<bool, GraphError> {
         self.at_end(source, link, End::Source)?;
         self.at_end(target, link, End::Target)?;
         match self.find_edge(link, End::Source, source, target) {

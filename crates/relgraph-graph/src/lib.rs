@@ -56,7 +56,6 @@ pub use engine::Members;
 pub use error::GraphError;
 pub use visit::{LinkEdge, LinkView};
 
-
 slotmap::new_key_type! {
     /// An object's in-memory handle: generational, so a key of a removed
     /// object is refused instead of reaching whatever reuses its slot.
@@ -334,14 +333,26 @@ impl Graph {
     ///
     /// # Errors
     /// [`GraphError::StaleKey`], [`GraphError::ColumnNotOnEntity`], [`GraphError::TypeMismatch`].
-    pub fn set_derived_value(&mut self, key: ObjectKey, column: ColumnId, value: Value) -> Result<Value, GraphError> {
+    pub fn set_derived_value(
+        &mut self,
+        key: ObjectKey,
+        column: ColumnId,
+        value: Value,
+    ) -> Result<Value, GraphError> {
         let entity = self.object(key)?.entity;
         self.check_column(entity, column)?;
         let def = self.schema.column(column);
         if let Some(found) = value.column_type().filter(|&t| t != def.ty) {
-            return Err(GraphError::TypeMismatch { column: self.schema.column_path(column), expected: def.ty, found });
+            return Err(GraphError::TypeMismatch {
+                column: self.schema.column_path(column),
+                expected: def.ty,
+                found,
+            });
         }
-        Ok(std::mem::replace(&mut self.objects[key].values[column.index as usize], value))
+        Ok(std::mem::replace(
+            &mut self.objects[key].values[column.index as usize],
+            value,
+        ))
     }
 
     /// The schema this graph was built for.

@@ -16,7 +16,10 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use relgraph_core::{Cascade, Cell, ColumnId, End, EntityId, ForeignKeyId, LinkId, LinkKind, PassiveDeletes, RelationshipId, Row, RowOp, TableId, Value};
+use relgraph_core::{
+    Cascade, Cell, ColumnId, End, EntityId, ForeignKeyId, LinkId, LinkKind, PassiveDeletes, RelationshipId,
+    Row, RowOp, TableId, Value,
+};
 use relgraph_graph::ObjectKey;
 
 use crate::order::{self, Dep, Edge, Ordered};
@@ -126,7 +129,12 @@ struct Work {
 impl Work {
     fn push(&mut self, op: RowOp, reason: Reason, kind: Kind) -> u32 {
         let table = op.table();
-        self.nodes.push(Node { op, reason, kind, table });
+        self.nodes.push(Node {
+            op,
+            reason,
+            kind,
+            table,
+        });
         self.nodes.len() as u32 - 1
     }
 
@@ -200,7 +208,10 @@ impl Session {
         let ops = ops
             .into_iter()
             .zip(&order)
-            .map(|(op, &node)| PlannedOp { reason: self.explain(&work, node), op })
+            .map(|(op, &node)| PlannedOp {
+                reason: self.explain(&work, node),
+                op,
+            })
             .collect();
         Ok(Plan { ops })
     }
@@ -228,7 +239,11 @@ impl Session {
             Reason::Insert(o) => format!("INSERT {table}: {} is new", d(o)),
             Reason::Update(o) => format!("UPDATE {table}: {} changed", d(o)),
             Reason::Rekey { new, old } => {
-                format!("UPDATE {table}: {} takes the key of deleted {} (a delete and re-insert is an update)", d(new), d(old))
+                format!(
+                    "UPDATE {table}: {} takes the key of deleted {} (a delete and re-insert is an update)",
+                    d(new),
+                    d(old)
+                )
             }
             Reason::Delete(o, Why::Explicit) => format!("DELETE {table}: {} was deleted", d(o)),
             Reason::Delete(o, Why::Cascade(rel, from)) => format!(
@@ -238,12 +253,33 @@ impl Session {
                 d(from)
             ),
             Reason::Delete(o, Why::Orphan(rel)) => {
-                format!("DELETE {table}: {} lost its parent in {} (delete-orphan)", d(o), self.schema.relationship_path(rel))
+                format!(
+                    "DELETE {table}: {} lost its parent in {} (delete-orphan)",
+                    d(o),
+                    self.schema.relationship_path(rel)
+                )
             }
-            Reason::AssocInsert(l, a, b) => format!("INSERT {table}: {} linked to {} through {}", d(a), d(b), link_name(l)),
-            Reason::AssocDelete(l, a, b) => format!("DELETE {table}: {} unlinked from {} in {}", d(a), d(b), link_name(l)),
-            Reason::AssocDeleteAll(l, o) => format!("DELETE {table}: every link of deleted {} in {}", d(o), link_name(l)),
-            Reason::PostUpdate(o) => format!("UPDATE {table}: {}'s foreign key, after the rows of its cycle exist", d(o)),
+            Reason::AssocInsert(l, a, b) => format!(
+                "INSERT {table}: {} linked to {} through {}",
+                d(a),
+                d(b),
+                link_name(l)
+            ),
+            Reason::AssocDelete(l, a, b) => format!(
+                "DELETE {table}: {} unlinked from {} in {}",
+                d(a),
+                d(b),
+                link_name(l)
+            ),
+            Reason::AssocDeleteAll(l, o) => format!(
+                "DELETE {table}: every link of deleted {} in {}",
+                d(o),
+                link_name(l)
+            ),
+            Reason::PostUpdate(o) => format!(
+                "UPDATE {table}: {}'s foreign key, after the rows of its cycle exist",
+                d(o)
+            ),
         };
         let waits: Vec<String> = work
             .edges
@@ -266,7 +302,11 @@ impl Session {
     }
 
     fn effective(&self, key: ObjectKey, cascaded: &HashSet<ObjectKey>) -> State {
-        if cascaded.contains(&key) { State::Pending } else { self.state(key) }
+        if cascaded.contains(&key) {
+            State::Pending
+        } else {
+            self.state(key)
+        }
     }
 
     /// Foreign-key links whose source end is `entity` (the row holds the key).
@@ -281,8 +321,15 @@ impl Session {
     }
 
     fn is_loaded(&self, key: ObjectKey, link: LinkId, end: End) -> bool {
-        let Ok(entity) = self.graph.entity_of(key) else { return false };
-        let slot = self.schema.entity(entity).slots.iter().position(|&s| s == (link, end));
+        let Ok(entity) = self.graph.entity_of(key) else {
+            return false;
+        };
+        let slot = self
+            .schema
+            .entity(entity)
+            .slots
+            .iter()
+            .position(|&s| s == (link, end));
         match (self.tracked.get(key), slot) {
             (Some(t), Some(slot)) => t.committed.is_none() || t.loaded[slot],
             _ => true,
@@ -294,7 +341,8 @@ impl Session {
         let fk = self.schema.foreign_key(fk);
         let row = self.tracked.get(key)?.committed.as_ref()?;
         let values: Row = fk.columns.iter().map(|&c| row[c as usize].clone()).collect();
-        if values.iter().any(Value::is_null) || fk.ref_columns != self.schema.table(fk.ref_table).primary_key {
+        if values.iter().any(Value::is_null) || fk.ref_columns != self.schema.table(fk.ref_table).primary_key
+        {
             return None;
         }
         self.identity.get(&(fk.ref_table, values)).copied()
@@ -321,11 +369,23 @@ impl Session {
         let mut touched: Vec<ObjectKey> = self.net.keys().flat_map(|&(_, s, t)| [s, t]).collect();
         touched.sort_by_key(|&k| self.seq(k));
         touched.dedup();
-        roots.extend(touched.iter().copied().filter(|&k| self.state(k) == State::Persistent));
+        roots.extend(
+            touched
+                .iter()
+                .copied()
+                .filter(|&k| self.state(k) == State::Persistent),
+        );
         while let Some(key) = roots.pop() {
-            let Ok(entity) = self.graph.entity_of(key) else { continue };
+            let Ok(entity) = self.graph.entity_of(key) else {
+                continue;
+            };
             for &rel in &self.schema.entity(entity).relationships {
-                if !self.schema.relationship(rel).cascade.contains(Cascade::SAVE_UPDATE) {
+                if !self
+                    .schema
+                    .relationship(rel)
+                    .cascade
+                    .contains(Cascade::SAVE_UPDATE)
+                {
                     continue;
                 }
                 for member in self.graph.members(key, rel)? {
@@ -338,12 +398,19 @@ impl Session {
         }
         work.cascaded.sort_by_key(|&k| self.seq(k));
         let in_uow = |s: &Self, k: ObjectKey| {
-            matches!(s.effective(k, &cascaded), State::Pending | State::Persistent | State::Deleted)
+            matches!(
+                s.effective(k, &cascaded),
+                State::Pending | State::Persistent | State::Deleted
+            )
         };
 
         // Rule 22: no link may leave the unit of work.
-        let mut added: Vec<(LinkId, ObjectKey, ObjectKey)> =
-            self.net.iter().filter(|(_, n)| **n > 0).map(|(&k, _)| k).collect();
+        let mut added: Vec<(LinkId, ObjectKey, ObjectKey)> = self
+            .net
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(&k, _)| k)
+            .collect();
         added.sort_by_key(|&(l, s, t)| (l, self.seq(s), self.seq(t)));
         for &(link, s, t) in &added {
             for (a, b, end) in [(s, t, End::Source), (t, s, End::Target)] {
@@ -351,7 +418,8 @@ impl Session {
                     let def = self.schema.link(link);
                     let rel = def.end(end).relationship.or(def.end(end.opposite()).relationship);
                     return Err(FlushError::OutsideSession {
-                        relationship: rel.map_or_else(|| self.link_name(link), |r| self.schema.relationship_path(r)),
+                        relationship: rel
+                            .map_or_else(|| self.link_name(link), |r| self.schema.relationship_path(r)),
                         from: self.describe(a),
                         to: self.describe(b),
                     });
@@ -369,7 +437,12 @@ impl Session {
         let orphan_rels: Vec<RelationshipId> = self
             .schema
             .relationship_ids()
-            .filter(|&r| self.schema.relationship(r).cascade.contains(Cascade::DELETE_ORPHAN))
+            .filter(|&r| {
+                self.schema
+                    .relationship(r)
+                    .cascade
+                    .contains(Cascade::DELETE_ORPHAN)
+            })
             .collect();
         for &rel in &orphan_rels {
             let def = self.schema.relationship(rel);
@@ -415,7 +488,8 @@ impl Session {
             }
             let mut found = false;
             for (rel, child) in std::mem::take(&mut candidates) {
-                if doomed.contains(&child) || dropped.contains(&child) || !orphan_checked.insert((rel, child)) {
+                if doomed.contains(&child) || dropped.contains(&child) || !orphan_checked.insert((rel, child))
+                {
                     continue;
                 }
                 if !self.graph.contains(child) {
@@ -423,8 +497,10 @@ impl Session {
                 }
                 let def = self.schema.relationship(rel).clone();
                 self.ensure_loaded(child, def.link, def.end.opposite())?;
-                let has_parent =
-                    self.graph.link_members(child, def.link, def.end.opposite())?.any(|p| !doomed.contains(&p));
+                let has_parent = self
+                    .graph
+                    .link_members(child, def.link, def.end.opposite())?
+                    .any(|p| !doomed.contains(&p));
                 if has_parent {
                     continue;
                 }
@@ -455,13 +531,15 @@ impl Session {
             let entity = self.graph.entity_of(d)?;
             for (link, end) in self.schema.entity(entity).slots.clone() {
                 let def = self.schema.link(link).clone();
-                let LinkKind::ForeignKey(fk) = def.kind else { continue };
+                let LinkKind::ForeignKey(fk) = def.kind else {
+                    continue;
+                };
                 if end != End::Target {
                     continue;
                 }
-                let passive = def.ends[1]
-                    .relationship
-                    .map_or(PassiveDeletes::Off, |r| self.schema.relationship(r).passive_deletes);
+                let passive = def.ends[1].relationship.map_or(PassiveDeletes::Off, |r| {
+                    self.schema.relationship(r).passive_deletes
+                });
                 if passive == PassiveDeletes::Off {
                     self.ensure_loaded(d, link, End::Target)?;
                 }
@@ -476,11 +554,18 @@ impl Session {
                     }
                     let fkdef = self.schema.foreign_key(fk);
                     let table = self.schema.table(fkdef.table);
-                    if let Some(&col) = fkdef.columns.iter().find(|&&col| !table.columns[col as usize].nullable) {
+                    if let Some(&col) = fkdef
+                        .columns
+                        .iter()
+                        .find(|&&col| !table.columns[col as usize].nullable)
+                    {
                         return Err(FlushError::NotNullOrphan {
                             parent: self.describe(d),
                             child: self.describe(c),
-                            column: self.schema.column_path(ColumnId { table: fkdef.table, index: col }),
+                            column: self.schema.column_path(ColumnId {
+                                table: fkdef.table,
+                                index: col,
+                            }),
                         });
                     }
                     nulled.push(c);
@@ -492,9 +577,18 @@ impl Session {
         for &d in &doomed_list {
             let entity = self.graph.entity_of(d)?;
             let table = self.schema.entity(entity).table;
-            let row = self.tracked[d].committed.clone().expect("deleted objects are persistent");
+            let row = self.tracked[d]
+                .committed
+                .clone()
+                .expect("deleted objects are persistent");
             for (link, end) in self.schema.entity(entity).slots.clone() {
-                let LinkKind::Secondary { table: assoc, foreign_keys } = self.schema.link(link).kind else { continue };
+                let LinkKind::Secondary {
+                    table: assoc,
+                    foreign_keys,
+                } = self.schema.link(link).kind
+                else {
+                    continue;
+                };
                 let fk = self.schema.foreign_key(foreign_keys[end.index()]).clone();
                 let op = RowOp::Delete {
                     table: assoc,
@@ -525,7 +619,14 @@ impl Session {
             let entity = self.graph.entity_of(o)?;
             let table = self.schema.entity(entity).table;
             let cells: Vec<Cell> = self.graph.row(o)?.iter().map(v).collect();
-            let node = work.push(RowOp::Insert { table, row: Box::new([]) }, Reason::Insert(o), Kind::Insert);
+            let node = work.push(
+                RowOp::Insert {
+                    table,
+                    row: Box::new([]),
+                },
+                Reason::Insert(o),
+                Kind::Insert,
+            );
             work.insert_node.insert(o, node);
             work.rows.insert(o, cells);
             work.inserted.push(o);
@@ -542,7 +643,10 @@ impl Session {
                 if cells[i] == Cell::Value(Value::Null) && !column.nullable && !column.autoincrement {
                     return Err(FlushError::MissingValue {
                         object: self.describe(o),
-                        column: self.schema.column_path(ColumnId { table, index: i as u32 }),
+                        column: self.schema.column_path(ColumnId {
+                            table,
+                            index: i as u32,
+                        }),
                     });
                 }
             }
@@ -580,7 +684,10 @@ impl Session {
                         .filter(|(i, c)| **c != Cell::Value(old_row[*i].clone()))
                         .map(|(i, c)| (i as u32, c.clone()))
                         .unzip();
-                    let delete = work.delete_node.remove(&old).expect("doomed objects have a delete");
+                    let delete = work
+                        .delete_node
+                        .remove(&old)
+                        .expect("doomed objects have a delete");
                     work.nodes[delete as usize].op = RowOp::Update {
                         table,
                         key_columns: def.primary_key.clone().into(),
@@ -599,7 +706,10 @@ impl Session {
                     continue;
                 }
             }
-            work.nodes[node as usize].op = RowOp::Insert { table, row: cells.into() };
+            work.nodes[node as usize].op = RowOp::Insert {
+                table,
+                row: cells.into(),
+            };
         }
 
         // 3c. Updates of persistent objects: changed columns, foreign keys from links.
@@ -633,7 +743,14 @@ impl Session {
                 let _ = link;
             }
             work.rows.insert(o, cells);
-            let node = work.push(RowOp::Insert { table, row: Box::new([]) }, Reason::Update(o), Kind::Update);
+            let node = work.push(
+                RowOp::Insert {
+                    table,
+                    row: Box::new([]),
+                },
+                Reason::Update(o),
+                Kind::Update,
+            );
             work.insert_node.insert(o, node);
             self.fill_foreign_keys(&mut work, o, &doomed, &keep_fk)?;
             work.insert_node.remove(&o);
@@ -678,7 +795,9 @@ impl Session {
 
         // A deleted child goes before its deleted parent.
         for &d in &doomed_list {
-            let Some(&node) = work.delete_node.get(&d) else { continue };
+            let Some(&node) = work.delete_node.get(&d) else {
+                continue;
+            };
             let entity = self.graph.entity_of(d)?;
             for (_, fk) in self.fk_links(entity) {
                 if let Some(parent) = self.committed_target(d, fk) {
@@ -690,10 +809,13 @@ impl Session {
         }
 
         // 3d. Association rows from the net link changes (rules 4, 12).
-        let mut changes: Vec<((LinkId, ObjectKey, ObjectKey), i8)> = self.net.iter().map(|(&k, &n)| (k, n)).collect();
+        let mut changes: Vec<((LinkId, ObjectKey, ObjectKey), i8)> =
+            self.net.iter().map(|(&k, &n)| (k, n)).collect();
         changes.sort_by_key(|&((l, s, t), n)| (l, std::cmp::Reverse(n), self.seq(s), self.seq(t)));
         for ((link, s, t), n) in changes {
-            let LinkKind::Secondary { table, foreign_keys } = self.schema.link(link).kind else { continue };
+            let LinkKind::Secondary { table, foreign_keys } = self.schema.link(link).kind else {
+                continue;
+            };
             let gone = |k: &ObjectKey| doomed.contains(k) || dropped.contains(k) || work.deleted.contains(k);
             if n > 0 {
                 if gone(&s) || gone(&t) || !in_uow(self, s) || !in_uow(self, t) {
@@ -707,7 +829,14 @@ impl Session {
                         row[col as usize] = self.reference_cell(&work, obj, rc, &mut after)?;
                     }
                 }
-                let node = work.push(RowOp::Insert { table, row: row.into() }, Reason::AssocInsert(link, s, t), Kind::AssocInsert);
+                let node = work.push(
+                    RowOp::Insert {
+                        table,
+                        row: row.into(),
+                    },
+                    Reason::AssocInsert(link, s, t),
+                    Kind::AssocInsert,
+                );
                 for before in after {
                     work.edge(before, node, Dep::Must);
                 }
@@ -727,10 +856,16 @@ impl Session {
                     }
                 }
                 if columns.len() == self.schema.foreign_key(foreign_keys[0]).columns.len() * 2
-                    || self.schema.foreign_key(foreign_keys[0]).columns.len() + self.schema.foreign_key(foreign_keys[1]).columns.len() == columns.len()
+                    || self.schema.foreign_key(foreign_keys[0]).columns.len()
+                        + self.schema.foreign_key(foreign_keys[1]).columns.len()
+                        == columns.len()
                 {
                     work.push(
-                        RowOp::Delete { table, columns: columns.into(), values: values.into() },
+                        RowOp::Delete {
+                            table,
+                            columns: columns.into(),
+                            values: values.into(),
+                        },
                         Reason::AssocDelete(link, s, t),
                         Kind::AssocDelete,
                     );
@@ -753,14 +888,24 @@ impl Session {
             }
         }
         self.stage_unique_values(&mut work);
-        work.deleted.extend(doomed_list.into_iter().filter(|k| work.delete_node.contains_key(k)));
+        work.deleted.extend(
+            doomed_list
+                .into_iter()
+                .filter(|k| work.delete_node.contains_key(k)),
+        );
         work.dropped = dropped.into_iter().collect();
         Ok(work)
     }
 
     /// The cell for column `rc` of `obj` as a foreign key value: a literal,
     /// or the key its INSERT in this flush will generate (adding the dependency).
-    fn reference_cell(&self, work: &Work, obj: ObjectKey, rc: u32, after: &mut Vec<u32>) -> Result<Cell, FlushError> {
+    fn reference_cell(
+        &self,
+        work: &Work,
+        obj: ObjectKey,
+        rc: u32,
+        after: &mut Vec<u32>,
+    ) -> Result<Cell, FlushError> {
         if let Some(&node) = work.insert_node.get(&obj) {
             after.push(node);
             let cell = &work.rows[&obj][rc as usize];
@@ -804,7 +949,8 @@ impl Session {
                 _ => vec![Cell::Value(Value::Null); fkdef.columns.len()],
             };
             let post_update = self.schema.link(link).ends.iter().any(|e| {
-                e.relationship.is_some_and(|r| self.schema.relationship(r).post_update)
+                e.relationship
+                    .is_some_and(|r| self.schema.relationship(r).post_update)
             });
             let table = self.schema.table(fkdef.table);
             let nullable = fkdef.columns.iter().all(|&c| table.columns[c as usize].nullable);
@@ -816,7 +962,14 @@ impl Session {
                 let index = work.edges.len();
                 work.edge(before, node, Dep::FkInsert { nullable });
                 if work.edges.len() > index {
-                    work.breaks.insert(index, FkBreak { child: o, child_node: node, columns: fkdef.columns.clone() });
+                    work.breaks.insert(
+                        index,
+                        FkBreak {
+                            child: o,
+                            child_node: node,
+                            columns: fkdef.columns.clone(),
+                        },
+                    );
                     if post_update && nullable || before == node {
                         // Declared post_update, or a row that references itself: break at once.
                         self.break_edge(work, index);
@@ -830,7 +983,9 @@ impl Session {
     /// Inserts the child with NULL in the foreign key and writes the key with
     /// an UPDATE once both rows exist.
     fn break_edge(&self, work: &mut Work, index: usize) {
-        let Some(b) = work.breaks.remove(&index) else { return };
+        let Some(b) = work.breaks.remove(&index) else {
+            return;
+        };
         let parent_node = work.edges[index].before;
         // A self-reference with a NOT NULL key cannot be broken; leave the edge to be reported.
         if work.edges[index].dep == (Dep::FkInsert { nullable: false }) {
@@ -839,7 +994,11 @@ impl Session {
         work.edges[index].dep = Dep::Must;
         work.edges[index].before = u32::MAX;
         let row = work.rows.get_mut(&b.child).expect("broken children have rows");
-        let values: Vec<Cell> = b.columns.iter().map(|&c| std::mem::replace(&mut row[c as usize], Cell::Value(Value::Null))).collect();
+        let values: Vec<Cell> = b
+            .columns
+            .iter()
+            .map(|&c| std::mem::replace(&mut row[c as usize], Cell::Value(Value::Null)))
+            .collect();
         let child_node = b.child_node;
         let table = work.nodes[child_node as usize].table;
         if let RowOp::Insert { row: ins, .. } = &mut work.nodes[child_node as usize].op {
@@ -893,8 +1052,11 @@ impl Session {
                     .collect()
             };
             match (&node.op, node.reason) {
-                (RowOp::Delete { .. }, Reason::Delete(o, _)) | (RowOp::Update { .. }, Reason::Update(o) | Reason::Rekey { old: o, .. }) => {
-                    let Some(row) = self.tracked.get(o).and_then(|t| t.committed.clone()) else { continue };
+                (RowOp::Delete { .. }, Reason::Delete(o, _))
+                | (RowOp::Update { .. }, Reason::Update(o) | Reason::Rekey { old: o, .. }) => {
+                    let Some(row) = self.tracked.get(o).and_then(|t| t.committed.clone()) else {
+                        continue;
+                    };
                     let cells: Vec<Cell> = row.iter().map(v).collect();
                     for (u, cols) in table.uniques.iter().enumerate() {
                         if let Some(values) = literal(&cells, cols) {
@@ -959,7 +1121,12 @@ impl Session {
                 .iter()
                 .map(|node| {
                     let rank = ranks[node.table.index()] as u64;
-                    let rank = if node.kind == Kind::Delete { 1 << 20 } else { 0 } + if node.kind == Kind::Delete { (1 << 20) - rank } else { rank };
+                    let rank = if node.kind == Kind::Delete { 1 << 20 } else { 0 }
+                        + if node.kind == Kind::Delete {
+                            (1 << 20) - rank
+                        } else {
+                            rank
+                        };
                     ((node.kind as u64) << 32) | rank
                 })
                 .collect();
@@ -969,13 +1136,20 @@ impl Session {
                     let names: Vec<String> = nodes
                         .iter()
                         .map(|&i| match work.nodes[i as usize].reason {
-                            Reason::Insert(o) | Reason::Update(o) | Reason::PostUpdate(o) | Reason::Delete(o, _) => self.describe(o),
+                            Reason::Insert(o)
+                            | Reason::Update(o)
+                            | Reason::PostUpdate(o)
+                            | Reason::Delete(o, _) => self.describe(o),
                             Reason::Rekey { new, .. } => self.describe(new),
-                            Reason::AssocInsert(_, a, b) | Reason::AssocDelete(_, a, b) => format!("{} - {}", self.describe(a), self.describe(b)),
+                            Reason::AssocInsert(_, a, b) | Reason::AssocDelete(_, a, b) => {
+                                format!("{} - {}", self.describe(a), self.describe(b))
+                            }
                             Reason::AssocDeleteAll(_, o) => self.describe(o),
                         })
                         .collect();
-                    return Err(FlushError::Cycle { cycle: names.join(" -> ") });
+                    return Err(FlushError::Cycle {
+                        cycle: names.join(" -> "),
+                    });
                 }
                 Ordered::Break(edges) => {
                     let before = work.breaks.len();
@@ -983,7 +1157,9 @@ impl Session {
                         self.break_edge(work, e);
                     }
                     if work.breaks.len() == before {
-                        return Err(FlushError::Cycle { cycle: "rows that reference each other".into() });
+                        return Err(FlushError::Cycle {
+                            cycle: "rows that reference each other".into(),
+                        });
                     }
                 }
             }
@@ -1043,9 +1219,11 @@ impl Session {
         let resolve = |cell: &Cell| -> Value {
             match cell {
                 Cell::Value(v) => v.clone(),
-                Cell::Generated(node) => {
-                    keys.get(position[*node as usize] as usize).copied().flatten().map_or(Value::Null, Value::Integer)
-                }
+                Cell::Generated(node) => keys
+                    .get(position[*node as usize] as usize)
+                    .copied()
+                    .flatten()
+                    .map_or(Value::Null, Value::Integer),
             }
         };
         self.graph.set_journaling(false);
@@ -1071,7 +1249,10 @@ impl Session {
             let entity = self.graph.entity_of(o).expect("flushed objects are live");
             let table = self.schema.entity(entity).table;
             for (i, value) in row.iter().enumerate() {
-                let column = ColumnId { table, index: i as u32 };
+                let column = ColumnId {
+                    table,
+                    index: i as u32,
+                };
                 if self.graph.value(o, column).ok() != Some(value) {
                     let _ = self.graph.set_derived_value(o, column, value.clone());
                 }
@@ -1096,7 +1277,10 @@ impl Session {
                 t.committed.take()
             });
             if let Some(row) = row {
-                let entity = self.graph.entity_of(d).expect("deleted objects are live until now");
+                let entity = self
+                    .graph
+                    .entity_of(d)
+                    .expect("deleted objects are live until now");
                 let table = self.schema.entity(entity).table;
                 let pk = self.pk_of_row(table, &row);
                 if self.identity.get(&(table, pk.clone())) == Some(&d) {

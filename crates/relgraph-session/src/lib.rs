@@ -48,7 +48,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use relgraph_core::{
-    ColumnId, EntityId, LinkId, Row, RelationshipId, Schema, Store, StoreError, TableId, Value,
+    ColumnId, EntityId, LinkId, RelationshipId, Row, Schema, Store, StoreError, TableId, Value,
 };
 use relgraph_graph::{Graph, LinkChange, ObjectKey};
 use slotmap::SecondaryMap;
@@ -100,7 +100,10 @@ pub struct Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").field("objects", &self.tracked.len()).field("pending_links", &self.net.len()).finish()
+        f.debug_struct("Session")
+            .field("objects", &self.tracked.len())
+            .field("pending_links", &self.net.len())
+            .finish()
     }
 }
 
@@ -178,7 +181,16 @@ impl Session {
         let slots = self.schema.entity(entity).slots.len();
         // A new object's links are all in memory; a loaded one's are not yet.
         let loaded = vec![committed.is_none(); slots].into_boxed_slice();
-        self.tracked.insert(key, Tracked { state, seq: self.next_seq, committed, loaded, dirty: false });
+        self.tracked.insert(
+            key,
+            Tracked {
+                state,
+                seq: self.next_seq,
+                committed,
+                loaded,
+                dirty: false,
+            },
+        );
         self.next_seq += 1;
     }
 
@@ -193,7 +205,9 @@ impl Session {
 
     /// Describes an object for messages: `Parent(id=1)` or `Parent(new #3)`.
     pub fn describe(&self, key: ObjectKey) -> String {
-        let Ok(entity) = self.graph.entity_of(key) else { return error::unknown(key) };
+        let Ok(entity) = self.graph.entity_of(key) else {
+            return error::unknown(key);
+        };
         let def = self.schema.entity(entity);
         let table = self.schema.table(def.table);
         let row = self.graph.row(key).expect("live object");
@@ -206,7 +220,11 @@ impl Session {
         if pk.len() == table.primary_key.len() {
             format!("{}({})", def.name, pk.join(", "))
         } else {
-            format!("{}(new #{})", def.name, self.tracked.get(key).map_or(0, |t| t.seq))
+            format!(
+                "{}(new #{})",
+                def.name,
+                self.tracked.get(key).map_or(0, |t| t.seq)
+            )
         }
     }
 
@@ -237,7 +255,9 @@ impl Session {
     /// [`SessionError::NotInSession`] for a transient or detached object.
     pub fn delete(&mut self, key: ObjectKey) -> Result<(), SessionError> {
         let object = self.describe(key);
-        let tracked = self.tracked.get_mut(key).ok_or(SessionError::NotInSession { object: object.clone() })?;
+        let tracked = self.tracked.get_mut(key).ok_or(SessionError::NotInSession {
+            object: object.clone(),
+        })?;
         tracked.state = match tracked.state {
             State::Pending => State::Transient,
             State::Persistent | State::Deleted => State::Deleted,
@@ -253,7 +273,12 @@ impl Session {
     /// [`SessionError::NotInSession`] for an object the session does not track.
     pub fn expunge(&mut self, key: ObjectKey) -> Result<(), SessionError> {
         let object = self.describe(key);
-        let committed = self.tracked.get(key).ok_or(SessionError::NotInSession { object })?.committed.clone();
+        let committed = self
+            .tracked
+            .get(key)
+            .ok_or(SessionError::NotInSession { object })?
+            .committed
+            .clone();
         if let Some(row) = committed {
             let entity = self.graph.entity_of(key)?;
             let table = self.schema.entity(entity).table;
@@ -261,18 +286,29 @@ impl Session {
             self.identity.remove(&(table, pk));
         }
         let tracked = self.tracked.get_mut(key).expect("checked");
-        tracked.state = if tracked.committed.is_some() { State::Detached } else { State::Transient };
+        tracked.state = if tracked.committed.is_some() {
+            State::Detached
+        } else {
+            State::Transient
+        };
         Ok(())
     }
 
     pub(crate) fn pk_of_row(&self, table: TableId, row: &[Value]) -> Row {
-        self.schema.table(table).primary_key.iter().map(|&c| row[c as usize].clone()).collect()
+        self.schema
+            .table(table)
+            .primary_key
+            .iter()
+            .map(|&c| row[c as usize].clone())
+            .collect()
     }
 
     fn refuse_deleted(&self, keys: &[ObjectKey]) -> Result<(), SessionError> {
         for &key in keys {
             if self.tracked.get(key).is_some_and(|t| t.state == State::Deleted) {
-                return Err(SessionError::Deleted { object: self.describe(key) });
+                return Err(SessionError::Deleted {
+                    object: self.describe(key),
+                });
             }
         }
         Ok(())
@@ -280,7 +316,13 @@ impl Session {
 
     /// Folds the graph's journal into the net link changes.
     fn absorb_journal(&mut self) {
-        for LinkChange { link, source, target, added } in self.graph.take_journal() {
+        for LinkChange {
+            link,
+            source,
+            target,
+            added,
+        } in self.graph.take_journal()
+        {
             let entry = self.net.entry((link, source, target)).or_insert(0);
             *entry += if added { 1 } else { -1 };
             if *entry == 0 {
@@ -293,7 +335,12 @@ impl Session {
     ///
     /// # Errors
     /// The graph's value errors; [`SessionError::Deleted`].
-    pub fn set_value(&mut self, key: ObjectKey, column: ColumnId, value: impl Into<Value>) -> Result<Value, SessionError> {
+    pub fn set_value(
+        &mut self,
+        key: ObjectKey,
+        column: ColumnId,
+        value: impl Into<Value>,
+    ) -> Result<Value, SessionError> {
         self.refuse_deleted(&[key])?;
         let old = self.graph.set_value(key, column, value)?;
         if let Some(t) = self.tracked.get_mut(key) {
@@ -312,7 +359,12 @@ impl Session {
 
     /// Before a link edit: both objects' slots of the link are loaded, so the
     /// edit merges with what the store holds.
-    fn prepare_link(&mut self, key: ObjectKey, rel: RelationshipId, others: &[ObjectKey]) -> Result<(), SessionError> {
+    fn prepare_link(
+        &mut self,
+        key: ObjectKey,
+        rel: RelationshipId,
+        others: &[ObjectKey],
+    ) -> Result<(), SessionError> {
         let mut all = vec![key];
         all.extend_from_slice(others);
         self.refuse_deleted(&all)?;
@@ -336,7 +388,12 @@ impl Session {
     ///
     /// # Errors
     /// The graph's; [`SessionError::Deleted`]; loading errors.
-    pub fn append(&mut self, key: ObjectKey, rel: RelationshipId, member: ObjectKey) -> Result<bool, SessionError> {
+    pub fn append(
+        &mut self,
+        key: ObjectKey,
+        rel: RelationshipId,
+        member: ObjectKey,
+    ) -> Result<bool, SessionError> {
         self.prepare_link(key, rel, &[member])?;
         let changed = self.graph.append(key, rel, member);
         self.absorb_journal();
@@ -347,7 +404,12 @@ impl Session {
     ///
     /// # Errors
     /// As [`Session::append`].
-    pub fn remove_member(&mut self, key: ObjectKey, rel: RelationshipId, member: ObjectKey) -> Result<bool, SessionError> {
+    pub fn remove_member(
+        &mut self,
+        key: ObjectKey,
+        rel: RelationshipId,
+        member: ObjectKey,
+    ) -> Result<bool, SessionError> {
         self.prepare_link(key, rel, &[member])?;
         let changed = self.graph.remove_member(key, rel, member);
         self.absorb_journal();
@@ -358,7 +420,12 @@ impl Session {
     ///
     /// # Errors
     /// As [`Session::append`].
-    pub fn set(&mut self, key: ObjectKey, rel: RelationshipId, target: Option<ObjectKey>) -> Result<Option<ObjectKey>, SessionError> {
+    pub fn set(
+        &mut self,
+        key: ObjectKey,
+        rel: RelationshipId,
+        target: Option<ObjectKey>,
+    ) -> Result<Option<ObjectKey>, SessionError> {
         self.prepare_link(key, rel, target.as_slice())?;
         let previous = self.graph.set(key, rel, target);
         self.absorb_journal();
@@ -369,7 +436,12 @@ impl Session {
     ///
     /// # Errors
     /// As [`Session::append`].
-    pub fn replace(&mut self, key: ObjectKey, rel: RelationshipId, members: &[ObjectKey]) -> Result<(), SessionError> {
+    pub fn replace(
+        &mut self,
+        key: ObjectKey,
+        rel: RelationshipId,
+        members: &[ObjectKey],
+    ) -> Result<(), SessionError> {
         self.prepare_link(key, rel, members)?;
         let old: Vec<ObjectKey> = self.graph.members(key, rel)?.collect();
         let def = self.schema.relationship(rel).clone();
@@ -450,7 +522,10 @@ impl Session {
                 if let Some(row) = t.committed.clone() {
                     for (i, v) in row.iter().enumerate() {
                         let entity = self.graph.entity_of(key).expect("tracked");
-                        let column = ColumnId { table: self.schema.entity(entity).table, index: i as u32 };
+                        let column = ColumnId {
+                            table: self.schema.entity(entity).table,
+                            index: i as u32,
+                        };
                         let _ = self.graph.set_derived_value(key, column, v.clone());
                     }
                 }

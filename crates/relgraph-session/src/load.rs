@@ -59,10 +59,18 @@ impl Session {
     ///
     /// # Errors
     /// Loading errors.
-    pub fn load_relationship(&mut self, objects: &[ObjectKey], rel: relgraph_core::RelationshipId) -> Result<(), SessionError> {
+    pub fn load_relationship(
+        &mut self,
+        objects: &[ObjectKey],
+        rel: relgraph_core::RelationshipId,
+    ) -> Result<(), SessionError> {
         let def = self.schema.relationship(rel);
         let (link, end) = (def.link, def.end);
-        let todo: Vec<ObjectKey> = objects.iter().copied().filter(|&k| self.needs_load(k, link, end)).collect();
+        let todo: Vec<ObjectKey> = objects
+            .iter()
+            .copied()
+            .filter(|&k| self.needs_load(k, link, end))
+            .collect();
         self.load_slots(&todo, link, end)
     }
 
@@ -83,10 +91,20 @@ impl Session {
         }
         let key = self.graph.insert(entity);
         for (i, value) in row.iter().enumerate() {
-            if let Err(e) = self.graph.set_derived_value(key, ColumnId { table, index: i as u32 }, value.clone()) {
+            if let Err(e) = self.graph.set_derived_value(
+                key,
+                ColumnId {
+                    table,
+                    index: i as u32,
+                },
+                value.clone(),
+            ) {
                 let _ = self.graph.remove(key);
                 self.graph.take_journal();
-                return Err(SessionError::BadRow { table: self.schema.table(table).name.clone(), reason: e.to_string() });
+                return Err(SessionError::BadRow {
+                    table: self.schema.table(table).name.clone(),
+                    reason: e.to_string(),
+                });
             }
         }
         self.track(key, State::Persistent, Some(row));
@@ -96,7 +114,11 @@ impl Session {
 
     fn slot_index(&self, key: ObjectKey, link: LinkId, end: End) -> Option<usize> {
         let entity = self.graph.entity_of(key).ok()?;
-        self.schema.entity(entity).slots.iter().position(|&s| s == (link, end))
+        self.schema
+            .entity(entity)
+            .slots
+            .iter()
+            .position(|&s| s == (link, end))
     }
 
     fn needs_load(&self, key: ObjectKey, link: LinkId, end: End) -> bool {
@@ -116,8 +138,17 @@ impl Session {
 
     /// Loads the links at `end` of `link` for `key` if the store may hold some
     /// that memory does not.
-    pub(crate) fn ensure_loaded(&mut self, key: ObjectKey, link: LinkId, end: End) -> Result<(), SessionError> {
-        if self.needs_load(key, link, end) { self.load_slots(&[key], link, end) } else { Ok(()) }
+    pub(crate) fn ensure_loaded(
+        &mut self,
+        key: ObjectKey,
+        link: LinkId,
+        end: End,
+    ) -> Result<(), SessionError> {
+        if self.needs_load(key, link, end) {
+            self.load_slots(&[key], link, end)
+        } else {
+            Ok(())
+        }
     }
 
     /// The values of `columns` in an object's row as the store has it.
@@ -128,13 +159,25 @@ impl Session {
     }
 
     /// Adds a link read from the store unless memory knows better (see the module doc).
-    fn merge_link(&mut self, link: LinkId, source: ObjectKey, target: ObjectKey, far_end: End, far: ObjectKey) -> Result<(), SessionError> {
+    fn merge_link(
+        &mut self,
+        link: LinkId,
+        source: ObjectKey,
+        target: ObjectKey,
+        far_end: End,
+        far: ObjectKey,
+    ) -> Result<(), SessionError> {
         if self.net.get(&(link, source, target)).is_some_and(|&n| n < 0) {
             return Ok(());
         }
-        if !self.needs_load(far, link, far_end) && self.tracked.get(far).is_some_and(|t| t.committed.is_some()) {
+        if !self.needs_load(far, link, far_end)
+            && self.tracked.get(far).is_some_and(|t| t.committed.is_some())
+        {
             // The far object's links at this end are all in memory already.
-            let linked = self.graph.link_members(source, link, End::Source)?.any(|t| t == target);
+            let linked = self
+                .graph
+                .link_members(source, link, End::Source)?
+                .any(|t| t == target);
             if !linked {
                 return Ok(());
             }
@@ -160,7 +203,13 @@ impl Session {
         Ok(())
     }
 
-    fn load_slots_inner(&mut self, keys: &[ObjectKey], link: LinkId, end: End, def: &relgraph_core::LinkDef) -> Result<(), SessionError> {
+    fn load_slots_inner(
+        &mut self,
+        keys: &[ObjectKey],
+        link: LinkId,
+        end: End,
+        def: &relgraph_core::LinkDef,
+    ) -> Result<(), SessionError> {
         let far_entity = def.end(end.opposite()).entity;
         let far_table = self.schema.entity(far_entity).table;
         match (def.kind, end) {
@@ -176,7 +225,10 @@ impl Session {
                     }
                 }
                 if !wanted.is_empty() {
-                    for row in self.store.load(&self.schema, far_table, &fk.ref_columns, &wanted)? {
+                    for row in self
+                        .store
+                        .load(&self.schema, far_table, &fk.ref_columns, &wanted)?
+                    {
                         self.materialize(far_entity, row)?;
                     }
                 }
@@ -193,11 +245,14 @@ impl Session {
             (LinkKind::ForeignKey(fk), End::Target) => {
                 // One-to-many: the children whose foreign key holds these objects' keys.
                 let fk = self.schema.foreign_key(fk).clone();
-                let parents: Vec<(ObjectKey, Row)> =
-                    keys.iter().filter_map(|&k| self.committed_values(k, &fk.ref_columns).map(|v| (k, v))).collect();
+                let parents: Vec<(ObjectKey, Row)> = keys
+                    .iter()
+                    .filter_map(|&k| self.committed_values(k, &fk.ref_columns).map(|v| (k, v)))
+                    .collect();
                 let values: Vec<Row> = parents.iter().map(|(_, v)| v.clone()).collect();
                 let rows = self.store.load(&self.schema, far_table, &fk.columns, &values)?;
-                let by_value: std::collections::HashMap<Row, ObjectKey> = parents.into_iter().map(|(k, v)| (v, k)).collect();
+                let by_value: std::collections::HashMap<Row, ObjectKey> =
+                    parents.into_iter().map(|(k, v)| (v, k)).collect();
                 for row in rows {
                     let fk_values: Row = fk.columns.iter().map(|&c| row[c as usize].clone()).collect();
                     let child = self.materialize(far_entity, row)?;
@@ -212,12 +267,18 @@ impl Session {
             }
             (LinkKind::Secondary { table, foreign_keys }, _) => {
                 let near_fk = self.schema.foreign_key(foreign_keys[end.index()]).clone();
-                let far_fk = self.schema.foreign_key(foreign_keys[end.opposite().index()]).clone();
-                let near: Vec<(ObjectKey, Row)> =
-                    keys.iter().filter_map(|&k| self.committed_values(k, &near_fk.ref_columns).map(|v| (k, v))).collect();
+                let far_fk = self
+                    .schema
+                    .foreign_key(foreign_keys[end.opposite().index()])
+                    .clone();
+                let near: Vec<(ObjectKey, Row)> = keys
+                    .iter()
+                    .filter_map(|&k| self.committed_values(k, &near_fk.ref_columns).map(|v| (k, v)))
+                    .collect();
                 let values: Vec<Row> = near.iter().map(|(_, v)| v.clone()).collect();
                 let rows = self.store.load(&self.schema, table, &near_fk.columns, &values)?;
-                let by_value: std::collections::HashMap<Row, ObjectKey> = near.into_iter().map(|(k, v)| (v, k)).collect();
+                let by_value: std::collections::HashMap<Row, ObjectKey> =
+                    near.into_iter().map(|(k, v)| (v, k)).collect();
                 let pairs: Vec<(Row, Row)> = rows
                     .iter()
                     .map(|r| {
@@ -232,15 +293,24 @@ impl Session {
                     .filter(|b| self.find_by(far_table, &far_fk.ref_columns, b).is_none())
                     .collect();
                 if !missing.is_empty() {
-                    for row in self.store.load(&self.schema, far_table, &far_fk.ref_columns, &missing)? {
+                    for row in self
+                        .store
+                        .load(&self.schema, far_table, &far_fk.ref_columns, &missing)?
+                    {
                         self.materialize(far_entity, row)?;
                     }
                 }
                 for (a, b) in pairs {
-                    let (Some(&near_key), Some(&far_key)) = (by_value.get(&a), self.find_by(far_table, &far_fk.ref_columns, &b)) else {
+                    let (Some(&near_key), Some(&far_key)) =
+                        (by_value.get(&a), self.find_by(far_table, &far_fk.ref_columns, &b))
+                    else {
                         continue;
                     };
-                    let (source, target) = if end == End::Source { (near_key, far_key) } else { (far_key, near_key) };
+                    let (source, target) = if end == End::Source {
+                        (near_key, far_key)
+                    } else {
+                        (far_key, near_key)
+                    };
                     self.merge_link(link, source, target, end.opposite(), far_key)?;
                 }
             }
@@ -250,7 +320,12 @@ impl Session {
 
     /// The object whose `columns` hold `values`: by primary key through the
     /// identity map (foreign keys reference primary keys in practice).
-    fn find_by(&self, table: relgraph_core::TableId, columns: &[u32], values: &[Value]) -> Option<&ObjectKey> {
+    fn find_by(
+        &self,
+        table: relgraph_core::TableId,
+        columns: &[u32],
+        values: &[Value],
+    ) -> Option<&ObjectKey> {
         if columns == self.schema.table(table).primary_key.as_slice() {
             return self.identity.get(&(table, values.into()));
         }
