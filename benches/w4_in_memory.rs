@@ -28,22 +28,12 @@ fn timed(iters: u64, prepare: impl Fn(&mut W4Objects), phase: impl Fn(&mut W4Obj
 fn w4(c: &mut Criterion) {
     let mut group = c.benchmark_group("w4");
     group.sample_size(10).measurement_time(Duration::from_secs(8));
-    group.throughput(Throughput::Elements(
-        (SIZE.parents * SIZE.children_per_parent) as u64,
-    ));
-    group.bench_function("many_to_one_link", |b| {
-        b.iter_custom(|n| timed(n, |_| {}, w4_link))
-    });
-    group.bench_function("many_to_one_unlink", |b| {
-        b.iter_custom(|n| timed(n, w4_link, w4_unlink))
-    });
+    group.throughput(Throughput::Elements((SIZE.parents * SIZE.children_per_parent) as u64));
+    group.bench_function("many_to_one_link", |b| b.iter_custom(|n| timed(n, |_| {}, w4_link)));
+    group.bench_function("many_to_one_unlink", |b| b.iter_custom(|n| timed(n, w4_link, w4_unlink)));
     group.throughput(Throughput::Elements((SIZE.lefts * SIZE.rights_per_left) as u64));
-    group.bench_function("many_to_many_append", |b| {
-        b.iter_custom(|n| timed(n, |_| {}, w4_append))
-    });
-    group.bench_function("many_to_many_remove", |b| {
-        b.iter_custom(|n| timed(n, w4_append, w4_remove))
-    });
+    group.bench_function("many_to_many_append", |b| b.iter_custom(|n| timed(n, |_| {}, w4_append)));
+    group.bench_function("many_to_many_remove", |b| b.iter_custom(|n| timed(n, w4_append, w4_remove)));
     group.finish();
 }
 

@@ -27,18 +27,11 @@ struct Walk {
 impl Walk {
     fn new(title: &str, schema: Arc<Schema>, shown: Vec<&'static str>) -> Self {
         println!("\n== {title} ==");
-        Walk {
-            graph: Graph::new(schema.clone()),
-            schema,
-            labels: HashMap::new(),
-            shown,
-        }
+        Walk { graph: Graph::new(schema.clone()), schema, labels: HashMap::new(), shown }
     }
 
     fn new_obj(&mut self, entity: &str) -> ObjectKey {
-        let key = self
-            .graph
-            .insert(self.schema.entity_id(entity).expect("seed entity"));
+        let key = self.graph.insert(self.schema.entity_id(entity).expect("seed entity"));
         let n = self
             .labels
             .keys()
@@ -50,9 +43,7 @@ impl Walk {
 
     fn rel(&self, path: &str) -> relgraph::RelationshipId {
         let (entity, name) = path.split_once('.').expect("Entity.name");
-        self.schema
-            .relationship_by_name(entity, name)
-            .expect("seed relationship")
+        self.schema.relationship_by_name(entity, name).expect("seed relationship")
     }
 
     fn label(&self, key: ObjectKey) -> &str {
@@ -65,20 +56,12 @@ impl Walk {
         if let Err(e) = op(&mut self.graph) {
             println!("  refused: {e}");
         }
-        let mut keys: Vec<_> = self
-            .labels
-            .keys()
-            .copied()
-            .filter(|k| self.graph.contains(*k))
-            .collect();
+        let mut keys: Vec<_> = self.labels.keys().copied().filter(|k| self.graph.contains(*k)).collect();
         keys.sort_by(|a, b| self.label(*a).cmp(self.label(*b)));
         for path in self.shown.clone() {
             let rel = self.rel(path);
             let def = self.schema.relationship(rel);
-            for &key in keys
-                .iter()
-                .filter(|k| self.graph.entity_of(**k).ok() == Some(def.entity))
-            {
+            for &key in keys.iter().filter(|k| self.graph.entity_of(**k).ok() == Some(def.entity)) {
                 let members: Vec<_> = self
                     .graph
                     .members(key, rel)
@@ -99,11 +82,7 @@ impl Walk {
                             .neighbors_directed(m, PetDirection::Incoming)
                             .map(|k| self.label(k).to_owned())
                             .collect();
-                        println!(
-                            "      (unnamed reverse at {}: [{}])",
-                            self.label(m),
-                            back.join(", ")
-                        );
+                        println!("      (unnamed reverse at {}: [{}])", self.label(m), back.join(", "));
                     }
                 }
             }
@@ -121,57 +100,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         seed::one_to_many(Sides::BackPopulates)?,
         vec!["Parent.children", "Child.parent"],
     );
-    let (p1, p2, c1, c2) = (
-        w.new_obj("Parent"),
-        w.new_obj("Parent"),
-        w.new_obj("Child"),
-        w.new_obj("Child"),
-    );
+    let (p1, p2, c1, c2) = (w.new_obj("Parent"), w.new_obj("Parent"), w.new_obj("Child"), w.new_obj("Child"));
     let (children, parent) = (w.rel("Parent.children"), w.rel("Child.parent"));
-    w.step(
-        "parent1.children.append(child1); parent1.children.append(child2)",
-        |g| {
-            g.append(p1, children, c1)?;
-            g.append(p1, children, c2).map(drop)
-        },
-    );
-    w.step("child1.parent = parent2", |g| {
-        g.set(c1, parent, Some(p2)).map(drop)
+    w.step("parent1.children.append(child1); parent1.children.append(child2)", |g| {
+        g.append(p1, children, c1)?;
+        g.append(p1, children, c2).map(drop)
     });
-    w.step(
-        "parent2.children.append(child1) again: membership is a set",
-        |g| g.append(p2, children, c1).map(drop),
-    );
-    w.step("parent1.children.append(parent2): wrong entity", |g| {
-        g.append(p1, children, p2).map(drop)
+    w.step("child1.parent = parent2", |g| g.set(c1, parent, Some(p2)).map(drop));
+    w.step("parent2.children.append(child1) again: membership is a set", |g| {
+        g.append(p2, children, c1).map(drop)
     });
+    w.step("parent1.children.append(parent2): wrong entity", |g| g.append(p1, children, p2).map(drop));
 
-    let mut w = Walk::new(
-        "One To Many, no reverse side",
-        seed::one_to_many(Sides::OneWay)?,
-        vec!["Parent.children"],
-    );
+    let mut w =
+        Walk::new("One To Many, no reverse side", seed::one_to_many(Sides::OneWay)?, vec!["Parent.children"]);
     let (p1, p2, c1) = (w.new_obj("Parent"), w.new_obj("Parent"), w.new_obj("Child"));
     let children = w.rel("Parent.children");
-    w.step("parent1.children.append(child1)", |g| {
-        g.append(p1, children, c1).map(drop)
+    w.step("parent1.children.append(child1)", |g| g.append(p1, children, c1).map(drop));
+    w.step("parent2.children.append(child1): the foreign key holds one parent", |g| {
+        g.append(p2, children, c1).map(drop)
     });
-    w.step(
-        "parent2.children.append(child1): the foreign key holds one parent",
-        |g| g.append(p2, children, c1).map(drop),
-    );
 
     let mut w = Walk::new(
         "Many To One, backref=\"parents\"",
         seed::many_to_one(Sides::Backref)?,
         vec!["Parent.child", "Child.parents"],
     );
-    let (p1, p2, c1, c2) = (
-        w.new_obj("Parent"),
-        w.new_obj("Parent"),
-        w.new_obj("Child"),
-        w.new_obj("Child"),
-    );
+    let (p1, p2, c1, c2) = (w.new_obj("Parent"), w.new_obj("Parent"), w.new_obj("Child"), w.new_obj("Child"));
     let child = w.rel("Parent.child");
     w.step("parent1.child = child1; parent2.child = child1", |g| {
         g.set(p1, child, Some(c1))?;
@@ -180,27 +135,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     w.step("parent1.child = child2", |g| g.set(p1, child, Some(c2)).map(drop));
     w.step("parent2.child = None", |g| g.set(p2, child, None).map(drop));
 
-    let mut w = Walk::new(
-        "One To One, uselist=False",
-        seed::one_to_one()?,
-        vec!["Parent.child", "Child.parent"],
-    );
-    let (p1, p2, c1, c2) = (
-        w.new_obj("Parent"),
-        w.new_obj("Parent"),
-        w.new_obj("Child"),
-        w.new_obj("Child"),
-    );
+    let mut w =
+        Walk::new("One To One, uselist=False", seed::one_to_one()?, vec!["Parent.child", "Child.parent"]);
+    let (p1, p2, c1, c2) = (w.new_obj("Parent"), w.new_obj("Parent"), w.new_obj("Child"), w.new_obj("Child"));
     let (child, parent) = (w.rel("Parent.child"), w.rel("Child.parent"));
     w.step("parent1.child = child1", |g| g.set(p1, child, Some(c1)).map(drop));
-    w.step(
-        "parent1.child = child2: child1 is left with no parent at once",
-        |g| g.set(p1, child, Some(c2)).map(drop),
-    );
-    w.step(
-        "child2.parent = parent2: parent1 is left with no child at once",
-        |g| g.set(c2, parent, Some(p2)).map(drop),
-    );
+    w.step("parent1.child = child2: child1 is left with no parent at once", |g| {
+        g.set(p1, child, Some(c2)).map(drop)
+    });
+    w.step("child2.parent = parent2: parent1 is left with no child at once", |g| {
+        g.set(c2, parent, Some(p2)).map(drop)
+    });
 
     let mut w = Walk::new(
         "One To One, backref(\"parent\", uselist=False) on many-to-one",
@@ -210,29 +155,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (p1, p2, c1) = (w.new_obj("Parent"), w.new_obj("Parent"), w.new_obj("Child"));
     let child = w.rel("Parent.child");
     w.step("parent1.child = child1", |g| g.set(p1, child, Some(c1)).map(drop));
-    w.step("parent2.child = child1: parent1 loses it", |g| {
-        g.set(p2, child, Some(c1)).map(drop)
-    });
+    w.step("parent2.child = child1: parent1 loses it", |g| g.set(p2, child, Some(c1)).map(drop));
 
     for (title, form) in [
         ("Many To Many, secondary=association_table", SecondaryForm::Handle),
         ("Many To Many, secondary=\"association\"", SecondaryForm::Name),
-        (
-            "Many To Many, secondary=lambda: association_table",
-            SecondaryForm::Closure,
-        ),
+        ("Many To Many, secondary=lambda: association_table", SecondaryForm::Closure),
     ] {
         let mut w = Walk::new(
             title,
             seed::many_to_many(Sides::BackPopulates, form)?,
             vec!["Parent.children", "Child.parents"],
         );
-        let (l1, l2, r1, r2) = (
-            w.new_obj("Parent"),
-            w.new_obj("Parent"),
-            w.new_obj("Child"),
-            w.new_obj("Child"),
-        );
+        let (l1, l2, r1, r2) =
+            (w.new_obj("Parent"), w.new_obj("Parent"), w.new_obj("Child"), w.new_obj("Child"));
         let (children, parents) = (w.rel("Parent.children"), w.rel("Child.parents"));
         w.step(
             "left1.children.append(right1); left1.children.append(right2); right1.parents.append(left2)",
@@ -242,13 +178,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 g.append(r1, parents, l2).map(drop)
             },
         );
-        w.step(
-            "myparent.children.remove(somechild): left1.children.remove(right1)",
-            |g| g.remove_member(l1, children, r1).map(drop),
-        );
-        w.step("session.delete(right1): its links go from both sides", |g| {
-            g.remove(r1).map(drop)
+        w.step("myparent.children.remove(somechild): left1.children.remove(right1)", |g| {
+            g.remove_member(l1, children, r1).map(drop)
         });
+        w.step("session.delete(right1): its links go from both sides", |g| g.remove(r1).map(drop));
     }
 
     let mut w = Walk::new(
@@ -258,13 +191,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let (l1, r1, r2) = (w.new_obj("Parent"), w.new_obj("Child"), w.new_obj("Child"));
     let children = w.rel("Parent.children");
-    w.step("left1.children = [right1, right2]", |g| {
-        g.replace(l1, children, &[r1, r2])
+    w.step("left1.children = [right1, right2]", |g| g.replace(l1, children, &[r1, r2]));
+    w.step("session.delete(right1): the link goes although Child has no `parents`", |g| {
+        g.remove(r1).map(drop)
     });
-    w.step(
-        "session.delete(right1): the link goes although Child has no `parents`",
-        |g| g.remove(r1).map(drop),
-    );
 
     println!("\n== Defining `association` twice (the seed's traceback) ==");
     let mut base = relgraph::Registry::new();

@@ -105,24 +105,12 @@ fn wrong_entity_null_and_scalar_misuse_are_refused() {
     let c = fx.new_obj("Child");
     let (children, parent) = (fx.rel("Parent.children"), fx.rel("Child.parent"));
     let err = fx.graph.append(p, children, p2).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "relationship Parent.children holds 'Child' objects, not 'Parent'"
-    );
+    assert_eq!(err.to_string(), "relationship Parent.children holds 'Child' objects, not 'Parent'");
     let err = fx.graph.append(c, children, c).unwrap_err();
     assert!(matches!(err, GraphError::NotOnEntity { .. }), "{err}");
     let null = relgraph::ObjectKey::default();
-    assert_eq!(
-        fx.graph.append(p, children, null),
-        Err(GraphError::StaleKey(null))
-    );
-    assert!(matches!(
-        fx.graph.append(c, parent, p),
-        Err(GraphError::NotACollection { .. })
-    ));
-    assert!(matches!(
-        fx.graph.set(p, children, Some(c)),
-        Err(GraphError::NotAScalar { .. })
-    ));
+    assert_eq!(fx.graph.append(p, children, null), Err(GraphError::StaleKey(null)));
+    assert!(matches!(fx.graph.append(c, parent, p), Err(GraphError::NotACollection { .. })));
+    assert!(matches!(fx.graph.set(p, children, Some(c)), Err(GraphError::NotAScalar { .. })));
     assert_eq!(fx.graph.link_count(), 0, "refused operations change nothing");
 }

@@ -50,9 +50,7 @@ fn replacement(
 fn uselist_false_on_one_to_many() {
     let schema = one_to_one().unwrap();
     assert_eq!(
-        schema
-            .relationship(schema.relationship_by_name("Parent", "child").unwrap())
-            .direction,
+        schema.relationship(schema.relationship_by_name("Parent", "child").unwrap()).direction,
         Direction::OneToMany
     );
     let mut fx = Fx::new(schema);
@@ -69,9 +67,7 @@ fn uselist_false_from_the_foreign_key_side() {
 fn backref_uselist_false_on_many_to_one() {
     let schema = one_to_one_backref().unwrap();
     assert_eq!(
-        schema
-            .relationship(schema.relationship_by_name("Parent", "child").unwrap())
-            .direction,
+        schema.relationship(schema.relationship_by_name("Parent", "child").unwrap()).direction,
         Direction::ManyToOne
     );
     let mut fx = Fx::new(schema.clone());

@@ -14,12 +14,7 @@ fn adjacency() -> Fx {
             .column(Column::integer("id").primary_key())
             .column(Column::integer("parent_id").foreign_key("node.id"))
             .relationship("children", Relationship::new("Node").back_populates("parent"))
-            .relationship(
-                "parent",
-                Relationship::new("Node")
-                    .back_populates("children")
-                    .remote_side(["id"]),
-            ),
+            .relationship("parent", Relationship::new("Node").back_populates("children").remote_side(["id"])),
     )
     .unwrap();
     Fx::new(base.configure().unwrap())
@@ -38,11 +33,7 @@ fn adjacency_list_both_sides_and_walks() {
     fx.check(a1, "Node.parent", &[a]);
     assert_eq!(fx.graph.descendants(root, children).unwrap(), [a, b, a1, a2, b1]);
     assert_eq!(fx.graph.ancestors(a2, children).unwrap(), [a, root]);
-    assert_eq!(
-        fx.graph.descendants(a2, parent).unwrap(),
-        [a, root],
-        "descendants over `parent` climb"
-    );
+    assert_eq!(fx.graph.descendants(a2, parent).unwrap(), [a, root], "descendants over `parent` climb");
     assert!(fx.graph.descendants(b1, children).unwrap().is_empty());
 
     // Moving a subtree.
@@ -81,12 +72,7 @@ fn self_loop_is_one_edge() {
     fx.check(n, "Node.children", &[n]);
     fx.check(n, "Node.parent", &[n]);
     assert_eq!(fx.graph.link_count(), 1);
-    assert!(
-        fx.graph
-            .descendants(n, fx.rel("Node.children"))
-            .unwrap()
-            .is_empty()
-    );
+    assert!(fx.graph.descendants(n, fx.rel("Node.children")).unwrap().is_empty());
     fx.graph.remove(n).unwrap();
     assert_eq!(fx.graph.link_count(), 0);
 }
@@ -100,17 +86,10 @@ fn self_many_to_many() {
             .column(Column::integer("b_id").foreign_key("person.id")),
     )
     .unwrap();
-    base.entity(
-        Entity::new("Person", "person")
-            .column(Column::integer("id").primary_key())
-            .relationship(
-                "follows",
-                Relationship::new("Person")
-                    .secondary("friendship")
-                    .foreign_keys(["a_id"])
-                    .backref("followers"),
-            ),
-    )
+    base.entity(Entity::new("Person", "person").column(Column::integer("id").primary_key()).relationship(
+        "follows",
+        Relationship::new("Person").secondary("friendship").foreign_keys(["a_id"]).backref("followers"),
+    ))
     .unwrap();
     let mut fx = Fx::new(base.configure().unwrap());
     let [a, b, c] = std::array::from_fn(|_| fx.new_obj("Person"));

@@ -11,23 +11,13 @@ use relgraph_testkit::seed::{SecondaryForm, Sides, many_to_many};
 /// Parents 1..=n and children 1..=n with explicit keys, flushed.
 fn filled(sides: Sides, name: &str, n: i64) -> (Db, Vec<relgraph::ObjectKey>, Vec<relgraph::ObjectKey>) {
     let mut db = Db::new(many_to_many(sides, SecondaryForm::Name).unwrap(), name);
-    let id = |db: &Db, e: &str| {
-        db.schema
-            .entity_column(db.schema.entity_id(e).unwrap(), "id")
-            .unwrap()
-    };
+    let id = |db: &Db, e: &str| db.schema.entity_column(db.schema.entity_id(e).unwrap(), "id").unwrap();
     let (pid, cid) = (id(&db, "Parent"), id(&db, "Child"));
     let mut lefts = Vec::new();
     let mut rights = Vec::new();
     for i in 1..=n {
-        let l = db
-            .session
-            .new_with(db.schema.entity_id("Parent").unwrap(), [(pid, Value::from(i))])
-            .unwrap();
-        let r = db
-            .session
-            .new_with(db.schema.entity_id("Child").unwrap(), [(cid, Value::from(i))])
-            .unwrap();
+        let l = db.session.new_with(db.schema.entity_id("Parent").unwrap(), [(pid, Value::from(i))]).unwrap();
+        let r = db.session.new_with(db.schema.entity_id("Child").unwrap(), [(cid, Value::from(i))]).unwrap();
         db.session.add(l).unwrap();
         db.session.add(r).unwrap();
         lefts.push(l);
@@ -52,22 +42,13 @@ fn association_rows_follow_append_and_remove() {
         db.statements(),
         [r#"INSERT INTO "association" ("left_id", "right_id") VALUES (?, ?), (?, ?), (?, ?)"#]
     );
-    assert_eq!(
-        db.query("SELECT left_id, right_id FROM association ORDER BY 1, 2"),
-        ["1|1", "1|2", "2|1"]
-    );
+    assert_eq!(db.query("SELECT left_id, right_id FROM association ORDER BY 1, 2"), ["1|1", "1|2", "2|1"]);
 
     // myparent.children.remove(somechild): the row goes, with no manual work.
     db.session.remove_member(l[0], children, r[0]).unwrap();
     db.session.flush().unwrap();
-    assert_eq!(
-        db.statements(),
-        [r#"DELETE FROM "association" WHERE "left_id" = ? AND "right_id" = ?"#]
-    );
-    assert_eq!(
-        db.query("SELECT left_id, right_id FROM association ORDER BY 1, 2"),
-        ["1|2", "2|1"]
-    );
+    assert_eq!(db.statements(), [r#"DELETE FROM "association" WHERE "left_id" = ? AND "right_id" = ?"#]);
+    assert_eq!(db.query("SELECT left_id, right_id FROM association ORDER BY 1, 2"), ["1|2", "2|1"]);
 
     // Unlink then relink is nothing (rule 20).
     db.session.remove_member(l[0], children, r[1]).unwrap();
@@ -91,17 +72,10 @@ fn deleting_either_end_deletes_its_association_rows() {
         db.session.flush().unwrap();
         assert_eq!(
             db.statements(),
-            [
-                r#"DELETE FROM "association" WHERE "right_id" = ?"#,
-                r#"DELETE FROM "right" WHERE "id" = ?"#
-            ],
+            [r#"DELETE FROM "association" WHERE "right_id" = ?"#, r#"DELETE FROM "right" WHERE "id" = ?"#],
             "{sides:?}"
         );
-        assert_eq!(
-            db.query("SELECT left_id, right_id FROM association"),
-            ["1|2"],
-            "{sides:?}"
-        );
+        assert_eq!(db.query("SELECT left_id, right_id FROM association"), ["1|2"], "{sides:?}");
         assert_eq!(db.session.graph().count(l[1], children).unwrap(), 0);
     }
 }
@@ -124,24 +98,20 @@ fn unloaded_association_rows_go_too() {
 fn passive_deletes_leave_unloaded_children_to_on_delete_cascade() {
     let mut base = Registry::new();
     base.entity(
-        Entity::new("Parent", "parent")
-            .column(Column::integer("id").primary_key())
-            .relationship(
-                "children",
-                Relationship::new("Child")
-                    .back_populates("parent")
-                    .cascade("all, delete-orphan")
-                    .passive_deletes(true),
-            ),
+        Entity::new("Parent", "parent").column(Column::integer("id").primary_key()).relationship(
+            "children",
+            Relationship::new("Child")
+                .back_populates("parent")
+                .cascade("all, delete-orphan")
+                .passive_deletes(true),
+        ),
     )
     .unwrap();
     base.entity(
         Entity::new("Child", "child")
             .column(Column::integer("id").primary_key())
             .column(
-                Column::integer("parent_id")
-                    .foreign_key("parent.id")
-                    .on_delete(relgraph::OnDelete::Cascade),
+                Column::integer("parent_id").foreign_key("parent.id").on_delete(relgraph::OnDelete::Cascade),
             )
             .relationship("parent", Relationship::new("Parent").back_populates("children")),
     )

@@ -15,11 +15,7 @@ fn children_become_rows_with_their_parents_generated_keys() {
     db.session.append(p, children, c1).unwrap();
     db.session.append(p, children, c2).unwrap();
     db.session.add(p).unwrap();
-    assert_eq!(
-        db.session.state(c1),
-        State::Transient,
-        "save-update is evaluated at flush"
-    );
+    assert_eq!(db.session.state(c1), State::Transient, "save-update is evaluated at flush");
     let stats = db.session.flush().unwrap();
     assert_eq!(stats.inserts, 3);
     assert_eq!(
@@ -32,10 +28,7 @@ fn children_become_rows_with_their_parents_generated_keys() {
         ]
     );
     assert_eq!(db.query("SELECT id FROM parent"), ["1"]);
-    assert_eq!(
-        db.query("SELECT id, parent_id FROM child ORDER BY id"),
-        ["1|1", "2|1"]
-    );
+    assert_eq!(db.query("SELECT id, parent_id FROM child ORDER BY id"), ["1|1", "2|1"]);
     assert_eq!(db.session.state(c1), State::Persistent);
     // Nothing to do sends nothing.
     assert_eq!(db.session.flush().unwrap(), Default::default());
@@ -55,10 +48,7 @@ fn moving_and_deleting_write_updates_in_dependency_order() {
 
     db.session.set(c, parent, Some(p2)).unwrap();
     db.session.flush().unwrap();
-    assert_eq!(
-        db.statements(),
-        [r#"UPDATE "child" SET "parent_id" = ? WHERE "id" = ?"#]
-    );
+    assert_eq!(db.statements(), [r#"UPDATE "child" SET "parent_id" = ? WHERE "id" = ?"#]);
     assert_eq!(db.query("SELECT parent_id FROM child"), ["2"]);
 
     // Deleting a parent without a delete cascade nulls its children first (rule 11).
@@ -71,10 +61,7 @@ fn moving_and_deleting_write_updates_in_dependency_order() {
     db.session.flush().unwrap();
     assert_eq!(
         db.statements(),
-        [
-            r#"UPDATE "child" SET "parent_id" = ? WHERE "id" = ?"#,
-            r#"DELETE FROM "parent" WHERE "id" = ?"#
-        ]
+        [r#"UPDATE "child" SET "parent_id" = ? WHERE "id" = ?"#, r#"DELETE FROM "parent" WHERE "id" = ?"#]
     );
     assert_eq!(db.query("SELECT id, parent_id FROM child"), ["1|NULL"]);
     assert_eq!(
@@ -99,34 +86,22 @@ fn lazy_loading_in_a_fresh_session() {
     db.statements();
     let children = db.session.members(p, db.rel("Parent.children")).unwrap();
     assert_eq!(children.len(), 3);
-    assert_eq!(
-        db.statements(),
-        [r#"SELECT "id", "parent_id" FROM "child" WHERE "parent_id" IN (?)"#]
-    );
+    assert_eq!(db.statements(), [r#"SELECT "id", "parent_id" FROM "child" WHERE "parent_id" IN (?)"#]);
     // The identity map: one object per row.
     let c = db.get("Child", 2);
     assert!(children.contains(&c));
     assert_eq!(db.session.scalar(c, db.rel("Child.parent")).unwrap(), Some(p));
-    assert!(
-        db.statements().is_empty(),
-        "already in the identity map and loaded"
-    );
+    assert!(db.statements().is_empty(), "already in the identity map and loaded");
 }
 
 #[test]
 fn delete_orphan_and_cascade() {
     use relgraph::{Column, Entity, Registry, Relationship};
     let mut base = Registry::new();
-    base.entity(
-        Entity::new("Parent", "parent")
-            .column(Column::integer("id").primary_key())
-            .relationship(
-                "children",
-                Relationship::new("Child")
-                    .back_populates("parent")
-                    .cascade("all, delete-orphan"),
-            ),
-    )
+    base.entity(Entity::new("Parent", "parent").column(Column::integer("id").primary_key()).relationship(
+        "children",
+        Relationship::new("Child").back_populates("parent").cascade("all, delete-orphan"),
+    ))
     .unwrap();
     base.entity(
         Entity::new("Child", "child")

@@ -9,17 +9,10 @@ use relgraph::{Column, Entity, ErrorKind, FlushError, Registry, Relationship, St
 
 fn one_to_one_orphans() -> std::sync::Arc<relgraph::Schema> {
     let mut base = Registry::new();
-    base.entity(
-        Entity::new("Parent", "parent")
-            .column(Column::integer("id").primary_key())
-            .relationship(
-                "child",
-                Relationship::new("Child")
-                    .uselist(false)
-                    .back_populates("parent")
-                    .cascade("all, delete-orphan"),
-            ),
-    )
+    base.entity(Entity::new("Parent", "parent").column(Column::integer("id").primary_key()).relationship(
+        "child",
+        Relationship::new("Child").uselist(false).back_populates("parent").cascade("all, delete-orphan"),
+    ))
     .unwrap();
     base.entity(
         Entity::new("Child", "child")
@@ -43,28 +36,15 @@ fn one_to_one_replacement_frees_the_unique_value_first() {
     // The new child takes parent_id = 1, which the old one holds under a unique constraint (rule 23).
     let c2 = db.new_obj("Child");
     db.session.set(p, child, Some(c2)).unwrap();
-    assert_eq!(
-        db.session.graph().scalar(c1, db.rel("Child.parent")).unwrap(),
-        None,
-        "rule 17"
-    );
+    assert_eq!(db.session.graph().scalar(c1, db.rel("Child.parent")).unwrap(), None, "rule 17");
     db.session.flush().unwrap();
     assert_eq!(
         db.statements(),
-        [
-            r#"DELETE FROM "child" WHERE "id" = ?"#,
-            r#"INSERT INTO "child" ("parent_id") VALUES (?)"#
-        ]
+        [r#"DELETE FROM "child" WHERE "id" = ?"#, r#"INSERT INTO "child" ("parent_id") VALUES (?)"#]
     );
-    let id = db
-        .schema
-        .entity_column(db.schema.entity_id("Child").unwrap(), "id")
-        .unwrap();
+    let id = db.schema.entity_column(db.schema.entity_id("Child").unwrap(), "id").unwrap();
     let new_id = db.session.graph().value(c2, id).unwrap().as_i64().unwrap();
-    assert_eq!(
-        db.query("SELECT id, parent_id FROM child"),
-        [format!("{new_id}|1")]
-    );
+    assert_eq!(db.query("SELECT id, parent_id FROM child"), [format!("{new_id}|1")]);
 }
 
 #[test]
@@ -75,12 +55,7 @@ fn self_referential_rows_insert_parents_first_and_cycles_break() {
             .column(Column::integer("id").primary_key())
             .column(Column::integer("parent_id").foreign_key("node.id"))
             .relationship("children", Relationship::new("Node").back_populates("parent"))
-            .relationship(
-                "parent",
-                Relationship::new("Node")
-                    .back_populates("children")
-                    .remote_side(["id"]),
-            ),
+            .relationship("parent", Relationship::new("Node").back_populates("children").remote_side(["id"])),
     )
     .unwrap();
     let mut db = Db::new(base.configure().unwrap(), "selfref");
@@ -93,10 +68,7 @@ fn self_referential_rows_insert_parents_first_and_cycles_break() {
     db.session.add(root).unwrap();
     db.session.flush().unwrap();
     // Created leaf first, but inserted root first: keys 1 = root.
-    assert_eq!(
-        db.query("SELECT id, parent_id FROM node ORDER BY id"),
-        ["1|NULL", "2|1", "3|2"]
-    );
+    assert_eq!(db.query("SELECT id, parent_id FROM node ORDER BY id"), ["1|NULL", "2|1", "3|2"]);
 
     // A cycle through a nullable key: insert with NULL, then UPDATE (no post_update needed).
     let (a, b) = (db.new_obj("Node"), db.new_obj("Node"));
@@ -106,20 +78,9 @@ fn self_referential_rows_insert_parents_first_and_cycles_break() {
     db.statements();
     db.session.flush().unwrap();
     let statements = db.statements();
-    assert_eq!(
-        statements.iter().filter(|s| s.starts_with("INSERT")).count(),
-        2,
-        "{statements:?}"
-    );
-    assert_eq!(
-        statements.iter().filter(|s| s.starts_with("UPDATE")).count(),
-        1,
-        "{statements:?}"
-    );
-    assert_eq!(
-        db.query("SELECT id, parent_id FROM node WHERE id > 3 ORDER BY id"),
-        ["4|5", "5|4"]
-    );
+    assert_eq!(statements.iter().filter(|s| s.starts_with("INSERT")).count(), 2, "{statements:?}");
+    assert_eq!(statements.iter().filter(|s| s.starts_with("UPDATE")).count(), 1, "{statements:?}");
+    assert_eq!(db.query("SELECT id, parent_id FROM node WHERE id > 3 ORDER BY id"), ["4|5", "5|4"]);
 }
 
 #[test]
@@ -151,24 +112,14 @@ fn a_link_out_of_the_session_fails_naming_both_ends() {
     base.entity(
         Entity::new("Parent", "parent")
             .column(Column::integer("id").primary_key())
-            .relationship(
-                "children",
-                Relationship::new("Child")
-                    .back_populates("parent")
-                    .cascade("merge"),
-            ),
+            .relationship("children", Relationship::new("Child").back_populates("parent").cascade("merge")),
     )
     .unwrap();
     base.entity(
         Entity::new("Child", "child")
             .column(Column::integer("id").primary_key())
             .column(Column::integer("parent_id").foreign_key("parent.id"))
-            .relationship(
-                "parent",
-                Relationship::new("Parent")
-                    .back_populates("children")
-                    .cascade("merge"),
-            ),
+            .relationship("parent", Relationship::new("Parent").back_populates("children").cascade("merge")),
     )
     .unwrap();
     let mut db = Db::new(base.configure().unwrap(), "outside");
@@ -224,24 +175,15 @@ fn a_delete_and_reinsert_of_one_key_is_an_update() {
     let parent = db.schema.entity_id("Parent").unwrap();
     let id = db.schema.entity_column(parent, "id").unwrap();
     let name = db.schema.entity_column(parent, "name").unwrap();
-    let p = db
-        .session
-        .new_with(parent, [(id, Value::from(7)), (name, Value::from("old"))])
-        .unwrap();
+    let p = db.session.new_with(parent, [(id, Value::from(7)), (name, Value::from("old"))]).unwrap();
     db.session.add(p).unwrap();
     db.session.flush().unwrap();
     db.statements();
     db.session.delete(p).unwrap();
-    let q = db
-        .session
-        .new_with(parent, [(id, Value::from(7)), (name, Value::from("new"))])
-        .unwrap();
+    let q = db.session.new_with(parent, [(id, Value::from(7)), (name, Value::from("new"))]).unwrap();
     db.session.add(q).unwrap();
     db.session.flush().unwrap();
-    assert_eq!(
-        db.statements(),
-        [r#"UPDATE "parent" SET "name" = ? WHERE "id" = ?"#]
-    );
+    assert_eq!(db.statements(), [r#"UPDATE "parent" SET "name" = ? WHERE "id" = ?"#]);
     assert_eq!(db.query("SELECT id, name FROM parent"), ["7|new"]);
     assert_eq!(db.session.state(q), State::Persistent);
     assert_eq!(db.get("Parent", 7), q);
@@ -256,10 +198,7 @@ fn constraint_failures_keep_every_pending_change() {
     db.session.add(a).unwrap();
     db.session.flush().unwrap();
     // A row written behind the session's back takes key 2.
-    rusqlite::Connection::open(&db.path)
-        .unwrap()
-        .execute("INSERT INTO parent (id) VALUES (2)", [])
-        .unwrap();
+    rusqlite::Connection::open(&db.path).unwrap().execute("INSERT INTO parent (id) VALUES (2)", []).unwrap();
     let b = db.session.new_with(parent, [(id, Value::from(2))]).unwrap();
     let c = db.new_obj("Child");
     db.session.append(b, db.rel("Parent.children"), c).unwrap();
@@ -270,12 +209,7 @@ fn constraint_failures_keep_every_pending_change() {
     assert_eq!(
         db.session
             .graph()
-            .value(
-                c,
-                db.schema
-                    .entity_column(db.schema.entity_id("Child").unwrap(), "id")
-                    .unwrap()
-            )
+            .value(c, db.schema.entity_column(db.schema.entity_id("Child").unwrap(), "id").unwrap())
             .unwrap(),
         &Value::Null,
         "no generated key left behind"
@@ -298,10 +232,7 @@ fn the_dry_run_lists_operations_and_reasons_without_sending() {
     let text = plan.to_string();
     assert_eq!(plan.ops.len(), 2, "{text}");
     assert!(text.contains("INSERT parent: Parent(new #0) is new"), "{text}");
-    assert!(
-        text.contains("INSERT child: Child(new #1) is new (after #0)"),
-        "{text}"
-    );
+    assert!(text.contains("INSERT child: Child(new #1) is new (after #0)"), "{text}");
     // The same plan twice: deterministic.
     assert_eq!(db.session.plan().unwrap().to_string(), text);
 }

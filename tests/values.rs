@@ -37,15 +37,8 @@ fn defaults_and_typed_writes() {
     let p = fx.graph.insert(parent);
     assert_eq!(fx.graph.value(p, name).unwrap(), &Value::from("unnamed"));
     assert_eq!(fx.graph.value(p, active).unwrap(), &Value::Boolean(true));
-    assert_eq!(
-        fx.graph.value(p, id).unwrap(),
-        &Value::Null,
-        "the store generates autoincrement keys"
-    );
-    assert_eq!(
-        fx.graph.set_value(p, name, "Ada").unwrap(),
-        Value::from("unnamed")
-    );
+    assert_eq!(fx.graph.value(p, id).unwrap(), &Value::Null, "the store generates autoincrement keys");
+    assert_eq!(fx.graph.set_value(p, name, "Ada").unwrap(), Value::from("unnamed"));
     fx.graph.set_value(p, score, 1.5).unwrap();
     fx.graph.set_value(p, avatar, vec![1u8, 2, 3]).unwrap();
     fx.graph.set_value(p, id, 7).unwrap();
@@ -64,19 +57,12 @@ fn defaults_and_typed_writes() {
     assert_eq!(err.to_string(), "column parent.score is REAL, not TEXT");
     let err = fx.graph.set_value(p, name, Value::Null).unwrap_err();
     assert_eq!(err.to_string(), "column parent.name is NOT NULL");
-    assert_eq!(
-        fx.graph.value(p, name).unwrap(),
-        &Value::from("Ada"),
-        "a refused write changes nothing"
-    );
+    assert_eq!(fx.graph.value(p, name).unwrap(), &Value::from("Ada"), "a refused write changes nothing");
 
     let child = fx.schema.entity_id("Child").unwrap();
     let child_id = fx.schema.entity_column(child, "id").unwrap();
     let err = fx.graph.value(p, child_id).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "column child.id is not a column of entity 'Parent'"
-    );
+    assert_eq!(err.to_string(), "column child.id is not a column of entity 'Parent'");
 }
 
 #[test]
@@ -85,17 +71,10 @@ fn insert_with_checks_every_value_first() {
     let parent = fx.schema.entity_id("Parent").unwrap();
     let name = fx.schema.entity_column(parent, "name").unwrap();
     let score = fx.schema.entity_column(parent, "score").unwrap();
-    let p = fx
-        .graph
-        .insert_with(parent, [(name, Value::from("Bo")), (score, Value::from(2.0))])
-        .unwrap();
+    let p = fx.graph.insert_with(parent, [(name, Value::from("Bo")), (score, Value::from(2.0))]).unwrap();
     assert_eq!(fx.graph.value(p, score).unwrap(), &Value::Float(2.0));
     let before = fx.graph.len();
-    assert!(
-        fx.graph
-            .insert_with(parent, [(name, Value::from("x")), (score, Value::from(1))])
-            .is_err()
-    );
+    assert!(fx.graph.insert_with(parent, [(name, Value::from("x")), (score, Value::from(1))]).is_err());
     assert_eq!(fx.graph.len(), before, "nothing is added on error");
 }
 
@@ -121,8 +100,5 @@ fn stale_keys_are_refused_everywhere() {
     assert_eq!(fx.graph.remove(p), Err(GraphError::StaleKey(p)));
     assert_eq!(fx.graph.row(p), Err(GraphError::StaleKey(p)));
     assert!(!fx.graph.contains(p));
-    assert!(matches!(
-        fx.graph.members(p, fx.rel("Parent.children")),
-        Err(GraphError::StaleKey(_))
-    ));
+    assert!(matches!(fx.graph.members(p, fx.rel("Parent.children")), Err(GraphError::StaleKey(_))));
 }

@@ -17,45 +17,29 @@ pub struct Fx {
 
 impl Fx {
     pub fn new(schema: Arc<Schema>) -> Self {
-        Fx {
-            graph: Graph::new(schema.clone()),
-            schema,
-        }
+        Fx { graph: Graph::new(schema.clone()), schema }
     }
 
     /// A new object of the named entity.
     pub fn new_obj(&mut self, entity: &str) -> ObjectKey {
-        let entity = self
-            .schema
-            .entity_id(entity)
-            .unwrap_or_else(|| panic!("entity {entity}"));
+        let entity = self.schema.entity_id(entity).unwrap_or_else(|| panic!("entity {entity}"));
         self.graph.insert(entity)
     }
 
     /// `"Parent.children"` to its handle.
     pub fn rel(&self, path: &str) -> RelationshipId {
         let (entity, name) = path.split_once('.').expect("Entity.name");
-        self.schema
-            .relationship_by_name(entity, name)
-            .unwrap_or_else(|| panic!("relationship {path}"))
+        self.schema.relationship_by_name(entity, name).unwrap_or_else(|| panic!("relationship {path}"))
     }
 
     /// Asserts the members of `path` at `object`, in order.
     #[track_caller]
     pub fn check(&self, object: ObjectKey, path: &str, expected: &[ObjectKey]) {
-        let members: Vec<_> = self
-            .graph
-            .members(object, self.rel(path))
-            .expect("members")
-            .collect();
+        let members: Vec<_> = self.graph.members(object, self.rel(path)).expect("members").collect();
         assert_eq!(members, expected, "{path}");
         let rel = self.rel(path);
         if !self.schema.relationship(rel).uselist {
-            assert_eq!(
-                self.graph.scalar(object, rel).expect("scalar"),
-                expected.first().copied(),
-                "{path}"
-            );
+            assert_eq!(self.graph.scalar(object, rel).expect("scalar"), expected.first().copied(), "{path}");
         }
     }
 

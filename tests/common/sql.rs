@@ -21,12 +21,7 @@ impl Db {
         let _ = std::fs::remove_file(&path);
         let session = Self::open(&schema, &path);
         let log = Arc::new(Mutex::new(Vec::new()));
-        let mut db = Db {
-            session,
-            schema,
-            path,
-            log,
-        };
+        let mut db = Db { session, schema, path, log };
         db.echo();
         db
     }
@@ -37,9 +32,7 @@ impl Db {
 
     fn echo(&mut self) {
         let log = self.log.clone();
-        self.session.set_echo(Some(Box::new(move |s: &str| {
-            log.lock().unwrap().push(s.to_owned())
-        })));
+        self.session.set_echo(Some(Box::new(move |s: &str| log.lock().unwrap().push(s.to_owned()))));
     }
 
     /// A second session over the same file, as a new process would see it.
@@ -94,10 +87,7 @@ impl Db {
 
     pub fn get(&mut self, entity: &str, id: i64) -> ObjectKey {
         let entity = self.schema.entity_id(entity).unwrap();
-        self.session
-            .get(entity, &[id.into()])
-            .unwrap()
-            .unwrap_or_else(|| panic!("row {id}"))
+        self.session.get(entity, &[id.into()]).unwrap().unwrap_or_else(|| panic!("row {id}"))
     }
 }
 

@@ -58,12 +58,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 fn w4(args: &BenchArgs) -> anyhow::Result<()> {
     let full = W4Size::FULL;
     let k = args.scale_down as usize;
-    let size = W4Size {
-        parents: full.parents / k,
-        lefts: full.lefts / k,
-        rights: full.rights / k,
-        ..full
-    };
+    let size = W4Size { parents: full.parents / k, lefts: full.lefts / k, rights: full.rights / k, ..full };
     let per_op = |d: Duration, n: usize| d.as_nanos() as f64 / n as f64;
     let runs: Vec<W4Timings> = (0..args.runs).map(|_| workloads::run_w4(size)).collect();
     let figures: Vec<f64> = (0..4)
@@ -97,10 +92,7 @@ fn w4(args: &BenchArgs) -> anyhow::Result<()> {
     );
     for ((op, ns), sqla) in OPERATIONS.iter().zip(&figures).zip(SQLALCHEMY_NS) {
         let verdict = if *ns < BUDGET_NS { "ok" } else { "OVER" };
-        println!(
-            "{op:<12} {ns:>10.1} {sqla:>16.0} {:>9.0}x {verdict:>8}",
-            sqla / ns
-        );
+        println!("{op:<12} {ns:>10.1} {sqla:>16.0} {:>9.0}x {verdict:>8}", sqla / ns);
     }
     println!(
         "memory: {:.1} bytes per object ({:.1} beyond its 24-byte column values), {:.1} bytes per link \
@@ -131,9 +123,7 @@ fn measure_memory(size: W4Size) -> Memory {
     let with_objects = ALLOCATOR.allocated();
     graph.reserve(0, children);
     for (j, &c) in kids.iter().enumerate() {
-        graph
-            .set(c, h.child_parent, Some(parents[j / size.children_per_parent]))
-            .expect("W4 link");
+        graph.set(c, h.child_parent, Some(parents[j / size.children_per_parent])).expect("W4 link");
     }
     let with_links = ALLOCATOR.allocated();
     let objects = (size.parents + children) as f64;

@@ -96,11 +96,7 @@ pub fn create_table(schema: &Schema, id: TableId, dialect: Dialect) -> Vec<Strin
             column_list(target, &fk.ref_columns),
             fk.on_delete.sql()
         );
-        let names: Vec<&str> = fk
-            .columns
-            .iter()
-            .map(|&c| table.columns[c as usize].name.as_str())
-            .collect();
+        let names: Vec<&str> = fk.columns.iter().map(|&c| table.columns[c as usize].name.as_str()).collect();
         indexes.push(format!(
             "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
             quoted(&format!("ix_{}_{}", table.name, names.join("_"))),
@@ -234,11 +230,7 @@ pub fn select_where(table: &TableDef, columns: &[u32], keys: usize, dialect: Dia
 /// `SELECT all columns FROM t ORDER BY key (or all columns)`.
 pub fn select_all(table: &TableDef) -> String {
     let all: Vec<u32> = (0..table.columns.len() as u32).collect();
-    let order = if table.primary_key.is_empty() {
-        &all
-    } else {
-        &table.primary_key
-    };
+    let order = if table.primary_key.is_empty() { &all } else { &table.primary_key };
     let mut sql = format!("SELECT {} FROM ", column_list(table, &all));
     quote(&mut sql, &table.name);
     let _ = write!(sql, " ORDER BY {}", column_list(table, order));

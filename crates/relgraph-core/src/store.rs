@@ -134,12 +134,7 @@ pub struct StoreError {
 impl StoreError {
     /// An error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        StoreError {
-            kind,
-            message: message.into(),
-            source: None,
-            rollback: None,
-        }
+        StoreError { kind, message: message.into(), source: None, rollback: None }
     }
 
     /// Attaches the driver's error.

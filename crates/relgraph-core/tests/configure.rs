@@ -46,15 +46,9 @@ fn check_err(reg: &Registry, fragments: &[&str]) -> ConfigError {
     let err = reg.configure().expect_err("configuration should fail");
     let message = err.to_string();
     for fragment in fragments {
-        assert!(
-            message.contains(fragment),
-            "message {message:?} lacks {fragment:?}"
-        );
+        assert!(message.contains(fragment), "message {message:?} lacks {fragment:?}");
     }
-    assert!(
-        !message.ends_with('.'),
-        "messages carry no trailing period: {message:?}"
-    );
+    assert!(!message.ends_with('.'), "messages carry no trailing period: {message:?}");
     err
 }
 
@@ -64,19 +58,14 @@ fn rel<'s>(schema: &'s Schema, entity: &str, name: &str) -> &'s RelationshipDef 
 
 #[test]
 fn one_to_many_without_reverse() {
-    let schema = parent_child(vec![("children", Relationship::new("Child"))], vec![])
-        .configure()
-        .unwrap();
+    let schema = parent_child(vec![("children", Relationship::new("Child"))], vec![]).configure().unwrap();
     let children = rel(&schema, "Parent", "children");
     assert_eq!(children.direction, Direction::OneToMany);
     assert!(children.uselist);
     assert_eq!(children.end, End::Target);
     let link = schema.link(children.link);
     assert_eq!(link.end(End::Source).relationship, None);
-    assert!(
-        !link.end(End::Source).many,
-        "a foreign key holds one parent even with no reverse side"
-    );
+    assert!(!link.end(End::Source).many, "a foreign key holds one parent even with no reverse side");
 }
 
 #[test]
@@ -98,12 +87,9 @@ fn back_populates_pairs_both_sides() {
 
 #[test]
 fn backref_creates_the_reverse() {
-    let schema = parent_child(
-        vec![("children", Relationship::new("Child").backref("parent"))],
-        vec![],
-    )
-    .configure()
-    .unwrap();
+    let schema = parent_child(vec![("children", Relationship::new("Child").backref("parent"))], vec![])
+        .configure()
+        .unwrap();
     let parent = rel(&schema, "Child", "parent");
     assert!(parent.from_backref);
     assert_eq!(parent.direction, Direction::ManyToOne);
@@ -116,32 +102,22 @@ fn many_to_one_seed_pattern() {
         Entity::new("Parent", "parent")
             .column(Column::integer("id").primary_key())
             .column(Column::integer("child_id").foreign_key("child.id"))
-            .relationship(
-                "child",
-                Relationship::new("Child").backref(Backref::new("parent").uselist(false)),
-            ),
+            .relationship("child", Relationship::new("Child").backref(Backref::new("parent").uselist(false))),
     )
     .unwrap();
-    reg.entity(Entity::new("Child", "child").column(Column::integer("id").primary_key()))
-        .unwrap();
+    reg.entity(Entity::new("Child", "child").column(Column::integer("id").primary_key())).unwrap();
     let schema = reg.configure().unwrap();
     let child = rel(&schema, "Parent", "child");
     assert_eq!(child.direction, Direction::ManyToOne);
     let parent = rel(&schema, "Child", "parent");
     assert_eq!(parent.direction, Direction::OneToMany);
-    assert!(
-        !parent.uselist,
-        "backref(uselist=False) makes the reverse a scalar: one-to-one"
-    );
+    assert!(!parent.uselist, "backref(uselist=False) makes the reverse a scalar: one-to-one");
 }
 
 #[test]
 fn one_to_one_uselist_false() {
     let schema = parent_child(
-        vec![(
-            "child",
-            Relationship::new("Child").uselist(false).back_populates("parent"),
-        )],
+        vec![("child", Relationship::new("Child").uselist(false).back_populates("parent"))],
         vec![("parent", Relationship::new("Parent").back_populates("child"))],
     )
     .configure()
@@ -155,21 +131,13 @@ fn many_to_many_all_three_secondary_forms() {
     // The handle `Registry::table` returned for the association table comes first in `left_right`.
     let assoc = left_right(vec![], vec![]).table_id("association").unwrap();
     let by_handle = left_right(
-        vec![(
-            "children",
-            Relationship::new("Child").secondary(assoc).backref("parents"),
-        )],
+        vec![("children", Relationship::new("Child").secondary(assoc).backref("parents"))],
         vec![],
     )
     .configure()
     .unwrap();
     let by_name = left_right(
-        vec![(
-            "children",
-            Relationship::new("Child")
-                .secondary("association")
-                .backref("parents"),
-        )],
+        vec![("children", Relationship::new("Child").secondary("association").backref("parents"))],
         vec![],
     )
     .configure()
@@ -177,9 +145,7 @@ fn many_to_many_all_three_secondary_forms() {
     let by_closure = left_right(
         vec![(
             "children",
-            Relationship::new("Child")
-                .secondary_with(|reg| reg.table_id("association"))
-                .backref("parents"),
+            Relationship::new("Child").secondary_with(|reg| reg.table_id("association")).backref("parents"),
         )],
         vec![],
     )
@@ -198,19 +164,12 @@ fn many_to_many_all_three_secondary_forms() {
 #[test]
 fn late_bound_secondary_sees_tables_defined_after_the_entity() {
     let mut reg = Registry::new();
-    reg.entity(
-        Entity::new("Parent", "left")
-            .column(Column::integer("id").primary_key())
-            .relationship(
-                "children",
-                Relationship::new("Child")
-                    .secondary_with(|reg| reg.table_id("association"))
-                    .backref("parents"),
-            ),
-    )
+    reg.entity(Entity::new("Parent", "left").column(Column::integer("id").primary_key()).relationship(
+        "children",
+        Relationship::new("Child").secondary_with(|reg| reg.table_id("association")).backref("parents"),
+    ))
     .unwrap();
-    reg.entity(Entity::new("Child", "right").column(Column::integer("id").primary_key()))
-        .unwrap();
+    reg.entity(Entity::new("Child", "right").column(Column::integer("id").primary_key())).unwrap();
     reg.table(
         Table::new("association")
             .column(Column::integer("left_id").foreign_key("left.id"))
@@ -224,33 +183,15 @@ fn late_bound_secondary_sees_tables_defined_after_the_entity() {
 #[test]
 fn the_seeds_traceback_and_extend_existing() {
     let mut reg = Registry::new();
-    let first = reg
-        .table(Table::new("association").column(Column::integer("left_id")))
-        .unwrap();
-    let err = reg
-        .table(Table::new("association").column(Column::integer("right_id")))
-        .unwrap_err();
-    assert_eq!(
-        err,
-        ConfigError::TableExists {
-            table: "association".into()
-        }
-    );
+    let first = reg.table(Table::new("association").column(Column::integer("left_id"))).unwrap();
+    let err = reg.table(Table::new("association").column(Column::integer("right_id"))).unwrap_err();
+    assert_eq!(err, ConfigError::TableExists { table: "association".into() });
     let message = err.to_string();
-    assert!(
-        message.contains("'association'") && message.contains("extend_existing"),
-        "{message}"
-    );
-    let second = reg
-        .table(
-            Table::new("association")
-                .extend_existing()
-                .column(Column::integer("right_id")),
-        )
-        .unwrap();
+    assert!(message.contains("'association'") && message.contains("extend_existing"), "{message}");
+    let second =
+        reg.table(Table::new("association").extend_existing().column(Column::integer("right_id"))).unwrap();
     assert_eq!(first, second);
-    reg.entity(Entity::new("Anchor", "anchor").column(Column::integer("id").primary_key()))
-        .unwrap();
+    reg.entity(Entity::new("Anchor", "anchor").column(Column::integer("id").primary_key())).unwrap();
     let schema = reg.configure().unwrap();
     let table = schema.table(schema.table_id("association").unwrap());
     let names: Vec<_> = table.columns.iter().map(|c| c.name.as_str()).collect();
@@ -260,44 +201,31 @@ fn the_seeds_traceback_and_extend_existing() {
 #[test]
 fn entity_redefining_a_table_gets_the_same_error() {
     let mut reg = Registry::new();
-    reg.entity(Entity::new("A", "t").column(Column::integer("id").primary_key()))
-        .unwrap();
-    let err = reg
-        .entity(Entity::new("B", "t").column(Column::integer("id").primary_key()))
-        .unwrap_err();
+    reg.entity(Entity::new("A", "t").column(Column::integer("id").primary_key())).unwrap();
+    let err = reg.entity(Entity::new("B", "t").column(Column::integer("id").primary_key())).unwrap_err();
     assert!(matches!(err, ConfigError::TableExists { .. }));
-    let err = reg
-        .entity(Entity::new("A", "u").column(Column::integer("id").primary_key()))
-        .unwrap_err();
+    let err = reg.entity(Entity::new("A", "u").column(Column::integer("id").primary_key())).unwrap_err();
     assert_eq!(err, ConfigError::EntityExists { entity: "A".into() });
 }
 
 #[test]
 fn duplicate_column() {
     let mut reg = Registry::new();
-    let err = reg
-        .table(
-            Table::new("t")
-                .column(Column::integer("a"))
-                .column(Column::text("a")),
-        )
-        .unwrap_err();
+    let err = reg.table(Table::new("t").column(Column::integer("a")).column(Column::text("a"))).unwrap_err();
     assert!(err.to_string().contains("'t'") && err.to_string().contains("'a'"));
 }
 
 #[test]
 fn foreign_key_to_unknown_table() {
     let mut reg = Registry::new();
-    reg.table(Table::new("association").column(Column::integer("left_id").foreign_key("left.id")))
-        .unwrap();
+    reg.table(Table::new("association").column(Column::integer("left_id").foreign_key("left.id"))).unwrap();
     check_err(&reg, &["association.left_id", "unknown table 'left'"]);
 }
 
 #[test]
 fn foreign_key_to_unknown_column() {
     let mut reg = Registry::new();
-    reg.table(Table::new("left").column(Column::integer("id").primary_key()))
-        .unwrap();
+    reg.table(Table::new("left").column(Column::integer("id").primary_key())).unwrap();
     reg.table(Table::new("association").column(Column::integer("left_id").foreign_key("left.ident")))
         .unwrap();
     check_err(&reg, &["association.left_id", "unknown column 'ident'", "'left'"]);
@@ -306,36 +234,21 @@ fn foreign_key_to_unknown_column() {
 #[test]
 fn malformed_and_mismatched_foreign_keys() {
     let mut reg = Registry::new();
-    reg.table(
-        Table::new("left")
-            .column(Column::integer("id").primary_key())
-            .column(Column::text("name")),
-    )
-    .unwrap();
-    reg.table(Table::new("a").column(Column::integer("x").foreign_key("left")))
+    reg.table(Table::new("left").column(Column::integer("id").primary_key()).column(Column::text("name")))
         .unwrap();
+    reg.table(Table::new("a").column(Column::integer("x").foreign_key("left"))).unwrap();
     check_err(&reg, &["a.x", "\"table.column\"", "'left'"]);
 
     let mut reg = Registry::new();
-    reg.table(
-        Table::new("left")
-            .column(Column::integer("id").primary_key())
-            .column(Column::text("name")),
-    )
-    .unwrap();
-    reg.table(Table::new("a").column(Column::text("x").foreign_key("left.id")))
+    reg.table(Table::new("left").column(Column::integer("id").primary_key()).column(Column::text("name")))
         .unwrap();
+    reg.table(Table::new("a").column(Column::text("x").foreign_key("left.id"))).unwrap();
     check_err(&reg, &["a.x", "left.id", "TEXT", "INTEGER"]);
 
     let mut reg = Registry::new();
-    reg.table(
-        Table::new("left")
-            .column(Column::integer("id").primary_key())
-            .column(Column::text("name")),
-    )
-    .unwrap();
-    reg.table(Table::new("a").column(Column::text("x").foreign_key("left.name")))
+    reg.table(Table::new("left").column(Column::integer("id").primary_key()).column(Column::text("name")))
         .unwrap();
+    reg.table(Table::new("a").column(Column::text("x").foreign_key("left.name"))).unwrap();
     check_err(&reg, &["a.x", "left.name", "neither the primary key nor unique"]);
 }
 
@@ -347,10 +260,7 @@ fn unknown_target_entity() {
 
 #[test]
 fn back_populates_naming_a_missing_relationship() {
-    let reg = parent_child(
-        vec![("children", Relationship::new("Child").back_populates("parent"))],
-        vec![],
-    );
+    let reg = parent_child(vec![("children", Relationship::new("Child").back_populates("parent"))], vec![]);
     let err = check_err(&reg, &["Parent.children", "back_populates='parent'", "'Child'"]);
     assert!(matches!(err, ConfigError::BackPopulatesMissing { .. }));
 }
@@ -386,22 +296,14 @@ fn backref_name_already_taken() {
     let err = check_err(&reg, &["backref 'parent'", "Parent.children", "Child.parent"]);
     assert!(matches!(err, ConfigError::BackrefConflict { .. }));
     // A column takes the name as well.
-    let reg = parent_child(
-        vec![("children", Relationship::new("Child").backref("parent_id"))],
-        vec![],
-    );
+    let reg = parent_child(vec![("children", Relationship::new("Child").backref("parent_id"))], vec![]);
     check_err(&reg, &["backref 'parent_id'", "column child.parent_id"]);
 }
 
 #[test]
 fn backref_and_back_populates_together() {
     let reg = parent_child(
-        vec![(
-            "children",
-            Relationship::new("Child")
-                .backref("parent")
-                .back_populates("parent"),
-        )],
+        vec![("children", Relationship::new("Child").backref("parent").back_populates("parent"))],
         vec![],
     );
     check_err(&reg, &["Parent.children", "both backref and back_populates"]);
@@ -416,8 +318,7 @@ fn no_foreign_key_path() {
             .relationship("bs", Relationship::new("B")),
     )
     .unwrap();
-    reg.entity(Entity::new("B", "b").column(Column::integer("id").primary_key()))
-        .unwrap();
+    reg.entity(Entity::new("B", "b").column(Column::integer("id").primary_key())).unwrap();
     let err = check_err(&reg, &["A.bs", "'a'", "'b'"]);
     assert!(matches!(err, ConfigError::NoForeignKeyPath { .. }));
 }
@@ -426,8 +327,7 @@ fn no_foreign_key_path() {
 fn ambiguous_foreign_key_path_and_its_fix() {
     let build = |rel: Relationship| {
         let mut reg = Registry::new();
-        reg.entity(Entity::new("Customer", "customer").column(Column::integer("id").primary_key()))
-            .unwrap();
+        reg.entity(Entity::new("Customer", "customer").column(Column::integer("id").primary_key())).unwrap();
         reg.entity(
             Entity::new("Invoice", "invoice")
                 .column(Column::integer("id").primary_key())
@@ -440,22 +340,14 @@ fn ambiguous_foreign_key_path_and_its_fix() {
     };
     let err = check_err(
         &build(Relationship::new("Customer")),
-        &[
-            "Invoice.billing",
-            "invoice.billing_id",
-            "invoice.shipping_id",
-            "foreign_keys",
-        ],
+        &["Invoice.billing", "invoice.billing_id", "invoice.shipping_id", "foreign_keys"],
     );
     assert!(matches!(err, ConfigError::AmbiguousForeignKeyPath { .. }));
-    let schema = build(Relationship::new("Customer").foreign_keys(["invoice.billing_id"]))
-        .configure()
-        .unwrap();
+    let schema =
+        build(Relationship::new("Customer").foreign_keys(["invoice.billing_id"])).configure().unwrap();
     let billing = rel(&schema, "Invoice", "billing");
     assert_eq!(billing.direction, Direction::ManyToOne);
-    let LinkKind::ForeignKey(fk) = schema.link(billing.link).kind else {
-        panic!("foreign-key link")
-    };
+    let LinkKind::ForeignKey(fk) = schema.link(billing.link).kind else { panic!("foreign-key link") };
     assert_eq!(schema.foreign_key(fk).columns, [1]);
     check_err(
         &build(Relationship::new("Customer").foreign_keys(["invoice.nope"])),
@@ -466,50 +358,30 @@ fn ambiguous_foreign_key_path_and_its_fix() {
 #[test]
 fn secondary_that_does_not_reference_both_sides() {
     let mut reg = Registry::new();
-    reg.table(Table::new("association").column(Column::integer("left_id").foreign_key("left.id")))
-        .unwrap();
+    reg.table(Table::new("association").column(Column::integer("left_id").foreign_key("left.id"))).unwrap();
     reg.entity(
         Entity::new("Parent", "left")
             .column(Column::integer("id").primary_key())
             .relationship("children", Relationship::new("Child").secondary("association")),
     )
     .unwrap();
-    reg.entity(Entity::new("Child", "right").column(Column::integer("id").primary_key()))
-        .unwrap();
-    let err = check_err(
-        &reg,
-        &[
-            "Parent.children",
-            "'association'",
-            "no foreign key to table 'right'",
-        ],
-    );
+    reg.entity(Entity::new("Child", "right").column(Column::integer("id").primary_key())).unwrap();
+    let err = check_err(&reg, &["Parent.children", "'association'", "no foreign key to table 'right'"]);
     assert!(matches!(err, ConfigError::SecondaryMissingForeignKey { .. }));
 }
 
 #[test]
 fn unknown_or_unresolved_secondary() {
-    let reg = left_right(
-        vec![("children", Relationship::new("Child").secondary("assoc"))],
-        vec![],
-    );
+    let reg = left_right(vec![("children", Relationship::new("Child").secondary("assoc"))], vec![]);
     check_err(&reg, &["Parent.children", "secondary='assoc'"]);
-    let reg = left_right(
-        vec![("children", Relationship::new("Child").secondary_with(|_| None))],
-        vec![],
-    );
+    let reg = left_right(vec![("children", Relationship::new("Child").secondary_with(|_| None))], vec![]);
     check_err(&reg, &["Parent.children", "closure returned no table"]);
 }
 
 #[test]
 fn cascade_words() {
     let schema = parent_child(
-        vec![(
-            "children",
-            Relationship::new("Child")
-                .cascade("all, delete-orphan")
-                .back_populates("parent"),
-        )],
+        vec![("children", Relationship::new("Child").cascade("all, delete-orphan").back_populates("parent"))],
         vec![("parent", Relationship::new("Parent").back_populates("children"))],
     )
     .configure()
@@ -517,43 +389,23 @@ fn cascade_words() {
     let children = rel(&schema, "Parent", "children");
     assert!(children.cascade.contains(Cascade::ALL | Cascade::DELETE_ORPHAN));
     assert_eq!(rel(&schema, "Child", "parent").cascade, Cascade::default());
-    let reg = parent_child(
-        vec![(
-            "children",
-            Relationship::new("Child").cascade("all, delete-orphin"),
-        )],
-        vec![],
-    );
+    let reg =
+        parent_child(vec![("children", Relationship::new("Child").cascade("all, delete-orphin"))], vec![]);
     check_err(&reg, &["Parent.children", "unknown cascade 'delete-orphin'"]);
 }
 
 #[test]
 fn delete_orphan_on_many_side_needs_single_parent() {
-    let reg = parent_child(
-        vec![],
-        vec![(
-            "parent",
-            Relationship::new("Parent").cascade("all, delete-orphan"),
-        )],
-    );
+    let reg =
+        parent_child(vec![], vec![("parent", Relationship::new("Parent").cascade("all, delete-orphan"))]);
     check_err(&reg, &["Child.parent", "many-to-one", "single_parent"]);
     let reg = parent_child(
         vec![],
-        vec![(
-            "parent",
-            Relationship::new("Parent")
-                .cascade("all, delete-orphan")
-                .single_parent(true),
-        )],
+        vec![("parent", Relationship::new("Parent").cascade("all, delete-orphan").single_parent(true))],
     );
     reg.configure().unwrap();
     let reg = left_right(
-        vec![(
-            "children",
-            Relationship::new("Child")
-                .secondary("association")
-                .cascade("delete-orphan"),
-        )],
+        vec![("children", Relationship::new("Child").secondary("association").cascade("delete-orphan"))],
         vec![],
     );
     check_err(&reg, &["Parent.children", "many-to-many", "single_parent"]);
@@ -562,36 +414,22 @@ fn delete_orphan_on_many_side_needs_single_parent() {
 #[test]
 fn passive_deletes_all_with_delete_cascade() {
     let reg = parent_child(
-        vec![(
-            "children",
-            Relationship::new("Child")
-                .cascade("all")
-                .passive_deletes(PassiveDeletes::All),
-        )],
+        vec![("children", Relationship::new("Child").cascade("all").passive_deletes(PassiveDeletes::All))],
         vec![],
     );
     check_err(&reg, &["Parent.children", "passive_deletes=all"]);
     let schema = parent_child(
-        vec![(
-            "children",
-            Relationship::new("Child").cascade("all").passive_deletes(true),
-        )],
+        vec![("children", Relationship::new("Child").cascade("all").passive_deletes(true))],
         vec![],
     )
     .configure()
     .unwrap();
-    assert_eq!(
-        rel(&schema, "Parent", "children").passive_deletes,
-        PassiveDeletes::On
-    );
+    assert_eq!(rel(&schema, "Parent", "children").passive_deletes, PassiveDeletes::On);
 }
 
 #[test]
 fn uselist_true_on_many_to_one_is_refused() {
-    let reg = parent_child(
-        vec![],
-        vec![("parent", Relationship::new("Parent").uselist(true))],
-    );
+    let reg = parent_child(vec![], vec![("parent", Relationship::new("Parent").uselist(true))]);
     check_err(&reg, &["Child.parent", "many-to-one"]);
 }
 
@@ -615,13 +453,8 @@ fn self_referential_adjacency_list() {
         .unwrap();
         reg
     };
-    let schema = build(
-        Relationship::new("Node")
-            .back_populates("children")
-            .remote_side(["id"]),
-    )
-    .configure()
-    .unwrap();
+    let schema =
+        build(Relationship::new("Node").back_populates("children").remote_side(["id"])).configure().unwrap();
     assert_eq!(rel(&schema, "Node", "children").direction, Direction::OneToMany);
     assert_eq!(rel(&schema, "Node", "parent").direction, Direction::ManyToOne);
     assert_eq!(schema.entity(schema.entity_id("Node").unwrap()).slots.len(), 2);
@@ -640,23 +473,13 @@ fn self_referential_many_to_many() {
             .column(Column::integer("b_id").foreign_key("person.id")),
     )
     .unwrap();
-    reg.entity(
-        Entity::new("Person", "person")
-            .column(Column::integer("id").primary_key())
-            .relationship(
-                "friends",
-                Relationship::new("Person")
-                    .secondary("friendship")
-                    .foreign_keys(["a_id"])
-                    .backref("friend_of"),
-            ),
-    )
+    reg.entity(Entity::new("Person", "person").column(Column::integer("id").primary_key()).relationship(
+        "friends",
+        Relationship::new("Person").secondary("friendship").foreign_keys(["a_id"]).backref("friend_of"),
+    ))
     .unwrap();
     let schema = reg.configure().unwrap();
-    assert_eq!(
-        rel(&schema, "Person", "friend_of").direction,
-        Direction::ManyToMany
-    );
+    assert_eq!(rel(&schema, "Person", "friend_of").direction, Direction::ManyToMany);
     let mut reg = Registry::new();
     reg.table(
         Table::new("friendship")
@@ -699,10 +522,7 @@ fn columns_defaults_and_keys() {
     let schema = reg.configure().unwrap();
     let table = schema.table(schema.table_id("item").unwrap());
     assert_eq!(table.primary_key, [0, 1]);
-    assert!(
-        !table.columns[0].autoincrement,
-        "composite keys are not autoincrement"
-    );
+    assert!(!table.columns[0].autoincrement, "composite keys are not autoincrement");
     assert!(!table.columns[2].nullable);
     assert_eq!(table.columns[2].default, Some(Value::from("unnamed")));
     assert!(table.uniques.contains(&vec![6]) && table.uniques.contains(&vec![2, 3]));
@@ -733,9 +553,7 @@ fn composite_foreign_key() {
     .unwrap();
     let schema = reg.configure().unwrap();
     let shop = rel(&schema, "Order", "shop");
-    let LinkKind::ForeignKey(fk) = schema.link(shop.link).kind else {
-        panic!("foreign-key link")
-    };
+    let LinkKind::ForeignKey(fk) = schema.link(shop.link).kind else { panic!("foreign-key link") };
     assert_eq!(schema.foreign_key(fk).columns, [1, 2]);
     assert_eq!(schema.foreign_key(fk).on_delete, OnDelete::Cascade);
 }
@@ -745,16 +563,9 @@ fn schema_is_send_sync_and_fingerprint_is_stable() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Schema>();
     let a = parent_child(vec![], vec![]).configure().unwrap();
-    let b = parent_child(vec![("children", Relationship::new("Child"))], vec![])
-        .configure()
-        .unwrap();
-    assert_eq!(
-        a.fingerprint(),
-        b.fingerprint(),
-        "relationships do not change the stored shape"
-    );
+    let b = parent_child(vec![("children", Relationship::new("Child"))], vec![]).configure().unwrap();
+    assert_eq!(a.fingerprint(), b.fingerprint(), "relationships do not change the stored shape");
     let mut reg = parent_child(vec![], vec![]);
-    reg.table(Table::new("extra").column(Column::integer("id").primary_key()))
-        .unwrap();
+    reg.table(Table::new("extra").column(Column::integer("id").primary_key())).unwrap();
     assert_ne!(a.fingerprint(), reg.configure().unwrap().fingerprint());
 }

@@ -48,21 +48,13 @@ impl ExactSizeIterator for Members<'_> {}
 
 impl<'g> Members<'g> {
     pub(crate) fn empty(graph: &'g Graph) -> Self {
-        Members {
-            graph,
-            next: no_edge(),
-            end: End::Source,
-            remaining: 0,
-        }
+        Members { graph, next: no_edge(), end: End::Source, remaining: 0 }
     }
 }
 
 impl Graph {
     pub(crate) fn rel_info(&self, rel: RelationshipId) -> Result<RelInfo, GraphError> {
-        self.rels
-            .get(rel.index())
-            .copied()
-            .ok_or(GraphError::UnknownRelationship(rel.index()))
+        self.rels.get(rel.index()).copied().ok_or(GraphError::UnknownRelationship(rel.index()))
     }
 
     /// Checks that `key` is live and has `rel`.
@@ -99,15 +91,11 @@ impl Graph {
     }
 
     fn not_a_collection(&self, rel: RelationshipId) -> GraphError {
-        GraphError::NotACollection {
-            relationship: self.schema.relationship_path(rel),
-        }
+        GraphError::NotACollection { relationship: self.schema.relationship_path(rel) }
     }
 
     fn not_a_scalar(&self, rel: RelationshipId) -> GraphError {
-        GraphError::NotAScalar {
-            relationship: self.schema.relationship_path(rel),
-        }
+        GraphError::NotAScalar { relationship: self.schema.relationship_path(rel) }
     }
 
     fn slot(&self, key: ObjectKey, slot: u32) -> Slot {
@@ -160,12 +148,7 @@ impl Graph {
     fn connect(&mut self, link: LinkId, source: ObjectKey, target: ObjectKey) -> EdgeIx {
         let edge = self.edges.add(link, [source, target]);
         if self.journaling {
-            self.journal.push(crate::LinkChange {
-                link,
-                source,
-                target,
-                added: true,
-            });
+            self.journal.push(crate::LinkChange { link, source, target, added: true });
         }
         let slots = self.link_slots[link.index()];
         self.attach(edge, 0, source, slots[0]);
@@ -246,11 +229,7 @@ impl Graph {
                 }
             }
         }
-        let (source, target) = if end == End::Source {
-            (near, far)
-        } else {
-            (far, near)
-        };
+        let (source, target) = if end == End::Source { (near, far) } else { (far, near) };
         self.connect(link, source, target);
     }
 
@@ -444,29 +423,18 @@ impl Graph {
 
     pub(crate) fn slot_members(&self, key: ObjectKey, slot: u32, end: End) -> Members<'_> {
         match self.slot(key, slot) {
-            Slot::One(edge) => Members {
-                graph: self,
-                next: edge,
-                end,
-                remaining: usize::from(edge != no_edge()),
-            },
-            Slot::Many { head, len, .. } => Members {
-                graph: self,
-                next: head,
-                end,
-                remaining: len as usize,
-            },
+            Slot::One(edge) => {
+                Members { graph: self, next: edge, end, remaining: usize::from(edge != no_edge()) }
+            }
+            Slot::Many { head, len, .. } => Members { graph: self, next: head, end, remaining: len as usize },
         }
     }
 
     /// Checks that `key` is live and sits at `end` of `link`.
     fn at_end(&self, key: ObjectKey, link: LinkId, end: End) -> Result<(), GraphError> {
         let object = self.objects.get(key).ok_or(GraphError::StaleKey(key))?;
-        let def = self
-            .schema
-            .links()
-            .get(link.index())
-            .ok_or(GraphError::UnknownRelationship(link.index()))?;
+        let def =
+            self.schema.links().get(link.index()).ok_or(GraphError::UnknownRelationship(link.index()))?;
         let expected = def.end(end).entity;
         if object.entity != expected {
             return Err(GraphError::WrongEntity {
@@ -598,9 +566,7 @@ impl Graph {
     ) -> Result<Vec<ObjectKey>, GraphError> {
         self.owner(key, rel, &info)?;
         if info.entity != info.target {
-            return Err(GraphError::NotSelfReferential {
-                relationship: self.schema.relationship_path(rel),
-            });
+            return Err(GraphError::NotSelfReferential { relationship: self.schema.relationship_path(rel) });
         }
         let view = self.link_view(rel)?;
         let mut out = Vec::new();

@@ -95,20 +95,11 @@ struct Edges {
 
 impl Edges {
     fn new() -> Self {
-        Edges {
-            data: Vec::new(),
-            free: no_edge(),
-            live: 0,
-        }
+        Edges { data: Vec::new(), free: no_edge(), live: 0 }
     }
 
     fn add(&mut self, link: LinkId, objects: [ObjectKey; 2]) -> EdgeIx {
-        let data = EdgeData {
-            link: Some(link),
-            objects,
-            prev: [no_edge(); 2],
-            next: [no_edge(); 2],
-        };
+        let data = EdgeData { link: Some(link), objects, prev: [no_edge(); 2], next: [no_edge(); 2] };
         self.live += 1;
         if self.free == no_edge() {
             self.data.push(data);
@@ -234,37 +225,21 @@ impl Graph {
                 }
             })
             .collect();
-        let link_slots = schema
-            .links()
-            .iter()
-            .map(|l| [l.ends[0].slot, l.ends[1].slot])
-            .collect();
-        let link_many = schema
-            .links()
-            .iter()
-            .map(|l| [l.ends[0].many, l.ends[1].many])
-            .collect();
+        let link_slots = schema.links().iter().map(|l| [l.ends[0].slot, l.ends[1].slot]).collect();
+        let link_many = schema.links().iter().map(|l| [l.ends[0].many, l.ends[1].many]).collect();
         let entities = schema
             .entities()
             .iter()
             .enumerate()
             .map(|(index, e)| {
                 let table = schema.table(e.table);
-                let defaults = table
-                    .columns
-                    .iter()
-                    .map(|c| c.default.clone().unwrap_or_default())
-                    .collect();
+                let defaults = table.columns.iter().map(|c| c.default.clone().unwrap_or_default()).collect();
                 let slots = e
                     .slots
                     .iter()
                     .map(|&(link, end)| {
                         if schema.link(link).end(end).many {
-                            Slot::Many {
-                                head: no_edge(),
-                                tail: no_edge(),
-                                len: 0,
-                            }
+                            Slot::Many { head: no_edge(), tail: no_edge(), len: 0 }
                         } else {
                             Slot::One(no_edge())
                         }
@@ -289,11 +264,7 @@ impl Graph {
                         managed[c as usize].get_or_insert_with(|| owner.clone().into_boxed_str());
                     }
                 }
-                EntityInfo {
-                    defaults,
-                    slots,
-                    managed: managed.into_boxed_slice(),
-                }
+                EntityInfo { defaults, slots, managed: managed.into_boxed_slice() }
             })
             .collect();
         Graph {
@@ -349,10 +320,7 @@ impl Graph {
                 found,
             });
         }
-        Ok(std::mem::replace(
-            &mut self.objects[key].values[column.index as usize],
-            value,
-        ))
+        Ok(std::mem::replace(&mut self.objects[key].values[column.index as usize], value))
     }
 
     /// The schema this graph was built for.
@@ -390,11 +358,7 @@ impl Graph {
         let info = &self.entities[entity.index()];
         let values = info.defaults.clone();
         let slots = info.slots.clone();
-        self.objects.insert(Object {
-            entity,
-            values,
-            slots,
-        })
+        self.objects.insert(Object { entity, values, slots })
     }
 
     /// Adds an object of `entity` with the given column values, each checked
@@ -506,9 +470,9 @@ impl Graph {
             });
         }
         match value.column_type() {
-            None if !def.nullable && !def.autoincrement => Err(GraphError::NullNotAllowed {
-                column: self.schema.column_path(column),
-            }),
+            None if !def.nullable && !def.autoincrement => {
+                Err(GraphError::NullNotAllowed { column: self.schema.column_path(column) })
+            }
             Some(found) if found != def.ty => Err(GraphError::TypeMismatch {
                 column: self.schema.column_path(column),
                 expected: def.ty,

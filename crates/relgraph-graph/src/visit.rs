@@ -43,10 +43,7 @@ pub struct LinkView<'g> {
 
 impl std::fmt::Debug for LinkView<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LinkView")
-            .field("link", &self.link)
-            .field("end", &self.end)
-            .finish()
+        f.debug_struct("LinkView").field("link", &self.link).field("end", &self.end).finish()
     }
 }
 
@@ -57,12 +54,7 @@ impl Graph {
     /// [`GraphError::UnknownRelationship`] for a handle from another schema.
     pub fn link_view(&self, rel: RelationshipId) -> Result<LinkView<'_>, GraphError> {
         let info = self.rel_info(rel)?;
-        Ok(LinkView {
-            graph: self,
-            link: info.link,
-            end: info.end,
-            entities: [info.entity, info.target],
-        })
+        Ok(LinkView { graph: self, link: info.link, end: info.end, entities: [info.entity, info.target] })
     }
 
     fn members_at(&self, key: ObjectKey, entity: EntityId, link: LinkId, end: End) -> Members<'_> {
@@ -97,8 +89,7 @@ impl<'g> IntoNeighborsDirected for LinkView<'g> {
         match dir {
             PetDirection::Outgoing => self.neighbors(key),
             PetDirection::Incoming => {
-                self.graph
-                    .members_at(key, self.entities[1], self.link, self.end.opposite())
+                self.graph.members_at(key, self.entities[1], self.link, self.end.opposite())
             }
         }
     }
@@ -122,21 +113,13 @@ impl<'g> IntoNodeIdentifiers for LinkView<'g> {
     /// The objects at either end of the link.
     fn node_identifiers(self) -> Self::NodeIdentifiers {
         let entities = self.entities;
-        Box::new(
-            self.graph
-                .objects()
-                .filter(move |(_, e)| entities.contains(e))
-                .map(|(k, _)| k),
-        )
+        Box::new(self.graph.objects().filter(move |(_, e)| entities.contains(e)).map(|(k, _)| k))
     }
 }
 
 impl NodeCount for LinkView<'_> {
     fn node_count(&self) -> usize {
-        self.graph
-            .objects()
-            .filter(|(_, e)| self.entities.contains(e))
-            .count()
+        self.graph.objects().filter(|(_, e)| self.entities.contains(e)).count()
     }
 }
 
@@ -175,12 +158,7 @@ impl<'g> IntoNeighbors for &'g Graph {
 
     /// Every object linked to `key` by any link, from either end.
     fn neighbors(self, key: ObjectKey) -> AllNeighbors<'g> {
-        AllNeighbors {
-            graph: self,
-            key,
-            slot: 0,
-            current: Members::empty(self),
-        }
+        AllNeighbors { graph: self, key, slot: 0, current: Members::empty(self) }
     }
 }
 

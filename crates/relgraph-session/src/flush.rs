@@ -129,12 +129,7 @@ struct Work {
 impl Work {
     fn push(&mut self, op: RowOp, reason: Reason, kind: Kind) -> u32 {
         let table = op.table();
-        self.nodes.push(Node {
-            op,
-            reason,
-            kind,
-            table,
-        });
+        self.nodes.push(Node { op, reason, kind, table });
         self.nodes.len() as u32 - 1
     }
 
@@ -208,10 +203,7 @@ impl Session {
         let ops = ops
             .into_iter()
             .zip(&order)
-            .map(|(op, &node)| PlannedOp {
-                reason: self.explain(&work, node),
-                op,
-            })
+            .map(|(op, &node)| PlannedOp { reason: self.explain(&work, node), op })
             .collect();
         Ok(Plan { ops })
     }
@@ -259,27 +251,18 @@ impl Session {
                     self.schema.relationship_path(rel)
                 )
             }
-            Reason::AssocInsert(l, a, b) => format!(
-                "INSERT {table}: {} linked to {} through {}",
-                d(a),
-                d(b),
-                link_name(l)
-            ),
-            Reason::AssocDelete(l, a, b) => format!(
-                "DELETE {table}: {} unlinked from {} in {}",
-                d(a),
-                d(b),
-                link_name(l)
-            ),
-            Reason::AssocDeleteAll(l, o) => format!(
-                "DELETE {table}: every link of deleted {} in {}",
-                d(o),
-                link_name(l)
-            ),
-            Reason::PostUpdate(o) => format!(
-                "UPDATE {table}: {}'s foreign key, after the rows of its cycle exist",
-                d(o)
-            ),
+            Reason::AssocInsert(l, a, b) => {
+                format!("INSERT {table}: {} linked to {} through {}", d(a), d(b), link_name(l))
+            }
+            Reason::AssocDelete(l, a, b) => {
+                format!("DELETE {table}: {} unlinked from {} in {}", d(a), d(b), link_name(l))
+            }
+            Reason::AssocDeleteAll(l, o) => {
+                format!("DELETE {table}: every link of deleted {} in {}", d(o), link_name(l))
+            }
+            Reason::PostUpdate(o) => {
+                format!("UPDATE {table}: {}'s foreign key, after the rows of its cycle exist", d(o))
+            }
         };
         let waits: Vec<String> = work
             .edges
@@ -302,11 +285,7 @@ impl Session {
     }
 
     fn effective(&self, key: ObjectKey, cascaded: &HashSet<ObjectKey>) -> State {
-        if cascaded.contains(&key) {
-            State::Pending
-        } else {
-            self.state(key)
-        }
+        if cascaded.contains(&key) { State::Pending } else { self.state(key) }
     }
 
     /// Foreign-key links whose source end is `entity` (the row holds the key).
@@ -324,12 +303,7 @@ impl Session {
         let Ok(entity) = self.graph.entity_of(key) else {
             return false;
         };
-        let slot = self
-            .schema
-            .entity(entity)
-            .slots
-            .iter()
-            .position(|&s| s == (link, end));
+        let slot = self.schema.entity(entity).slots.iter().position(|&s| s == (link, end));
         match (self.tracked.get(key), slot) {
             (Some(t), Some(slot)) => t.committed.is_none() || t.loaded[slot],
             _ => true,
@@ -369,23 +343,13 @@ impl Session {
         let mut touched: Vec<ObjectKey> = self.net.keys().flat_map(|&(_, s, t)| [s, t]).collect();
         touched.sort_by_key(|&k| self.seq(k));
         touched.dedup();
-        roots.extend(
-            touched
-                .iter()
-                .copied()
-                .filter(|&k| self.state(k) == State::Persistent),
-        );
+        roots.extend(touched.iter().copied().filter(|&k| self.state(k) == State::Persistent));
         while let Some(key) = roots.pop() {
             let Ok(entity) = self.graph.entity_of(key) else {
                 continue;
             };
             for &rel in &self.schema.entity(entity).relationships {
-                if !self
-                    .schema
-                    .relationship(rel)
-                    .cascade
-                    .contains(Cascade::SAVE_UPDATE)
-                {
+                if !self.schema.relationship(rel).cascade.contains(Cascade::SAVE_UPDATE) {
                     continue;
                 }
                 for member in self.graph.members(key, rel)? {
@@ -398,19 +362,12 @@ impl Session {
         }
         work.cascaded.sort_by_key(|&k| self.seq(k));
         let in_uow = |s: &Self, k: ObjectKey| {
-            matches!(
-                s.effective(k, &cascaded),
-                State::Pending | State::Persistent | State::Deleted
-            )
+            matches!(s.effective(k, &cascaded), State::Pending | State::Persistent | State::Deleted)
         };
 
         // Rule 22: no link may leave the unit of work.
-        let mut added: Vec<(LinkId, ObjectKey, ObjectKey)> = self
-            .net
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(&k, _)| k)
-            .collect();
+        let mut added: Vec<(LinkId, ObjectKey, ObjectKey)> =
+            self.net.iter().filter(|(_, n)| **n > 0).map(|(&k, _)| k).collect();
         added.sort_by_key(|&(l, s, t)| (l, self.seq(s), self.seq(t)));
         for &(link, s, t) in &added {
             for (a, b, end) in [(s, t, End::Source), (t, s, End::Target)] {
@@ -437,12 +394,7 @@ impl Session {
         let orphan_rels: Vec<RelationshipId> = self
             .schema
             .relationship_ids()
-            .filter(|&r| {
-                self.schema
-                    .relationship(r)
-                    .cascade
-                    .contains(Cascade::DELETE_ORPHAN)
-            })
+            .filter(|&r| self.schema.relationship(r).cascade.contains(Cascade::DELETE_ORPHAN))
             .collect();
         for &rel in &orphan_rels {
             let def = self.schema.relationship(rel);
@@ -537,9 +489,9 @@ impl Session {
                 if end != End::Target {
                     continue;
                 }
-                let passive = def.ends[1].relationship.map_or(PassiveDeletes::Off, |r| {
-                    self.schema.relationship(r).passive_deletes
-                });
+                let passive = def.ends[1]
+                    .relationship
+                    .map_or(PassiveDeletes::Off, |r| self.schema.relationship(r).passive_deletes);
                 if passive == PassiveDeletes::Off {
                     self.ensure_loaded(d, link, End::Target)?;
                 }
@@ -554,18 +506,13 @@ impl Session {
                     }
                     let fkdef = self.schema.foreign_key(fk);
                     let table = self.schema.table(fkdef.table);
-                    if let Some(&col) = fkdef
-                        .columns
-                        .iter()
-                        .find(|&&col| !table.columns[col as usize].nullable)
+                    if let Some(&col) =
+                        fkdef.columns.iter().find(|&&col| !table.columns[col as usize].nullable)
                     {
                         return Err(FlushError::NotNullOrphan {
                             parent: self.describe(d),
                             child: self.describe(c),
-                            column: self.schema.column_path(ColumnId {
-                                table: fkdef.table,
-                                index: col,
-                            }),
+                            column: self.schema.column_path(ColumnId { table: fkdef.table, index: col }),
                         });
                     }
                     nulled.push(c);
@@ -577,16 +524,9 @@ impl Session {
         for &d in &doomed_list {
             let entity = self.graph.entity_of(d)?;
             let table = self.schema.entity(entity).table;
-            let row = self.tracked[d]
-                .committed
-                .clone()
-                .expect("deleted objects are persistent");
+            let row = self.tracked[d].committed.clone().expect("deleted objects are persistent");
             for (link, end) in self.schema.entity(entity).slots.clone() {
-                let LinkKind::Secondary {
-                    table: assoc,
-                    foreign_keys,
-                } = self.schema.link(link).kind
-                else {
+                let LinkKind::Secondary { table: assoc, foreign_keys } = self.schema.link(link).kind else {
                     continue;
                 };
                 let fk = self.schema.foreign_key(foreign_keys[end.index()]).clone();
@@ -608,25 +548,14 @@ impl Session {
         }
 
         // 3b. Inserts of new objects, parents first where the order is known.
-        let mut new_objects: Vec<ObjectKey> = pending
-            .iter()
-            .chain(work.cascaded.iter())
-            .copied()
-            .filter(|k| !dropped.contains(k))
-            .collect();
+        let mut new_objects: Vec<ObjectKey> =
+            pending.iter().chain(work.cascaded.iter()).copied().filter(|k| !dropped.contains(k)).collect();
         new_objects.sort_by_key(|&k| self.seq(k));
         for &o in &new_objects {
             let entity = self.graph.entity_of(o)?;
             let table = self.schema.entity(entity).table;
             let cells: Vec<Cell> = self.graph.row(o)?.iter().map(v).collect();
-            let node = work.push(
-                RowOp::Insert {
-                    table,
-                    row: Box::new([]),
-                },
-                Reason::Insert(o),
-                Kind::Insert,
-            );
+            let node = work.push(RowOp::Insert { table, row: Box::new([]) }, Reason::Insert(o), Kind::Insert);
             work.insert_node.insert(o, node);
             work.rows.insert(o, cells);
             work.inserted.push(o);
@@ -643,10 +572,7 @@ impl Session {
                 if cells[i] == Cell::Value(Value::Null) && !column.nullable && !column.autoincrement {
                     return Err(FlushError::MissingValue {
                         object: self.describe(o),
-                        column: self.schema.column_path(ColumnId {
-                            table,
-                            index: i as u32,
-                        }),
+                        column: self.schema.column_path(ColumnId { table, index: i as u32 }),
                     });
                 }
             }
@@ -684,10 +610,7 @@ impl Session {
                         .filter(|(i, c)| **c != Cell::Value(old_row[*i].clone()))
                         .map(|(i, c)| (i as u32, c.clone()))
                         .unzip();
-                    let delete = work
-                        .delete_node
-                        .remove(&old)
-                        .expect("doomed objects have a delete");
+                    let delete = work.delete_node.remove(&old).expect("doomed objects have a delete");
                     work.nodes[delete as usize].op = RowOp::Update {
                         table,
                         key_columns: def.primary_key.clone().into(),
@@ -706,10 +629,7 @@ impl Session {
                     continue;
                 }
             }
-            work.nodes[node as usize].op = RowOp::Insert {
-                table,
-                row: cells.into(),
-            };
+            work.nodes[node as usize].op = RowOp::Insert { table, row: cells.into() };
         }
 
         // 3c. Updates of persistent objects: changed columns, foreign keys from links.
@@ -743,14 +663,7 @@ impl Session {
                 let _ = link;
             }
             work.rows.insert(o, cells);
-            let node = work.push(
-                RowOp::Insert {
-                    table,
-                    row: Box::new([]),
-                },
-                Reason::Update(o),
-                Kind::Update,
-            );
+            let node = work.push(RowOp::Insert { table, row: Box::new([]) }, Reason::Update(o), Kind::Update);
             work.insert_node.insert(o, node);
             self.fill_foreign_keys(&mut work, o, &doomed, &keep_fk)?;
             work.insert_node.remove(&o);
@@ -830,10 +743,7 @@ impl Session {
                     }
                 }
                 let node = work.push(
-                    RowOp::Insert {
-                        table,
-                        row: row.into(),
-                    },
+                    RowOp::Insert { table, row: row.into() },
                     Reason::AssocInsert(link, s, t),
                     Kind::AssocInsert,
                 );
@@ -861,11 +771,7 @@ impl Session {
                         == columns.len()
                 {
                     work.push(
-                        RowOp::Delete {
-                            table,
-                            columns: columns.into(),
-                            values: values.into(),
-                        },
+                        RowOp::Delete { table, columns: columns.into(), values: values.into() },
                         Reason::AssocDelete(link, s, t),
                         Kind::AssocDelete,
                     );
@@ -888,11 +794,7 @@ impl Session {
             }
         }
         self.stage_unique_values(&mut work);
-        work.deleted.extend(
-            doomed_list
-                .into_iter()
-                .filter(|k| work.delete_node.contains_key(k)),
-        );
+        work.deleted.extend(doomed_list.into_iter().filter(|k| work.delete_node.contains_key(k)));
         work.dropped = dropped.into_iter().collect();
         Ok(work)
     }
@@ -948,10 +850,12 @@ impl Session {
                     .collect::<Result<_, _>>()?,
                 _ => vec![Cell::Value(Value::Null); fkdef.columns.len()],
             };
-            let post_update = self.schema.link(link).ends.iter().any(|e| {
-                e.relationship
-                    .is_some_and(|r| self.schema.relationship(r).post_update)
-            });
+            let post_update = self
+                .schema
+                .link(link)
+                .ends
+                .iter()
+                .any(|e| e.relationship.is_some_and(|r| self.schema.relationship(r).post_update));
             let table = self.schema.table(fkdef.table);
             let nullable = fkdef.columns.iter().all(|&c| table.columns[c as usize].nullable);
             let row = work.rows.get_mut(&o).expect("rows are filled for their objects");
@@ -964,11 +868,7 @@ impl Session {
                 if work.edges.len() > index {
                     work.breaks.insert(
                         index,
-                        FkBreak {
-                            child: o,
-                            child_node: node,
-                            columns: fkdef.columns.clone(),
-                        },
+                        FkBreak { child: o, child_node: node, columns: fkdef.columns.clone() },
                     );
                     if post_update && nullable || before == node {
                         // Declared post_update, or a row that references itself: break at once.
@@ -1122,11 +1022,7 @@ impl Session {
                 .map(|node| {
                     let rank = ranks[node.table.index()] as u64;
                     let rank = if node.kind == Kind::Delete { 1 << 20 } else { 0 }
-                        + if node.kind == Kind::Delete {
-                            (1 << 20) - rank
-                        } else {
-                            rank
-                        };
+                        + if node.kind == Kind::Delete { (1 << 20) - rank } else { rank };
                     ((node.kind as u64) << 32) | rank
                 })
                 .collect();
@@ -1147,9 +1043,7 @@ impl Session {
                             Reason::AssocDeleteAll(_, o) => self.describe(o),
                         })
                         .collect();
-                    return Err(FlushError::Cycle {
-                        cycle: names.join(" -> "),
-                    });
+                    return Err(FlushError::Cycle { cycle: names.join(" -> ") });
                 }
                 Ordered::Break(edges) => {
                     let before = work.breaks.len();
@@ -1157,9 +1051,7 @@ impl Session {
                         self.break_edge(work, e);
                     }
                     if work.breaks.len() == before {
-                        return Err(FlushError::Cycle {
-                            cycle: "rows that reference each other".into(),
-                        });
+                        return Err(FlushError::Cycle { cycle: "rows that reference each other".into() });
                     }
                 }
             }
@@ -1249,10 +1141,7 @@ impl Session {
             let entity = self.graph.entity_of(o).expect("flushed objects are live");
             let table = self.schema.entity(entity).table;
             for (i, value) in row.iter().enumerate() {
-                let column = ColumnId {
-                    table,
-                    index: i as u32,
-                };
+                let column = ColumnId { table, index: i as u32 };
                 if self.graph.value(o, column).ok() != Some(value) {
                     let _ = self.graph.set_derived_value(o, column, value.clone());
                 }
@@ -1277,10 +1166,7 @@ impl Session {
                 t.committed.take()
             });
             if let Some(row) = row {
-                let entity = self
-                    .graph
-                    .entity_of(d)
-                    .expect("deleted objects are live until now");
+                let entity = self.graph.entity_of(d).expect("deleted objects are live until now");
                 let table = self.schema.entity(entity).table;
                 let pk = self.pk_of_row(table, &row);
                 if self.identity.get(&(table, pk.clone())) == Some(&d) {

@@ -181,16 +181,7 @@ impl Session {
         let slots = self.schema.entity(entity).slots.len();
         // A new object's links are all in memory; a loaded one's are not yet.
         let loaded = vec![committed.is_none(); slots].into_boxed_slice();
-        self.tracked.insert(
-            key,
-            Tracked {
-                state,
-                seq: self.next_seq,
-                committed,
-                loaded,
-                dirty: false,
-            },
-        );
+        self.tracked.insert(key, Tracked { state, seq: self.next_seq, committed, loaded, dirty: false });
         self.next_seq += 1;
     }
 
@@ -220,11 +211,7 @@ impl Session {
         if pk.len() == table.primary_key.len() {
             format!("{}({})", def.name, pk.join(", "))
         } else {
-            format!(
-                "{}(new #{})",
-                def.name,
-                self.tracked.get(key).map_or(0, |t| t.seq)
-            )
+            format!("{}(new #{})", def.name, self.tracked.get(key).map_or(0, |t| t.seq))
         }
     }
 
@@ -255,9 +242,8 @@ impl Session {
     /// [`SessionError::NotInSession`] for a transient or detached object.
     pub fn delete(&mut self, key: ObjectKey) -> Result<(), SessionError> {
         let object = self.describe(key);
-        let tracked = self.tracked.get_mut(key).ok_or(SessionError::NotInSession {
-            object: object.clone(),
-        })?;
+        let tracked =
+            self.tracked.get_mut(key).ok_or(SessionError::NotInSession { object: object.clone() })?;
         tracked.state = match tracked.state {
             State::Pending => State::Transient,
             State::Persistent | State::Deleted => State::Deleted,
@@ -273,12 +259,7 @@ impl Session {
     /// [`SessionError::NotInSession`] for an object the session does not track.
     pub fn expunge(&mut self, key: ObjectKey) -> Result<(), SessionError> {
         let object = self.describe(key);
-        let committed = self
-            .tracked
-            .get(key)
-            .ok_or(SessionError::NotInSession { object })?
-            .committed
-            .clone();
+        let committed = self.tracked.get(key).ok_or(SessionError::NotInSession { object })?.committed.clone();
         if let Some(row) = committed {
             let entity = self.graph.entity_of(key)?;
             let table = self.schema.entity(entity).table;
@@ -286,29 +267,18 @@ impl Session {
             self.identity.remove(&(table, pk));
         }
         let tracked = self.tracked.get_mut(key).expect("checked");
-        tracked.state = if tracked.committed.is_some() {
-            State::Detached
-        } else {
-            State::Transient
-        };
+        tracked.state = if tracked.committed.is_some() { State::Detached } else { State::Transient };
         Ok(())
     }
 
     pub(crate) fn pk_of_row(&self, table: TableId, row: &[Value]) -> Row {
-        self.schema
-            .table(table)
-            .primary_key
-            .iter()
-            .map(|&c| row[c as usize].clone())
-            .collect()
+        self.schema.table(table).primary_key.iter().map(|&c| row[c as usize].clone()).collect()
     }
 
     fn refuse_deleted(&self, keys: &[ObjectKey]) -> Result<(), SessionError> {
         for &key in keys {
             if self.tracked.get(key).is_some_and(|t| t.state == State::Deleted) {
-                return Err(SessionError::Deleted {
-                    object: self.describe(key),
-                });
+                return Err(SessionError::Deleted { object: self.describe(key) });
             }
         }
         Ok(())
@@ -316,13 +286,7 @@ impl Session {
 
     /// Folds the graph's journal into the net link changes.
     fn absorb_journal(&mut self) {
-        for LinkChange {
-            link,
-            source,
-            target,
-            added,
-        } in self.graph.take_journal()
-        {
+        for LinkChange { link, source, target, added } in self.graph.take_journal() {
             let entry = self.net.entry((link, source, target)).or_insert(0);
             *entry += if added { 1 } else { -1 };
             if *entry == 0 {
@@ -522,10 +486,7 @@ impl Session {
                 if let Some(row) = t.committed.clone() {
                     for (i, v) in row.iter().enumerate() {
                         let entity = self.graph.entity_of(key).expect("tracked");
-                        let column = ColumnId {
-                            table: self.schema.entity(entity).table,
-                            index: i as u32,
-                        };
+                        let column = ColumnId { table: self.schema.entity(entity).table, index: i as u32 };
                         let _ = self.graph.set_derived_value(key, column, v.clone());
                     }
                 }

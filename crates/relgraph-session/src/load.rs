@@ -66,11 +66,8 @@ impl Session {
     ) -> Result<(), SessionError> {
         let def = self.schema.relationship(rel);
         let (link, end) = (def.link, def.end);
-        let todo: Vec<ObjectKey> = objects
-            .iter()
-            .copied()
-            .filter(|&k| self.needs_load(k, link, end))
-            .collect();
+        let todo: Vec<ObjectKey> =
+            objects.iter().copied().filter(|&k| self.needs_load(k, link, end)).collect();
         self.load_slots(&todo, link, end)
     }
 
@@ -91,14 +88,9 @@ impl Session {
         }
         let key = self.graph.insert(entity);
         for (i, value) in row.iter().enumerate() {
-            if let Err(e) = self.graph.set_derived_value(
-                key,
-                ColumnId {
-                    table,
-                    index: i as u32,
-                },
-                value.clone(),
-            ) {
+            if let Err(e) =
+                self.graph.set_derived_value(key, ColumnId { table, index: i as u32 }, value.clone())
+            {
                 let _ = self.graph.remove(key);
                 self.graph.take_journal();
                 return Err(SessionError::BadRow {
@@ -114,11 +106,7 @@ impl Session {
 
     fn slot_index(&self, key: ObjectKey, link: LinkId, end: End) -> Option<usize> {
         let entity = self.graph.entity_of(key).ok()?;
-        self.schema
-            .entity(entity)
-            .slots
-            .iter()
-            .position(|&s| s == (link, end))
+        self.schema.entity(entity).slots.iter().position(|&s| s == (link, end))
     }
 
     fn needs_load(&self, key: ObjectKey, link: LinkId, end: End) -> bool {
@@ -144,11 +132,7 @@ impl Session {
         link: LinkId,
         end: End,
     ) -> Result<(), SessionError> {
-        if self.needs_load(key, link, end) {
-            self.load_slots(&[key], link, end)
-        } else {
-            Ok(())
-        }
+        if self.needs_load(key, link, end) { self.load_slots(&[key], link, end) } else { Ok(()) }
     }
 
     /// The values of `columns` in an object's row as the store has it.
@@ -174,10 +158,7 @@ impl Session {
             && self.tracked.get(far).is_some_and(|t| t.committed.is_some())
         {
             // The far object's links at this end are all in memory already.
-            let linked = self
-                .graph
-                .link_members(source, link, End::Source)?
-                .any(|t| t == target);
+            let linked = self.graph.link_members(source, link, End::Source)?.any(|t| t == target);
             if !linked {
                 return Ok(());
             }
@@ -225,10 +206,7 @@ impl Session {
                     }
                 }
                 if !wanted.is_empty() {
-                    for row in self
-                        .store
-                        .load(&self.schema, far_table, &fk.ref_columns, &wanted)?
-                    {
+                    for row in self.store.load(&self.schema, far_table, &fk.ref_columns, &wanted)? {
                         self.materialize(far_entity, row)?;
                     }
                 }
@@ -267,10 +245,7 @@ impl Session {
             }
             (LinkKind::Secondary { table, foreign_keys }, _) => {
                 let near_fk = self.schema.foreign_key(foreign_keys[end.index()]).clone();
-                let far_fk = self
-                    .schema
-                    .foreign_key(foreign_keys[end.opposite().index()])
-                    .clone();
+                let far_fk = self.schema.foreign_key(foreign_keys[end.opposite().index()]).clone();
                 let near: Vec<(ObjectKey, Row)> = keys
                     .iter()
                     .filter_map(|&k| self.committed_values(k, &near_fk.ref_columns).map(|v| (k, v)))
@@ -293,10 +268,7 @@ impl Session {
                     .filter(|b| self.find_by(far_table, &far_fk.ref_columns, b).is_none())
                     .collect();
                 if !missing.is_empty() {
-                    for row in self
-                        .store
-                        .load(&self.schema, far_table, &far_fk.ref_columns, &missing)?
-                    {
+                    for row in self.store.load(&self.schema, far_table, &far_fk.ref_columns, &missing)? {
                         self.materialize(far_entity, row)?;
                     }
                 }
@@ -306,11 +278,8 @@ impl Session {
                     else {
                         continue;
                     };
-                    let (source, target) = if end == End::Source {
-                        (near_key, far_key)
-                    } else {
-                        (far_key, near_key)
-                    };
+                    let (source, target) =
+                        if end == End::Source { (near_key, far_key) } else { (far_key, near_key) };
                     self.merge_link(link, source, target, end.opposite(), far_key)?;
                 }
             }

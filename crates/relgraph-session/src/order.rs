@@ -106,11 +106,8 @@ pub(crate) fn order(n: usize, bucket: &[u64], edges: &[Edge]) -> Ordered {
         if inner.is_empty() {
             continue;
         }
-        let here: Vec<usize> = inner
-            .iter()
-            .copied()
-            .filter(|&k| edges[k].dep == Dep::FkInsert { nullable: true })
-            .collect();
+        let here: Vec<usize> =
+            inner.iter().copied().filter(|&k| edges[k].dep == Dep::FkInsert { nullable: true }).collect();
         if here.is_empty() {
             let mut nodes: Vec<u32> = scc.iter().map(|&i| graph[i]).collect();
             nodes.sort_unstable();
@@ -134,29 +131,19 @@ mod tests {
     use super::*;
 
     fn must(before: u32, after: u32) -> Edge {
-        Edge {
-            before,
-            after,
-            dep: Dep::Must,
-        }
+        Edge { before, after, dep: Dep::Must }
     }
 
     #[test]
     fn buckets_group_and_edges_win() {
         // Node 0 is in a later bucket but must precede node 1.
-        let Ordered::Done(order) = order(3, &[5, 1, 1], &[must(0, 1)]) else {
-            panic!("no cycle")
-        };
+        let Ordered::Done(order) = order(3, &[5, 1, 1], &[must(0, 1)]) else { panic!("no cycle") };
         assert_eq!(order, [2, 0, 1]);
     }
 
     #[test]
     fn cycles_are_broken_only_through_nullable_foreign_keys() {
-        let fk = |a, b, nullable| Edge {
-            before: a,
-            after: b,
-            dep: Dep::FkInsert { nullable },
-        };
+        let fk = |a, b, nullable| Edge { before: a, after: b, dep: Dep::FkInsert { nullable } };
         match order(2, &[0, 0], &[fk(0, 1, true), fk(1, 0, false)]) {
             Ordered::Break(edges) => assert_eq!(edges, [0]),
             _ => panic!("the nullable edge breaks the cycle"),

@@ -50,9 +50,7 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("in_transaction", &self.in_transaction)
-            .finish_non_exhaustive()
+        f.debug_struct("SqliteStore").field("in_transaction", &self.in_transaction).finish_non_exhaustive()
     }
 }
 
@@ -159,14 +157,9 @@ impl SqliteStore {
     /// # Errors
     /// When the pragma fails.
     pub fn with_connection(conn: Connection) -> Result<Self, StoreError> {
-        conn.pragma_update(None, "foreign_keys", true)
-            .map_err(|e| error("PRAGMA foreign_keys = ON", e))?;
+        conn.pragma_update(None, "foreign_keys", true).map_err(|e| error("PRAGMA foreign_keys = ON", e))?;
         conn.set_prepared_statement_cache_capacity(128);
-        Ok(SqliteStore {
-            conn,
-            in_transaction: false,
-            echo: None,
-        })
+        Ok(SqliteStore { conn, in_transaction: false, echo: None })
     }
 
     /// The connection, for reading with plain SQL.
@@ -195,10 +188,7 @@ impl SqliteStore {
             let rows: Vec<String> = args
                 .chunks(width.max(1))
                 .map(|row| {
-                    format!(
-                        "({})",
-                        row.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-                    )
+                    format!("({})", row.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
                 })
                 .collect();
             let shown = rows.len().min(3);
@@ -219,10 +209,8 @@ impl SqliteStore {
         table: &TableDef,
     ) -> Result<usize, StoreError> {
         self.echo_statement(sql, args, width);
-        let mut stmt = self
-            .conn
-            .prepare_cached(sql)
-            .map_err(|e| error(format_args!("preparing {sql}"), e))?;
+        let mut stmt =
+            self.conn.prepare_cached(sql).map_err(|e| error(format_args!("preparing {sql}"), e))?;
         stmt.execute(rusqlite::params_from_iter(args.iter()))
             .map_err(|e| error(format_args!("writing table {}: {sql}", table.name), e))
     }
@@ -245,17 +233,12 @@ fn autoincrement_column(table: &TableDef) -> Option<usize> {
 fn resolve<'a>(cell: &'a Cell, keys: &[Option<i64>]) -> Result<Arg<'a>, StoreError> {
     match cell {
         Cell::Value(v) => Ok(Arg::Value(v)),
-        Cell::Generated(op) => keys
-            .get(*op as usize)
-            .copied()
-            .flatten()
-            .map(Arg::Key)
-            .ok_or_else(|| {
-                StoreError::new(
-                    ErrorKind::Usage,
-                    format!("a cell refers to operation {op}, which generated no key"),
-                )
-            }),
+        Cell::Generated(op) => keys.get(*op as usize).copied().flatten().map(Arg::Key).ok_or_else(|| {
+            StoreError::new(
+                ErrorKind::Usage,
+                format!("a cell refers to operation {op}, which generated no key"),
+            )
+        }),
     }
 }
 
@@ -271,9 +254,7 @@ impl Store for SqliteStore {
                 let names = stmt
                     .query_map([&table.name], |row| row.get::<_, String>(0))
                     .map_err(|e| error("reading the catalogue", e))?;
-                names
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| error("reading the catalogue", e))?
+                names.collect::<Result<_, _>>().map_err(|e| error("reading the catalogue", e))?
             };
             let wanted: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
             if !existing.is_empty() && existing != wanted {
@@ -294,10 +275,7 @@ impl Store for SqliteStore {
 
     fn begin(&mut self) -> Result<(), StoreError> {
         if self.in_transaction {
-            return Err(StoreError::new(
-                ErrorKind::Usage,
-                "begin inside an open transaction",
-            ));
+            return Err(StoreError::new(ErrorKind::Usage, "begin inside an open transaction"));
         }
         self.simple("BEGIN")?;
         self.in_transaction = true;
@@ -319,9 +297,8 @@ impl Store for SqliteStore {
                     let auto = autoincrement_column(def).filter(|&c| row[c] == Cell::Value(Value::Null));
                     if let Some(auto) = auto {
                         // The key is generated: insert the other columns alone and read it back.
-                        let columns: Vec<u32> = (0..def.columns.len() as u32)
-                            .filter(|&c| c as usize != auto)
-                            .collect();
+                        let columns: Vec<u32> =
+                            (0..def.columns.len() as u32).filter(|&c| c as usize != auto).collect();
                         for &c in &columns {
                             args.push(resolve(&row[c as usize], &keys)?);
                         }
@@ -357,13 +334,7 @@ impl Store for SqliteStore {
                     self.execute(&sql, &args, def.columns.len(), def)?;
                     i = end;
                 }
-                RowOp::Update {
-                    table,
-                    key_columns,
-                    key,
-                    columns,
-                    values,
-                } => {
+                RowOp::Update { table, key_columns, key, columns, values } => {
                     let def = schema.table(*table);
                     for cell in values.iter().chain(key.iter()) {
                         args.push(resolve(cell, &keys)?);
@@ -381,11 +352,7 @@ impl Store for SqliteStore {
                     }
                     i += 1;
                 }
-                RowOp::Delete {
-                    table,
-                    columns,
-                    values,
-                } => {
+                RowOp::Delete { table, columns, values } => {
                     let def = schema.table(*table);
                     for cell in values.iter() {
                         args.push(resolve(cell, &keys)?);
@@ -449,22 +416,15 @@ impl Store for SqliteStore {
 }
 
 fn query(conn: &Connection, def: &TableDef, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(sql)
-        .map_err(|e| error(format_args!("preparing {sql}"), e))?;
+    let mut stmt = conn.prepare_cached(sql).map_err(|e| error(format_args!("preparing {sql}"), e))?;
     let mut rows = stmt
         .query(rusqlite::params_from_iter(args.iter()))
         .map_err(|e| error(format_args!("reading table {}", def.name), e))?;
     let mut out = Vec::new();
-    while let Some(row) = rows
-        .next()
-        .map_err(|e| error(format_args!("reading table {}", def.name), e))?
-    {
+    while let Some(row) = rows.next().map_err(|e| error(format_args!("reading table {}", def.name), e))? {
         let mut values = Vec::with_capacity(def.columns.len());
         for (i, column) in def.columns.iter().enumerate() {
-            let value = row
-                .get_ref(i)
-                .map_err(|e| error(format_args!("reading table {}", def.name), e))?;
+            let value = row.get_ref(i).map_err(|e| error(format_args!("reading table {}", def.name), e))?;
             values.push(read_value(value, column.ty)?);
         }
         out.push(values.into_boxed_slice());

@@ -40,11 +40,7 @@ pub fn schema() -> Arc<Schema> {
     reg.entity(
         Entity::new("Pet", "pet")
             .column(Column::integer("id").primary_key())
-            .column(
-                Column::integer("owner_id")
-                    .foreign_key("parent.id")
-                    .on_delete(OnDelete::SetNull),
-            ),
+            .column(Column::integer("owner_id").foreign_key("parent.id").on_delete(OnDelete::SetNull)),
     )
     .expect("suite schema");
     reg.table(
@@ -75,41 +71,26 @@ impl Suite {
     }
 
     fn insert(&self, table: &str, row: Vec<Cell>) -> RowOp {
-        RowOp::Insert {
-            table: self.t(table),
-            row: row.into_boxed_slice(),
-        }
+        RowOp::Insert { table: self.t(table), row: row.into_boxed_slice() }
     }
 
     fn delete(&self, table: &str, column: u32, value: impl Into<Value>) -> RowOp {
-        RowOp::Delete {
-            table: self.t(table),
-            columns: Box::new([column]),
-            values: Box::new([v(value)]),
-        }
+        RowOp::Delete { table: self.t(table), columns: Box::new([column]), values: Box::new([v(value)]) }
     }
 
     fn all(&mut self, table: &str) -> Vec<Row> {
         let t = self.t(table);
-        self.store
-            .load_all(&self.schema, t)
-            .unwrap_or_else(|e| panic!("load_all {table}: {e}"))
+        self.store.load_all(&self.schema, t).unwrap_or_else(|e| panic!("load_all {table}: {e}"))
     }
 
     fn ids(&mut self, table: &str) -> Vec<i64> {
-        self.all(table)
-            .iter()
-            .map(|r| r[0].as_i64().expect("integer id"))
-            .collect()
+        self.all(table).iter().map(|r| r[0].as_i64().expect("integer id")).collect()
     }
 
     /// Runs `ops` in one committed transaction.
     fn commit(&mut self, ops: &[RowOp]) -> Vec<Option<i64>> {
         self.store.begin().expect("begin");
-        let keys = self
-            .store
-            .apply(&self.schema, ops)
-            .unwrap_or_else(|e| panic!("apply {ops:?}: {e}"));
+        let keys = self.store.apply(&self.schema, ops).unwrap_or_else(|e| panic!("apply {ops:?}: {e}"));
         self.store.commit().expect("commit");
         keys
     }
@@ -127,10 +108,7 @@ impl Suite {
     }
 
     fn parents(&self, names: &[(i64, &str)]) -> Vec<RowOp> {
-        names
-            .iter()
-            .map(|&(id, name)| self.insert("parent", vec![v(id), v(name)]))
-            .collect()
+        names.iter().map(|&(id, name)| self.insert("parent", vec![v(id), v(name)])).collect()
     }
 }
 
@@ -149,18 +127,13 @@ pub fn run(make: &mut dyn FnMut() -> Box<dyn Store>) {
         ("constraint violations have their kind", constraint_kinds),
         ("on delete actions", on_delete_actions),
         ("rollback discards, commit keeps", rollback_discards),
-        (
-            "a failed statement leaves no trace after rollback",
-            failed_statement,
-        ),
+        ("a failed statement leaves no trace after rollback", failed_statement),
         ("misuse is a usage error", misuse),
     ];
     for (name, check) in checks {
         let schema = schema();
         let mut store = make();
-        store
-            .create_tables(&schema)
-            .unwrap_or_else(|e| panic!("{name}: create_tables: {e}"));
+        store.create_tables(&schema).unwrap_or_else(|e| panic!("{name}: create_tables: {e}"));
         let mut suite = Suite { schema, store };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&mut suite)));
         if let Err(panic) = result {
@@ -181,22 +154,13 @@ fn tables_idempotent(s: &mut Suite) {
 
 fn round_trip(s: &mut Suite) {
     let mut ops = s.parents(&[(1, "a")]);
-    let row = vec![
-        v(10),
-        v(1),
-        v(true),
-        v(2.5),
-        v(vec![0u8, 255, 7]),
-        v("héllo \"quoted\""),
-    ];
+    let row = vec![v(10), v(1), v(true), v(2.5), v(vec![0u8, 255, 7]), v("héllo \"quoted\"")];
     ops.push(s.insert("child", row.clone()));
     ops.push(s.insert("child", vec![v(11), null(), v(false), null(), null(), null()]));
     s.commit(&ops);
     let rows = s.all("child");
-    let expected: Vec<Value> = row
-        .into_iter()
-        .map(|c| if let Cell::Value(v) = c { v } else { unreachable!() })
-        .collect();
+    let expected: Vec<Value> =
+        row.into_iter().map(|c| if let Cell::Value(v) = c { v } else { unreachable!() }).collect();
     assert_eq!(&*rows[0], expected.as_slice());
     assert_eq!(rows[1][2], Value::Boolean(false));
     assert_eq!(rows[1][1], Value::Null);
@@ -206,10 +170,7 @@ fn generated_keys(s: &mut Suite) {
     let ops = vec![
         s.insert("parent", vec![null(), v("x")]),
         s.insert("parent", vec![null(), v("y")]),
-        s.insert(
-            "child",
-            vec![v(1), Cell::Generated(1), null(), null(), null(), null()],
-        ),
+        s.insert("child", vec![v(1), Cell::Generated(1), null(), null(), null(), null()]),
     ];
     let keys = s.commit(&ops);
     let (a, b) = (keys[0].expect("generated"), keys[1].expect("generated"));
@@ -217,10 +178,7 @@ fn generated_keys(s: &mut Suite) {
     assert_eq!(keys[2], None, "explicit keys are not reported");
     assert_eq!(s.all("child")[0][1], Value::Integer(b));
     let keys = s.commit(&[s.insert("parent", vec![null(), v("z")])]);
-    assert!(
-        keys[0].expect("generated") > b,
-        "a later transaction gets a fresh key"
-    );
+    assert!(keys[0].expect("generated") > b, "a later transaction gets a fresh key");
 }
 
 fn updates(s: &mut Suite) {
@@ -281,20 +239,10 @@ fn loads(s: &mut Suite) {
     links.sort_unstable();
     assert_eq!(links, [10, 11]);
     let many: Vec<Row> = (0..1200).map(key).collect();
-    assert_eq!(
-        s.store
-            .load(&s.schema, parent, &[0], &many)
-            .expect("load in chunks")
-            .len(),
-        3
-    );
+    assert_eq!(s.store.load(&s.schema, parent, &[0], &many).expect("load in chunks").len(), 3);
     assert_eq!(s.ids("parent"), [1, 2, 3], "load_all is in key order");
     s.commit(&[s.delete("assoc", 0, 2)]);
-    assert_eq!(
-        s.all("assoc").len(),
-        1,
-        "a delete by one end removes all of that end's association rows"
-    );
+    assert_eq!(s.all("assoc").len(), 1, "a delete by one end removes all of that end's association rows");
 }
 
 fn constraint_kinds(s: &mut Suite) {
@@ -320,11 +268,7 @@ fn on_delete_actions(s: &mut Suite) {
     s.commit(&ops);
     s.commit(&[s.delete("parent", 0, 1)]);
     assert!(s.all("kid").is_empty(), "ON DELETE CASCADE removes the kid");
-    assert_eq!(
-        s.all("pet")[0][1],
-        Value::Null,
-        "ON DELETE SET NULL clears the owner"
-    );
+    assert_eq!(s.all("pet")[0][1], Value::Null, "ON DELETE SET NULL clears the owner");
 }
 
 fn rollback_discards(s: &mut Suite) {
@@ -341,27 +285,17 @@ fn failed_statement(s: &mut Suite) {
     s.commit(&s.parents(&[(1, "a")]));
     let mut ops = s.parents(&[(2, "b"), (3, "c")]);
     ops.push(s.insert("child", vec![v(1), v(42), null(), null(), null(), null()]));
-    s.refused(
-        &ops,
-        ErrorKind::ForeignKey,
-        "a batch failing at its last operation",
-    );
+    s.refused(&ops, ErrorKind::ForeignKey, "a batch failing at its last operation");
     assert_eq!(s.ids("parent"), [1], "nothing of the failed transaction remains");
     s.commit(&s.parents(&[(2, "b")]));
     assert_eq!(s.ids("parent"), [1, 2], "the store is usable after a rollback");
 }
 
 fn misuse(s: &mut Suite) {
-    assert_eq!(
-        s.store.commit().expect_err("commit without begin").kind,
-        ErrorKind::Usage
-    );
+    assert_eq!(s.store.commit().expect_err("commit without begin").kind, ErrorKind::Usage);
     let ops = s.parents(&[(1, "a")]);
     assert_eq!(
-        s.store
-            .apply(&s.schema, &ops)
-            .expect_err("apply outside a transaction")
-            .kind,
+        s.store.apply(&s.schema, &ops).expect_err("apply outside a transaction").kind,
         ErrorKind::Usage
     );
     s.store.begin().expect("begin");

@@ -115,9 +115,8 @@ impl SchemaSpec {
                             .column(Column::integer("b_id").foreign_key(format!("{}.id", table(b)))),
                     )
                     .expect("fresh association table");
-                    let mut forward = Relationship::new(format!("E{b}"))
-                        .secondary(assoc.as_str())
-                        .foreign_keys(["a_id"]);
+                    let mut forward =
+                        Relationship::new(format!("E{b}")).secondary(assoc.as_str()).foreign_keys(["a_id"]);
                     if matches!(pattern, Pattern::ManyToManyBackref(..)) {
                         forward = forward.backref(rev);
                     } else {
@@ -171,8 +170,7 @@ impl SchemaSpec {
         for entity in entities {
             reg.entity(entity).expect("fresh entity");
         }
-        reg.configure()
-            .unwrap_or_else(|e| panic!("schema family member {self:?} must configure: {e}"))
+        reg.configure().unwrap_or_else(|e| panic!("schema family member {self:?} must configure: {e}"))
     }
 }
 
@@ -186,11 +184,7 @@ impl Pattern {
     /// `remote_side`, which is what `SelfAdjacency` covers, so they become it.
     pub fn from_parts(kind: u8, a: usize, b: usize) -> Pattern {
         let fk = |make: fn(usize, usize) -> Pattern| {
-            if a == b {
-                Pattern::SelfAdjacency(a)
-            } else {
-                make(a, b)
-            }
+            if a == b { Pattern::SelfAdjacency(a) } else { make(a, b) }
         };
         match kind % Self::KINDS {
             0 => fk(Pattern::OneToManyBackPopulates),

@@ -2,6 +2,8 @@
 //! transaction, or at commit, after passing everything before it to the
 //! store it wraps. It drives the "a failed flush loses nothing" tests.
 
+use std::sync::{Arc, Mutex};
+
 use relgraph_core::{Echo, ErrorKind, Row, RowOp, Schema, Store, StoreError, TableId};
 
 /// Where to fail.
@@ -15,30 +17,36 @@ pub enum Fault {
     AtCommit,
 }
 
+/// Controls a [`FaultStore`] from outside the session that owns it.
+#[derive(Clone, Debug)]
+pub struct FaultHandle(Arc<Mutex<(Fault, usize)>>);
+
+impl FaultHandle {
+    /// Changes where the next transaction fails.
+    pub fn set(&self, fault: Fault) {
+        self.0.lock().expect("fault lock").0 = fault;
+    }
+
+    /// How many operations the last transaction asked for, failed or not.
+    pub fn last_transaction_ops(&self) -> usize {
+        self.0.lock().expect("fault lock").1
+    }
+}
+
 /// Wraps a store and injects one fault per transaction.
 pub struct FaultStore {
     inner: Box<dyn Store>,
+    control: FaultHandle,
     fault: Fault,
     /// Operations applied in the current transaction.
     applied: usize,
-    /// Operations the last transaction asked for, failed or not.
-    pub last_transaction_ops: usize,
 }
 
 impl FaultStore {
-    /// Wraps `inner`, failing as `fault` says.
-    pub fn new(inner: Box<dyn Store>, fault: Fault) -> Self {
-        FaultStore {
-            inner,
-            fault,
-            applied: 0,
-            last_transaction_ops: 0,
-        }
-    }
-
-    /// Changes where the next transaction fails.
-    pub fn set_fault(&mut self, fault: Fault) {
-        self.fault = fault;
+    /// Wraps `inner`, failing as `fault` says; the handle changes it later.
+    pub fn new(inner: Box<dyn Store>, fault: Fault) -> (Self, FaultHandle) {
+        let control = FaultHandle(Arc::new(Mutex::new((fault, 0))));
+        (FaultStore { inner, control: control.clone(), fault, applied: 0 }, control)
     }
 
     fn injected(what: String) -> StoreError {
@@ -53,12 +61,15 @@ impl Store for FaultStore {
 
     fn begin(&mut self) -> Result<(), StoreError> {
         self.applied = 0;
-        self.last_transaction_ops = 0;
+        let mut control = self.control.0.lock().expect("fault lock");
+        self.fault = control.0;
+        control.1 = 0;
+        drop(control);
         self.inner.begin()
     }
 
     fn apply(&mut self, schema: &Schema, ops: &[RowOp]) -> Result<Vec<Option<i64>>, StoreError> {
-        self.last_transaction_ops += ops.len();
+        self.control.0.lock().expect("fault lock").1 += ops.len();
         if let Fault::AtOp(n) = self.fault {
             if n >= self.applied && n < self.applied + ops.len() {
                 let before = n - self.applied;

@@ -17,9 +17,7 @@ pub struct MemoryStore {
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryStore")
-            .field("tables", &self.tables)
-            .finish_non_exhaustive()
+        f.debug_struct("MemoryStore").field("tables", &self.tables).finish_non_exhaustive()
     }
 }
 
@@ -47,11 +45,7 @@ pub fn compare_values(a: &Value, b: &Value) -> Ordering {
 
 /// Rows compared column by column, for sorting rows in tests.
 pub fn compare_rows(a: &[Value], b: &[Value]) -> Ordering {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| compare_values(x, y))
-        .find(|o| o.is_ne())
-        .unwrap_or(Ordering::Equal)
+    a.iter().zip(b).map(|(x, y)| compare_values(x, y)).find(|o| o.is_ne()).unwrap_or(Ordering::Equal)
 }
 
 fn err(kind: ErrorKind, message: String) -> StoreError {
@@ -61,25 +55,16 @@ fn err(kind: ErrorKind, message: String) -> StoreError {
 fn resolve(cell: &Cell, keys: &[Option<i64>]) -> Result<Value, StoreError> {
     match cell {
         Cell::Value(v) => Ok(v.clone()),
-        Cell::Generated(op) => keys
-            .get(*op as usize)
-            .copied()
-            .flatten()
-            .map(Value::Integer)
-            .ok_or_else(|| {
-                err(
-                    ErrorKind::Usage,
-                    format!("a cell refers to operation {op}, which generated no key"),
-                )
-            }),
+        Cell::Generated(op) => {
+            keys.get(*op as usize).copied().flatten().map(Value::Integer).ok_or_else(|| {
+                err(ErrorKind::Usage, format!("a cell refers to operation {op}, which generated no key"))
+            })
+        }
     }
 }
 
 fn matches(row: &[Value], columns: &[u32], values: &[Value]) -> bool {
-    columns
-        .iter()
-        .zip(values)
-        .all(|(&c, v)| !v.is_null() && &row[c as usize] == v)
+    columns.iter().zip(values).all(|(&c, v)| !v.is_null() && &row[c as usize] == v)
 }
 
 impl MemoryStore {
@@ -111,10 +96,7 @@ impl MemoryStore {
                 ));
             }
         }
-        let others = tables[table.index()]
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| Some(*i) != skip);
+        let others = tables[table.index()].iter().enumerate().filter(|(i, _)| Some(*i) != skip);
         let mut keys: Vec<&[u32]> = def.uniques.iter().map(Vec::as_slice).collect();
         if !def.primary_key.is_empty() {
             keys.push(&def.primary_key);
@@ -136,10 +118,7 @@ impl MemoryStore {
             if values.iter().any(Value::is_null) {
                 continue;
             }
-            if !tables[fk.ref_table.index()]
-                .iter()
-                .any(|r| matches(r, &fk.ref_columns, &values))
-            {
+            if !tables[fk.ref_table.index()].iter().any(|r| matches(r, &fk.ref_columns, &values)) {
                 return Err(err(
                     ErrorKind::ForeignKey,
                     format!(
@@ -161,11 +140,7 @@ impl MemoryStore {
         mut indexes: Vec<usize>,
     ) -> Result<(), StoreError> {
         indexes.sort_unstable();
-        let removed: Vec<Row> = indexes
-            .iter()
-            .rev()
-            .map(|&i| tables[table.index()].remove(i))
-            .collect();
+        let removed: Vec<Row> = indexes.iter().rev().map(|&i| tables[table.index()].remove(i)).collect();
         for row in &removed {
             for fk in schema.foreign_keys() {
                 if fk.ref_table != table {
@@ -222,12 +197,9 @@ impl MemoryStore {
                 if let [pk] = def.primary_key.as_slice() {
                     let pk = *pk as usize;
                     if def.columns[pk].autoincrement && values[pk].is_null() {
-                        let next = tables[table.index()]
-                            .iter()
-                            .filter_map(|r| r[pk].as_i64())
-                            .max()
-                            .unwrap_or(0)
-                            + 1;
+                        let next =
+                            tables[table.index()].iter().filter_map(|r| r[pk].as_i64()).max().unwrap_or(0)
+                                + 1;
                         values[pk] = Value::Integer(next);
                         generated = Some(next);
                     }
@@ -236,18 +208,9 @@ impl MemoryStore {
                 tables[table.index()].push(values.into_boxed_slice());
                 Ok(generated)
             }
-            RowOp::Update {
-                table,
-                key_columns,
-                key,
-                columns,
-                values,
-            } => {
+            RowOp::Update { table, key_columns, key, columns, values } => {
                 let key: Vec<Value> = key.iter().map(|c| resolve(c, keys)).collect::<Result<_, _>>()?;
-                let values: Vec<Value> = values
-                    .iter()
-                    .map(|c| resolve(c, keys))
-                    .collect::<Result<_, _>>()?;
+                let values: Vec<Value> = values.iter().map(|c| resolve(c, keys)).collect::<Result<_, _>>()?;
                 let index = tables[table.index()]
                     .iter()
                     .position(|r| matches(r, key_columns, &key))
@@ -265,15 +228,8 @@ impl MemoryStore {
                 tables[table.index()][index] = row;
                 Ok(None)
             }
-            RowOp::Delete {
-                table,
-                columns,
-                values,
-            } => {
-                let values: Vec<Value> = values
-                    .iter()
-                    .map(|c| resolve(c, keys))
-                    .collect::<Result<_, _>>()?;
+            RowOp::Delete { table, columns, values } => {
+                let values: Vec<Value> = values.iter().map(|c| resolve(c, keys)).collect::<Result<_, _>>()?;
                 let indexes: Vec<usize> = tables[table.index()]
                     .iter()
                     .enumerate()

@@ -60,35 +60,15 @@ impl Model {
         let rels = schema
             .relationships()
             .iter()
-            .map(|r| Rel {
-                link: r.link.index(),
-                end: r.end.index(),
-                entity: r.entity,
-                target: r.target,
-            })
+            .map(|r| Rel { link: r.link.index(), end: r.end.index(), entity: r.entity, target: r.target })
             .collect();
-        let many = schema
-            .links()
-            .iter()
-            .map(|l| [l.ends[0].many, l.ends[1].many])
-            .collect();
+        let many = schema.links().iter().map(|l| [l.ends[0].many, l.ends[1].many]).collect();
         let ends_of = schema
             .entities()
             .iter()
-            .map(|e| {
-                e.slots
-                    .iter()
-                    .map(|&(link, end)| (link.index(), end.index()))
-                    .collect()
-            })
+            .map(|e| e.slots.iter().map(|&(link, end)| (link.index(), end.index())).collect())
             .collect();
-        Model {
-            rels,
-            many,
-            ends_of,
-            objects: Vec::new(),
-            lists: HashMap::new(),
-        }
+        Model { rels, many, ends_of, objects: Vec::new(), lists: HashMap::new() }
     }
 
     /// Creates an object and returns its number.
@@ -109,10 +89,7 @@ impl Model {
 
     /// Live objects.
     pub fn live(&self) -> impl Iterator<Item = (usize, EntityId)> + '_ {
-        self.objects
-            .iter()
-            .enumerate()
-            .filter_map(|(i, e)| e.map(|e| (i, e)))
+        self.objects.iter().enumerate().filter_map(|(i, e)| e.map(|e| (i, e)))
     }
 
     /// The members of relationship `rel` (by index) at `object`, in order.
@@ -128,20 +105,13 @@ impl Model {
 
     /// How many links exist.
     pub fn link_count(&self) -> usize {
-        self.lists
-            .iter()
-            .filter(|((_, end, _), _)| *end == 0)
-            .map(|(_, v)| v.len())
-            .sum()
+        self.lists.iter().filter(|((_, end, _), _)| *end == 0).map(|(_, v)| v.len()).sum()
     }
 
     fn unlink(&mut self, link: usize, source: usize, target: usize) {
         for (end, near, far) in [(0, source, target), (1, target, source)] {
             let list = self.lists.entry((link, end, near)).or_default();
-            let at = list
-                .iter()
-                .position(|&x| x == far)
-                .expect("model unlinks linked pairs");
+            let at = list.iter().position(|&x| x == far).expect("model unlinks linked pairs");
             list.remove(at);
         }
     }
@@ -295,10 +265,6 @@ impl Model {
 
     /// The end index of relationship `rel`.
     pub fn rel_end(&self, rel: usize) -> End {
-        if self.rels[rel].end == 0 {
-            End::Source
-        } else {
-            End::Target
-        }
+        if self.rels[rel].end == 0 { End::Source } else { End::Target }
     }
 }

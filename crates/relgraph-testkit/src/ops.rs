@@ -135,13 +135,7 @@ impl Harness {
         let count = self.schema.relationships().len();
         (count > 0).then(|| {
             let index = selector % count;
-            (
-                index,
-                self.schema
-                    .relationship_ids()
-                    .nth(index)
-                    .expect("index below count"),
-            )
+            (index, self.schema.relationship_ids().nth(index).expect("index below count"))
         })
     }
 
@@ -158,11 +152,7 @@ impl Harness {
         let (expected, actual): (Result<Outcome, Refusal>, Result<Outcome, GraphError>) = match *op {
             Op::Insert { entity } => {
                 let count = self.schema.entities().len();
-                let entity = self
-                    .schema
-                    .entity_ids()
-                    .nth(entity % count)
-                    .expect("index below count");
+                let entity = self.schema.entity_ids().nth(entity % count).expect("index below count");
                 let number = self.model.insert(entity);
                 let key = self.graph.insert(entity);
                 self.keys.push(key);
@@ -175,10 +165,7 @@ impl Harness {
                     return Ok(());
                 }
                 let object = object % self.keys.len();
-                (
-                    self.model.remove(object),
-                    self.graph.remove(self.keys[object]).map(|_| Outcome::Done),
-                )
+                (self.model.remove(object), self.graph.remove(self.keys[object]).map(|_| Outcome::Done))
             }
             Op::Append { rel, object, member } | Op::RemoveMember { rel, object, member } => {
                 let Some((index, rel)) = self.rel(rel) else {
@@ -191,10 +178,7 @@ impl Harness {
                 };
                 let (ka, kb) = (self.keys[a], self.keys[b]);
                 if matches!(op, Op::Append { .. }) {
-                    (
-                        self.model.append(index, a, b),
-                        self.graph.append(ka, rel, kb).map(Outcome::Changed),
-                    )
+                    (self.model.append(index, a, b), self.graph.append(ka, rel, kb).map(Outcome::Changed))
                 } else {
                     (
                         self.model.remove_member(index, a, b),
@@ -223,11 +207,7 @@ impl Harness {
                     .map(|p| Outcome::Previous(p.map(|k| self.number(k))));
                 (self.model.set(index, a, t), actual)
             }
-            Op::Replace {
-                rel,
-                object,
-                ref members,
-            } => {
+            Op::Replace { rel, object, ref members } => {
                 let Some((index, rel)) = self.rel(rel) else {
                     return Ok(());
                 };
@@ -239,9 +219,7 @@ impl Harness {
                 let keys: Vec<ObjectKey> = members.iter().map(|&m| self.keys[m]).collect();
                 (
                     self.model.replace(index, a, &members),
-                    self.graph
-                        .replace(self.keys[a], rel, &keys)
-                        .map(|()| Outcome::Done),
+                    self.graph.replace(self.keys[a], rel, &keys).map(|()| Outcome::Done),
                 )
             }
             Op::Clear { rel, object } => {
@@ -252,10 +230,7 @@ impl Harness {
                 let Some(a) = self.pick(object, def.entity) else {
                     return Ok(());
                 };
-                (
-                    self.model.clear(index, a),
-                    self.graph.clear(self.keys[a], rel).map(Outcome::Count),
-                )
+                (self.model.clear(index, a), self.graph.clear(self.keys[a], rel).map(Outcome::Count))
             }
         };
         let actual = actual.map_err(|e| refusal_of(&e));
@@ -326,9 +301,7 @@ impl Harness {
                 let view = self.graph.link_view(rel).map_err(|e| e.to_string())?;
                 for &m in &members {
                     if self.model.entity(m).is_none() {
-                        return Err(format!(
-                            "step {step}: object {object} links to removed object {m}"
-                        ));
+                        return Err(format!("step {step}: object {object} links to removed object {m}"));
                     }
                     let back: Vec<usize> = view
                         .neighbors_directed(self.keys[m], PetDirection::Incoming)
@@ -389,35 +362,18 @@ impl Reader<'_> {
         Some(match self.byte()? % 7 {
             0 => Op::Insert { entity: self.sel()? },
             1 => Op::Remove { object: self.sel()? },
-            2 => Op::Append {
-                rel: self.sel()?,
-                object: self.sel()?,
-                member: self.sel()?,
-            },
-            3 => Op::RemoveMember {
-                rel: self.sel()?,
-                object: self.sel()?,
-                member: self.sel()?,
-            },
+            2 => Op::Append { rel: self.sel()?, object: self.sel()?, member: self.sel()? },
+            3 => Op::RemoveMember { rel: self.sel()?, object: self.sel()?, member: self.sel()? },
             4 => {
                 let (rel, object, target) = (self.sel()?, self.sel()?, self.sel()?);
-                Op::Set {
-                    rel,
-                    object,
-                    target: (target % 5 != 0).then_some(target / 5),
-                }
+                Op::Set { rel, object, target: (target % 5 != 0).then_some(target / 5) }
             }
             5 => {
                 let (rel, object) = (self.sel()?, self.sel()?);
-                let members = (0..self.byte()? % 6)
-                    .map(|_| self.sel())
-                    .collect::<Option<Vec<_>>>()?;
+                let members = (0..self.byte()? % 6).map(|_| self.sel()).collect::<Option<Vec<_>>>()?;
                 Op::Replace { rel, object, members }
             }
-            _ => Op::Clear {
-                rel: self.sel()?,
-                object: self.sel()?,
-            },
+            _ => Op::Clear { rel: self.sel()?, object: self.sel()? },
         })
     }
 }
@@ -431,11 +387,7 @@ pub fn decode(bytes: &[u8]) -> (crate::family::SchemaSpec, Vec<Op>) {
     let count = usize::from(r.byte().unwrap_or(0) % 6) + 1;
     let patterns = (0..count)
         .map(|_| {
-            let (kind, a, b) = (
-                r.byte().unwrap_or(0),
-                r.byte().unwrap_or(0),
-                r.byte().unwrap_or(1),
-            );
+            let (kind, a, b) = (r.byte().unwrap_or(0), r.byte().unwrap_or(0), r.byte().unwrap_or(1));
             crate::family::Pattern::from_parts(kind, usize::from(a) % entities, usize::from(b) % entities)
         })
         .collect();

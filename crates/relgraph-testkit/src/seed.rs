@@ -111,10 +111,7 @@ pub fn one_to_one() -> Result<Arc<Schema>, ConfigError> {
     base.entity(
         Entity::new("Parent", "parent")
             .column(Column::integer("id").primary_key())
-            .relationship(
-                "child",
-                Relationship::new("Child").uselist(false).back_populates("parent"),
-            ),
+            .relationship("child", Relationship::new("Child").uselist(false).back_populates("parent")),
     )?;
     base.entity(
         Entity::new("Child", "child")
@@ -141,10 +138,7 @@ pub fn one_to_one_backref() -> Result<Arc<Schema>, ConfigError> {
         Entity::new("Parent", "parent")
             .column(Column::integer("id").primary_key())
             .column(Column::integer("child_id").foreign_key("child.id"))
-            .relationship(
-                "child",
-                Relationship::new("Child").backref(Backref::new("parent").uselist(false)),
-            ),
+            .relationship("child", Relationship::new("Child").backref(Backref::new("parent").uselist(false))),
     )?;
     base.entity(Entity::new("Child", "child").column(Column::integer("id").primary_key()))?;
     base.configure()
@@ -199,10 +193,8 @@ pub fn many_to_many(sides: Sides, form: SecondaryForm) -> Result<Arc<Schema>, Co
     )?;
     let mut child = Entity::new("Child", "right").column(Column::integer("id").primary_key());
     if sides == Sides::BackPopulates {
-        child = child.relationship(
-            "parents",
-            secondary(Relationship::new("Parent")).back_populates("children"),
-        );
+        child =
+            child.relationship("parents", secondary(Relationship::new("Parent")).back_populates("children"));
     }
     base.entity(child)?;
     if form == SecondaryForm::Closure {

@@ -19,9 +19,7 @@ pub fn schema() -> Arc<Schema> {
             .column(Column::text("name"))
             .relationship(
                 "children",
-                Relationship::new("Child")
-                    .back_populates("parent")
-                    .cascade("all, delete-orphan"),
+                Relationship::new("Child").back_populates("parent").cascade("all, delete-orphan"),
             ),
     )
     .expect("workload schema");
@@ -41,25 +39,17 @@ pub fn schema() -> Arc<Schema> {
     )
     .expect("workload schema");
     reg.entity(
-        Entity::new("Left", "left")
-            .column(Column::integer("id").primary_key())
-            .relationship(
-                "rights",
-                Relationship::new("Right")
-                    .secondary("association")
-                    .back_populates("lefts"),
-            ),
+        Entity::new("Left", "left").column(Column::integer("id").primary_key()).relationship(
+            "rights",
+            Relationship::new("Right").secondary("association").back_populates("lefts"),
+        ),
     )
     .expect("workload schema");
     reg.entity(
-        Entity::new("Right", "right")
-            .column(Column::integer("id").primary_key())
-            .relationship(
-                "lefts",
-                Relationship::new("Left")
-                    .secondary("association")
-                    .back_populates("rights"),
-            ),
+        Entity::new("Right", "right").column(Column::integer("id").primary_key()).relationship(
+            "lefts",
+            Relationship::new("Left").secondary("association").back_populates("rights"),
+        ),
     )
     .expect("workload schema");
     reg.configure().expect("workload schema configures")
@@ -179,20 +169,10 @@ pub fn w4_objects(size: W4Size) -> W4Objects {
     let links = (size.parents * size.children_per_parent).max(size.lefts * size.rights_per_left);
     graph.reserve(objects, links);
     let parents = (0..size.parents).map(|_| graph.insert(h.parent)).collect();
-    let children = (0..size.parents * size.children_per_parent)
-        .map(|_| graph.insert(h.child))
-        .collect();
+    let children = (0..size.parents * size.children_per_parent).map(|_| graph.insert(h.child)).collect();
     let lefts = (0..size.lefts).map(|_| graph.insert(h.left)).collect();
     let rights = (0..size.rights).map(|_| graph.insert(h.right)).collect();
-    W4Objects {
-        graph,
-        h,
-        parents,
-        children,
-        lefts,
-        rights,
-        size,
-    }
+    W4Objects { graph, h, parents, children, lefts, rights, size }
 }
 
 /// W4's first phase: `child.parent = p` for every child.

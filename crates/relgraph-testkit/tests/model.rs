@@ -23,17 +23,10 @@ fn seed() -> u64 {
 }
 
 fn runner(seed: u64) -> TestRunner {
-    let cases = std::env::var("RELGRAPH_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(256);
+    let cases = std::env::var("RELGRAPH_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256);
     let mut bytes = [0u8; 32];
     bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let config = Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    };
+    let config = Config { cases, failure_persistence: None, ..Config::default() };
     TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
 }
 
@@ -55,10 +48,7 @@ fn engine_matches_model_on_random_schemas() {
     println!("model test: {steps} mutation steps checked");
     // Shrinking adds steps on failure only; a passing default run must reach the floor.
     if std::env::var("RELGRAPH_CASES").is_err() {
-        assert!(
-            steps >= 10_000,
-            "only {steps} steps: raise the case count or sequence length"
-        );
+        assert!(steps >= 10_000, "only {steps} steps: raise the case count or sequence length");
     }
 }
 
@@ -68,9 +58,7 @@ fn engine_matches_model_on_every_pattern_at_once() {
     println!("every-pattern seed: RELGRAPH_SEED={seed}");
     let schema = every_pattern().build();
     let result = runner(seed).run(&proptest::collection::vec(op(), 1..200), |ops| {
-        ops::run(schema.clone(), &ops)
-            .map(|_| ())
-            .map_err(TestCaseError::fail)
+        ops::run(schema.clone(), &ops).map(|_| ()).map_err(TestCaseError::fail)
     });
     if let Err(e) = result {
         panic!("{e}\nreplay with RELGRAPH_SEED={}", seed ^ 0x9e37_79b9_7f4a_7c15);
@@ -83,15 +71,10 @@ fn engine_matches_model_on_every_pattern_at_once() {
 fn decoded_byte_strings_match_the_model() {
     let seed = seed() ^ 0x5bd1_e995;
     println!("byte-decoder seed: RELGRAPH_SEED={seed}");
-    let result = runner(seed).run(
-        &proptest::collection::vec(proptest::num::u8::ANY, 0..600),
-        |bytes| {
-            let (spec, ops) = relgraph_testkit::ops::decode(&bytes);
-            ops::run(spec.build(), &ops)
-                .map(|_| ())
-                .map_err(TestCaseError::fail)
-        },
-    );
+    let result = runner(seed).run(&proptest::collection::vec(proptest::num::u8::ANY, 0..600), |bytes| {
+        let (spec, ops) = relgraph_testkit::ops::decode(&bytes);
+        ops::run(spec.build(), &ops).map(|_| ()).map_err(TestCaseError::fail)
+    });
     if let Err(e) = result {
         panic!("{e}\nreplay with RELGRAPH_SEED={}", seed ^ 0x5bd1_e995);
     }

@@ -128,11 +128,7 @@ pub enum PassiveDeletes {
 
 impl From<bool> for PassiveDeletes {
     fn from(on: bool) -> Self {
-        if on {
-            PassiveDeletes::On
-        } else {
-            PassiveDeletes::Off
-        }
+        if on { PassiveDeletes::On } else { PassiveDeletes::Off }
     }
 }
 
@@ -175,10 +171,7 @@ mod tests {
 
     #[test]
     fn unknown_word_is_returned() {
-        assert_eq!(
-            Cascade::parse("all, delete-orphans"),
-            Err("delete-orphans".to_owned())
-        );
+        assert_eq!(Cascade::parse("all, delete-orphans"), Err("delete-orphans".to_owned()));
     }
 
     #[test]

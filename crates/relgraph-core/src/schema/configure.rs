@@ -13,11 +13,7 @@ pub(super) fn configure(reg: &Registry) -> Result<Schema, ConfigError> {
     let mut tables = build_tables(reg);
     let foreign_keys = build_foreign_keys(reg, &mut tables)?;
     let (entities, entity_names) = build_entities(reg, &mut tables)?;
-    let ctx = Ctx {
-        tables: &tables,
-        foreign_keys: &foreign_keys,
-        entities: &entities,
-    };
+    let ctx = Ctx { tables: &tables, foreign_keys: &foreign_keys, entities: &entities };
     let mut rels = declared_relationships(reg, &ctx, &entity_names)?;
     add_backrefs(&ctx, &mut rels)?;
     pair_back_populates(&ctx, &mut rels)?;
@@ -25,9 +21,7 @@ pub(super) fn configure(reg: &Registry) -> Result<Schema, ConfigError> {
     let (links, relationships) = build_links(&ctx, &rels, &paths)?;
     let mut entities = entities;
     for (index, rel) in relationships.iter().enumerate() {
-        entities[rel.entity.index()]
-            .relationships
-            .push(RelationshipId(index as u32));
+        entities[rel.entity.index()].relationships.push(RelationshipId(index as u32));
     }
     let mut links = links;
     for (index, link) in links.iter_mut().enumerate() {
@@ -117,19 +111,15 @@ fn build_tables(reg: &Registry) -> Vec<TableDef> {
                     nullable: !c.primary_key && c.nullable.unwrap_or(true),
                     primary_key: c.primary_key,
                     autoincrement: c.primary_key
-                        && c.autoincrement
-                            .unwrap_or(pk_count == 1 && c.ty == ColumnType::Integer),
+                        && c.autoincrement.unwrap_or(pk_count == 1 && c.ty == ColumnType::Integer),
                     unique: c.unique,
                     default: c.default.clone(),
                 })
                 .collect();
-            let primary_key = (0..columns.len() as u32)
-                .filter(|&i| columns[i as usize].primary_key)
-                .collect();
-            let uniques = (0..columns.len() as u32)
-                .filter(|&i| columns[i as usize].unique)
-                .map(|i| vec![i])
-                .collect();
+            let primary_key =
+                (0..columns.len() as u32).filter(|&i| columns[i as usize].primary_key).collect();
+            let uniques =
+                (0..columns.len() as u32).filter(|&i| columns[i as usize].unique).map(|i| vec![i]).collect();
             TableDef {
                 name: decl.name.clone(),
                 columns,
@@ -150,13 +140,11 @@ fn resolve_columns(
     names
         .iter()
         .map(|name| {
-            table
-                .column_index(name)
-                .ok_or_else(|| ConfigError::UnknownColumn {
-                    context: context(),
-                    table: table.name.clone(),
-                    column: name.clone(),
-                })
+            table.column_index(name).ok_or_else(|| ConfigError::UnknownColumn {
+                context: context(),
+                table: table.name.clone(),
+                column: name.clone(),
+            })
         })
         .collect()
 }
@@ -205,14 +193,12 @@ fn build_foreign_keys(reg: &Registry, tables: &mut [TableDef]) -> Result<Vec<For
                 .ref_columns
                 .iter()
                 .map(|name| {
-                    target
-                        .column_index(name)
-                        .ok_or_else(|| ConfigError::ForeignKeyUnknownColumn {
-                            table: table_name.clone(),
-                            column: first.clone(),
-                            target_table: fk.ref_table.clone(),
-                            target_column: name.clone(),
-                        })
+                    target.column_index(name).ok_or_else(|| ConfigError::ForeignKeyUnknownColumn {
+                        table: table_name.clone(),
+                        column: first.clone(),
+                        target_table: fk.ref_table.clone(),
+                        target_column: name.clone(),
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let target_path = format!("{}.{}", fk.ref_table, fk.ref_columns.join("+"));
@@ -230,10 +216,8 @@ fn build_foreign_keys(reg: &Registry, tables: &mut [TableDef]) -> Result<Vec<For
                 )));
             }
             for (&c, &r) in columns.iter().zip(&ref_columns) {
-                let (own, referenced) = (
-                    &tables[table_index].columns[c as usize],
-                    &target.columns[r as usize],
-                );
+                let (own, referenced) =
+                    (&tables[table_index].columns[c as usize], &target.columns[r as usize]);
                 if own.ty != referenced.ty {
                     return Err(mismatch(format!(
                         "{} is {} but {} is {}",
@@ -280,14 +264,9 @@ fn build_entities(
     let mut names = HashMap::new();
     for (index, decl) in reg.entities.iter().enumerate() {
         let id = EntityId(index as u32);
-        let table =
-            reg.table_names
-                .get(&decl.table)
-                .copied()
-                .ok_or_else(|| ConfigError::UnknownEntityTable {
-                    entity: decl.name.clone(),
-                    table: decl.table.clone(),
-                })?;
+        let table = reg.table_names.get(&decl.table).copied().ok_or_else(|| {
+            ConfigError::UnknownEntityTable { entity: decl.name.clone(), table: decl.table.clone() }
+        })?;
         let def = &mut tables[table.index()];
         if let Some(first) = def.entity {
             return Err(ConfigError::TableMappedTwice {
@@ -297,10 +276,7 @@ fn build_entities(
             });
         }
         if def.primary_key.is_empty() {
-            return Err(ConfigError::NoPrimaryKey {
-                entity: decl.name.clone(),
-                table: def.name.clone(),
-            });
+            return Err(ConfigError::NoPrimaryKey { entity: decl.name.clone(), table: def.name.clone() });
         }
         def.entity = Some(id);
         names.insert(decl.name.clone(), id);
@@ -344,10 +320,9 @@ fn parse_cascade(spec: &Option<CascadeSpec>, path: impl Fn() -> String) -> Resul
     match spec {
         None => Ok(Cascade::default()),
         Some(CascadeSpec::Flags(flags)) => Ok(*flags),
-        Some(CascadeSpec::Text(text)) => Cascade::parse(text).map_err(|word| ConfigError::InvalidCascade {
-            relationship: path(),
-            word,
-        }),
+        Some(CascadeSpec::Text(text)) => {
+            Cascade::parse(text).map_err(|word| ConfigError::InvalidCascade { relationship: path(), word })
+        }
     }
 }
 
@@ -362,10 +337,7 @@ fn declared_relationships(
         for (name, spec) in &decl.relationships {
             let path = || format!("{}.{name}", decl.name);
             if let Some(taken_by) = name_taken(ctx, &rels, entity, name) {
-                return Err(ConfigError::DuplicateRelationship {
-                    relationship: path(),
-                    taken_by,
-                });
+                return Err(ConfigError::DuplicateRelationship { relationship: path(), taken_by });
             }
             let Relationship {
                 target,
@@ -379,10 +351,7 @@ fn declared_relationships(
             let target = entity_names
                 .get(target)
                 .copied()
-                .ok_or_else(|| ConfigError::UnknownTarget {
-                    relationship: path(),
-                    target: target.clone(),
-                })?;
+                .ok_or_else(|| ConfigError::UnknownTarget { relationship: path(), target: target.clone() })?;
             if backref.is_some() && back_populates.is_some() {
                 return Err(ConfigError::BackrefAndBackPopulates { relationship: path() });
             }
@@ -395,12 +364,9 @@ fn declared_relationships(
                         table: format!("{id:?}"),
                     });
                 }
-                Some(Secondary::Name(table)) => {
-                    Some(reg.table_id(table).ok_or_else(|| ConfigError::UnknownSecondary {
-                        relationship: path(),
-                        table: table.clone(),
-                    })?)
-                }
+                Some(Secondary::Name(table)) => Some(reg.table_id(table).ok_or_else(|| {
+                    ConfigError::UnknownSecondary { relationship: path(), table: table.clone() }
+                })?),
                 Some(Secondary::Deferred(resolve)) => Some(
                     resolve(reg)
                         .filter(|id| id.index() < ctx.tables.len())
@@ -442,9 +408,7 @@ fn add_backrefs(ctx: &Ctx<'_>, rels: &mut Vec<WorkRel>) -> Result<(), ConfigErro
             });
         }
         let target_name = &ctx.entities[target.index()].name;
-        let cascade = parse_cascade(&backref.options.cascade, || {
-            format!("{target_name}.{}", backref.name)
-        })?;
+        let cascade = parse_cascade(&backref.options.cascade, || format!("{target_name}.{}", backref.name))?;
         let j = rels.len();
         rels[i].pair = Some(j);
         let declaring = &rels[i];
@@ -475,19 +439,15 @@ fn pair_back_populates(ctx: &Ctx<'_>, rels: &mut [WorkRel]) -> Result<(), Config
             continue;
         };
         let target = rels[i].target;
-        let j = rels
-            .iter()
-            .position(|r| r.entity == target && r.name == other)
-            .ok_or_else(|| ConfigError::BackPopulatesMissing {
+        let j = rels.iter().position(|r| r.entity == target && r.name == other).ok_or_else(|| {
+            ConfigError::BackPopulatesMissing {
                 relationship: ctx.path(&rels[i]),
                 back_populates: other.clone(),
                 target: ctx.entities[target.index()].name.clone(),
-            })?;
+            }
+        })?;
         let points = if rels[j].target != rels[i].entity {
-            Some(format!(
-                "targets entity '{}'",
-                ctx.entities[rels[j].target.index()].name
-            ))
+            Some(format!("targets entity '{}'", ctx.entities[rels[j].target.index()].name))
         } else {
             match &rels[j].back_populates {
                 None => Some("does not name it back (one-sided back_populates)".to_owned()),
@@ -515,22 +475,14 @@ enum Path {
     /// Through one foreign key; `holds` when this side's table holds it (many-to-one).
     Fk { fk: ForeignKeyId, holds: bool },
     /// Through an association table: `own` references this side, `other` the target.
-    Secondary {
-        table: TableId,
-        own: ForeignKeyId,
-        other: ForeignKeyId,
-    },
+    Secondary { table: TableId, own: ForeignKeyId, other: ForeignKeyId },
 }
 
 impl Path {
     fn inverse(self) -> Path {
         match self {
             Path::Fk { fk, holds } => Path::Fk { fk, holds: !holds },
-            Path::Secondary { table, own, other } => Path::Secondary {
-                table,
-                own: other,
-                other: own,
-            },
+            Path::Secondary { table, own, other } => Path::Secondary { table, own: other, other: own },
         }
     }
 }
@@ -553,11 +505,7 @@ fn check_names(
         if !found {
             return Err(ConfigError::UnknownColumn {
                 context: format!("{what} of relationship {}", ctx.path(rel)),
-                table: tables
-                    .iter()
-                    .map(|&t| ctx.table_name(t))
-                    .collect::<Vec<_>>()
-                    .join("' or '"),
+                table: tables.iter().map(|&t| ctx.table_name(t)).collect::<Vec<_>>().join("' or '"),
                 column: name.clone(),
             });
         }
@@ -570,11 +518,7 @@ fn infer_path(ctx: &Ctx<'_>, rel: &WorkRel) -> Result<Path, ConfigError> {
     let target = ctx.entity_table(rel.target);
     let ambiguous = |fks: &[ForeignKeyId]| ConfigError::AmbiguousForeignKeyPath {
         relationship: ctx.path(rel),
-        candidates: fks
-            .iter()
-            .map(|&fk| ctx.fk_columns(fk))
-            .collect::<Vec<_>>()
-            .join(", "),
+        candidates: fks.iter().map(|&fk| ctx.fk_columns(fk)).collect::<Vec<_>>().join(", "),
     };
     check_names(ctx, rel, &rel.remote_side, &[target], "remote_side")?;
     if let Some(secondary) = rel.secondary {
@@ -600,11 +544,9 @@ fn infer_path(ctx: &Ctx<'_>, rel: &WorkRel) -> Result<Path, ConfigError> {
             return Err(ambiguous(&own_fks));
         }
         match (own_fks.as_slice(), other_fks.as_slice()) {
-            ([own_fk], [other_fk]) => Ok(Path::Secondary {
-                table: secondary,
-                own: *own_fk,
-                other: *other_fk,
-            }),
+            ([own_fk], [other_fk]) => {
+                Ok(Path::Secondary { table: secondary, own: *own_fk, other: *other_fk })
+            }
             ([], _) => Err(missing(own)),
             (_, []) => Err(missing(target)),
             ([_], many) | (many, _) => Err(ambiguous(many)),
@@ -613,19 +555,10 @@ fn infer_path(ctx: &Ctx<'_>, rel: &WorkRel) -> Result<Path, ConfigError> {
         check_names(ctx, rel, &rel.foreign_keys, &[own, target], "foreign_keys")?;
         let mut candidates: Vec<Path> = if own == target {
             let holds = !rel.remote_side.is_empty();
-            ctx.fks_between(own, own)
-                .into_iter()
-                .map(|fk| Path::Fk { fk, holds })
-                .collect()
+            ctx.fks_between(own, own).into_iter().map(|fk| Path::Fk { fk, holds }).collect()
         } else {
-            let m2o = ctx
-                .fks_between(own, target)
-                .into_iter()
-                .map(|fk| Path::Fk { fk, holds: true });
-            let o2m = ctx
-                .fks_between(target, own)
-                .into_iter()
-                .map(|fk| Path::Fk { fk, holds: false });
+            let m2o = ctx.fks_between(own, target).into_iter().map(|fk| Path::Fk { fk, holds: true });
+            let o2m = ctx.fks_between(target, own).into_iter().map(|fk| Path::Fk { fk, holds: false });
             m2o.chain(o2m).collect()
         };
         if !rel.foreign_keys.is_empty() {
@@ -696,9 +629,7 @@ fn infer_paths(ctx: &Ctx<'_>, rels: &[WorkRel]) -> Result<Vec<Path>, ConfigError
                             other: ctx.path(&rels[j]),
                         });
                     }
-                    return Err(mismatch(
-                        "both are many-to-one; remote_side belongs on one side only",
-                    ));
+                    return Err(mismatch("both are many-to-one; remote_side belongs on one side only"));
                 }
             }
             (Path::Secondary { .. }, Path::Secondary { .. }) => {
@@ -711,10 +642,7 @@ fn infer_paths(ctx: &Ctx<'_>, rels: &[WorkRel]) -> Result<Vec<Path>, ConfigError
         paths[i] = Some(a);
         paths[j] = Some(b);
     }
-    Ok(paths
-        .into_iter()
-        .map(|p| p.expect("every relationship got a path"))
-        .collect())
+    Ok(paths.into_iter().map(|p| p.expect("every relationship got a path")).collect())
 }
 
 fn build_links(
@@ -731,17 +659,12 @@ fn build_links(
         let j = rels[i].pair;
         let link = LinkId(links.len() as u32);
         let (kind, i_end) = match paths[i] {
-            Path::Fk { fk, holds } => (
-                LinkKind::ForeignKey(fk),
-                if holds { End::Source } else { End::Target },
-            ),
-            Path::Secondary { table, own, other } => (
-                LinkKind::Secondary {
-                    table,
-                    foreign_keys: [own, other],
-                },
-                End::Source,
-            ),
+            Path::Fk { fk, holds } => {
+                (LinkKind::ForeignKey(fk), if holds { End::Source } else { End::Target })
+            }
+            Path::Secondary { table, own, other } => {
+                (LinkKind::Secondary { table, foreign_keys: [own, other] }, End::Source)
+            }
         };
         let is_fk = matches!(kind, LinkKind::ForeignKey(_));
         let many_of = |rel: Option<usize>, end: End| -> Result<bool, ConfigError> {

@@ -290,10 +290,7 @@ pub struct Backref {
 impl Backref {
     /// A backref with default options.
     pub fn new(name: impl Into<String>) -> Self {
-        Backref {
-            name: name.into(),
-            options: SideOptions::default(),
-        }
+        Backref { name: name.into(), options: SideOptions::default() }
     }
 
     /// `uselist` of the reverse side.

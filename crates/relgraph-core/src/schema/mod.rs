@@ -499,10 +499,7 @@ impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registry")
             .field("tables", &self.tables.iter().map(|t| &t.name).collect::<Vec<_>>())
-            .field(
-                "entities",
-                &self.entities.iter().map(|e| &e.name).collect::<Vec<_>>(),
-            )
+            .field("entities", &self.entities.iter().map(|e| &e.name).collect::<Vec<_>>())
             .finish()
     }
 }

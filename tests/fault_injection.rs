@@ -1,0 +1,112 @@
+//! A flush that touches all four patterns, failed at every one of its row
+//! operations and at commit: each time nothing reaches the store, every
+//! pending change stays in memory, and the same flush then succeeds.
+
+use std::collections::BTreeMap;
+
+use relgraph::{ErrorKind, Row, Session, SqliteStore, Store, Value};
+use relgraph_testkit::family::every_pattern;
+use relgraph_testkit::fault::{Fault, FaultStore};
+use relgraph_testkit::memory_store::{MemoryStore, compare_rows};
+
+/// Every table's rows, sorted.
+fn rows(session: &mut Session) -> BTreeMap<String, Vec<Row>> {
+    let schema = session.schema().clone();
+    schema
+        .table_ids()
+        .map(|t| {
+            let mut rows = session.store_mut().load_all(&schema, t).unwrap();
+            rows.sort_by(|a, b| compare_rows(a, b));
+            (schema.table(t).name.clone(), rows)
+        })
+        .collect()
+}
+
+/// Builds the base state, flushes it, then stages a second unit of work
+/// with inserts, updates, deletes and association changes over every pattern.
+fn staged(store: Box<dyn Store>) -> Session {
+    let schema = every_pattern().build();
+    let mut s = Session::with_store(schema.clone(), store).unwrap();
+    let e = |i: usize| schema.entity_id(&format!("E{i}")).unwrap();
+    let r = |path: &str| {
+        let (a, b) = path.split_once('.').unwrap();
+        schema.relationship_by_name(a, b).unwrap()
+    };
+    let objs: Vec<Vec<_>> = (0..3).map(|i| (0..4).map(|_| s.new_object(e(i))).collect()).collect();
+    for row in &objs {
+        for &o in row {
+            s.add(o).unwrap();
+        }
+    }
+    // One-to-many, many-to-one, one-to-one, many-to-many and self-referential links.
+    s.append(objs[0][0], r("E0.r0"), objs[1][0]).unwrap();
+    s.append(objs[0][0], r("E0.r0"), objs[1][1]).unwrap();
+    s.set(objs[1][2], r("E1.r2"), Some(objs[2][0])).unwrap();
+    s.set(objs[0][1], r("E0.r4"), Some(objs[1][3])).unwrap();
+    s.append(objs[0][2], r("E0.r6"), objs[1][0]).unwrap();
+    s.append(objs[0][2], r("E0.r6"), objs[1][1]).unwrap();
+    s.set(objs[0][3], r("E0.r8_rev"), Some(objs[0][0])).unwrap();
+    s.append(objs[2][1], r("E2.r9"), objs[2][2]).unwrap();
+    s.flush().unwrap();
+    // The second unit of work.
+    let name = schema.entity_column(e(1), "name").unwrap();
+    s.set_value(objs[1][1], name, "renamed").unwrap();
+    s.append(objs[0][1], r("E0.r0"), objs[1][1]).unwrap();
+    s.set(objs[1][2], r("E1.r2"), None).unwrap();
+    s.set(objs[0][0], r("E0.r4"), Some(objs[1][3])).unwrap();
+    s.remove_member(objs[0][2], r("E0.r6"), objs[1][0]).unwrap();
+    s.append(objs[0][3], r("E0.r6"), objs[1][2]).unwrap();
+    let fresh = s.new_object(e(1));
+    s.add(fresh).unwrap();
+    s.append(objs[0][2], r("E0.r6"), fresh).unwrap();
+    s.append(objs[0][0], r("E0.r0"), fresh).unwrap();
+    s.delete(objs[2][2]).unwrap();
+    s.delete(objs[0][3]).unwrap();
+    s
+}
+
+#[test]
+fn every_operation_index_fails_cleanly_and_loses_nothing() {
+    // The expected end state, from an unfailing run.
+    let mut reference = staged(Box::new(MemoryStore::new()));
+    let expected_plan = reference.plan().unwrap().to_string();
+    reference.flush().unwrap();
+    let expected = rows(&mut reference);
+
+    for inner in ["memory", "sqlite"] {
+        let base: Box<dyn Store> = match inner {
+            "memory" => Box::new(MemoryStore::new()),
+            _ => Box::new(SqliteStore::open_in_memory().unwrap()),
+        };
+        let (store, fault) = FaultStore::new(base, Fault::Never);
+        let mut s = staged(Box::new(store));
+        let before = rows(&mut s);
+        let plan = s.plan().unwrap();
+        assert_eq!(plan.to_string(), expected_plan, "{inner}: the plan is deterministic");
+        let ops = plan.ops.len();
+        if inner == "memory" {
+            println!("{plan}");
+        }
+        assert!(ops >= 10, "the flush touches every pattern: {plan}");
+        let mut tried = 0;
+        for at in (0..ops).map(Fault::AtOp).chain([Fault::AtCommit]) {
+            fault.set(at);
+            let err = s.flush().expect_err("the injected fault fails the flush");
+            assert_eq!(err.store_kind(), Some(ErrorKind::Connection), "{inner} {at:?}: {err}");
+            assert_eq!(rows(&mut s), before, "{inner} {at:?}: the store rolled back");
+            assert_eq!(
+                s.plan().unwrap().to_string(),
+                expected_plan,
+                "{inner} {at:?}: every pending change is kept"
+            );
+            tried += 1;
+        }
+        fault.set(Fault::Never);
+        s.flush().unwrap();
+        assert_eq!(fault.last_transaction_ops(), ops);
+        assert_eq!(rows(&mut s), expected, "{inner}: after the failures the same flush succeeds");
+        assert_eq!(tried, ops + 1);
+        println!("{inner}: {tried} fault points tried ({ops} operations and commit), 0 pending changes lost");
+        let _ = Value::Null;
+    }
+}
