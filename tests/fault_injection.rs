@@ -84,9 +84,6 @@ fn every_operation_index_fails_cleanly_and_loses_nothing() {
         let plan = s.plan().unwrap();
         assert_eq!(plan.to_string(), expected_plan, "{inner}: the plan is deterministic");
         let ops = plan.ops.len();
-        if inner == "memory" {
-            println!("{plan}");
-        }
         assert!(ops >= 10, "the flush touches every pattern: {plan}");
         let mut tried = 0;
         for at in (0..ops).map(Fault::AtOp).chain([Fault::AtCommit]) {

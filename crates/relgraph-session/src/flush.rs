@@ -199,11 +199,11 @@ impl Session {
     pub fn plan(&mut self) -> Result<Plan, FlushError> {
         let mut work = self.collect()?;
         let order = self.order(&mut work)?;
-        let (ops, _) = Self::sequence(&mut work, &order);
+        let (ops, position) = Self::sequence(&mut work, &order);
         let ops = ops
             .into_iter()
             .zip(&order)
-            .map(|(op, &node)| PlannedOp { reason: self.explain(&work, node), op })
+            .map(|(op, &node)| PlannedOp { reason: self.explain(&work, node, &position), op })
             .collect();
         Ok(Plan { ops })
     }
@@ -222,7 +222,7 @@ impl Session {
         s
     }
 
-    fn explain(&self, work: &Work, node: u32) -> String {
+    fn explain(&self, work: &Work, node: u32, position: &[u32]) -> String {
         let n = &work.nodes[node as usize];
         let d = |k| self.describe(k);
         let table = &self.schema.table(n.table).name;
@@ -258,7 +258,11 @@ impl Session {
                 format!("DELETE {table}: {} unlinked from {} in {}", d(a), d(b), link_name(l))
             }
             Reason::AssocDeleteAll(l, o) => {
-                format!("DELETE {table}: every link of deleted {} in {}", d(o), link_name(l))
+                let columns = match &n.op {
+                    RowOp::Delete { columns, .. } => crate::sql_columns(self.schema.table(n.table), columns),
+                    _ => String::new(),
+                };
+                format!("DELETE {table}: every link of deleted {} in {} (by {columns})", d(o), link_name(l))
             }
             Reason::PostUpdate(o) => {
                 format!("UPDATE {table}: {}'s foreign key, after the rows of its cycle exist", d(o))
@@ -267,8 +271,9 @@ impl Session {
         let waits: Vec<String> = work
             .edges
             .iter()
-            .filter(|e| e.after == node && e.before != node)
-            .map(|e| format!("#{}", e.before))
+            .filter(|e| e.after == node && e.before != node && e.before != u32::MAX)
+            .filter_map(|e| position.get(e.before as usize).filter(|&&p| p != u32::MAX))
+            .map(|p| format!("#{p}"))
             .collect();
         if !waits.is_empty() {
             let _ = write!(text, " (after {})", waits.join(", "));

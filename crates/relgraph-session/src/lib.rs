@@ -498,3 +498,8 @@ impl Session {
         self.tracked.get(key).map_or(u64::MAX, |t| t.seq)
     }
 }
+
+/// Column names of `table` at `columns`, comma-separated, for messages.
+pub(crate) fn sql_columns(table: &relgraph_core::TableDef, columns: &[u32]) -> String {
+    columns.iter().map(|&c| table.columns[c as usize].name.as_str()).collect::<Vec<_>>().join(", ")
+}
