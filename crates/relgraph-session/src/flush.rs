@@ -101,11 +101,13 @@ struct Node {
     table: TableId,
 }
 
-/// A foreign-key dependency between two INSERTs that a cycle may break.
+/// A foreign-key dependency that a cycle may break: between two INSERTs
+/// (`deleting == false`) or two DELETEs.
 struct FkBreak {
     child: ObjectKey,
     child_node: u32,
     columns: Vec<u32>,
+    deleting: bool,
 }
 
 /// Everything a flush decided, before it runs.
@@ -124,6 +126,9 @@ struct Work {
     dropped: Vec<ObjectKey>,
     cascaded: Vec<ObjectKey>,
     rekeyed: Vec<(ObjectKey, ObjectKey)>,
+    /// Foreign-key columns an object's INSERT writes as NULL because a
+    /// post-update writes them (`rows` keeps the final values).
+    insert_nulls: HashMap<ObjectKey, Vec<u32>>,
 }
 
 impl Work {
@@ -634,6 +639,10 @@ impl Session {
                     continue;
                 }
             }
+            let mut cells = cells;
+            for &c in work.insert_nulls.get(&o).map_or(&[][..], Vec::as_slice) {
+                cells[c as usize] = Cell::Value(Value::Null);
+            }
             work.nodes[node as usize].op = RowOp::Insert { table, row: cells.into() };
         }
 
@@ -720,7 +729,15 @@ impl Session {
             for (_, fk) in self.fk_links(entity) {
                 if let Some(parent) = self.committed_target(d, fk) {
                     if let Some(&parent_node) = work.delete_node.get(&parent) {
-                        work.edge(node, parent_node, Dep::Must);
+                        // In a cycle of deletes, the child's key can be nulled first instead.
+                        let fkdef = self.schema.foreign_key(fk);
+                        let table = self.schema.table(fkdef.table);
+                        let nullable = fkdef.columns.iter().all(|&c| table.columns[c as usize].nullable);
+                        let index = work.edges.len();
+                        work.edge(node, parent_node, Dep::ForeignKey { nullable });
+                        let columns = fkdef.columns.clone();
+                        work.breaks
+                            .insert(index, FkBreak { child: d, child_node: node, columns, deleting: true });
                     }
                 }
             }
@@ -869,11 +886,16 @@ impl Session {
             }
             for before in after {
                 let index = work.edges.len();
-                work.edge(before, node, Dep::FkInsert { nullable });
+                work.edge(before, node, Dep::ForeignKey { nullable });
                 if work.edges.len() > index {
                     work.breaks.insert(
                         index,
-                        FkBreak { child: o, child_node: node, columns: fkdef.columns.clone() },
+                        FkBreak {
+                            child: o,
+                            child_node: node,
+                            columns: fkdef.columns.clone(),
+                            deleting: false,
+                        },
                     );
                     if post_update && nullable || before == node {
                         // Declared post_update, or a row that references itself: break at once.
@@ -893,11 +915,29 @@ impl Session {
         };
         let parent_node = work.edges[index].before;
         // A self-reference with a NOT NULL key cannot be broken; leave the edge to be reported.
-        if work.edges[index].dep == (Dep::FkInsert { nullable: false }) {
+        if work.edges[index].dep == (Dep::ForeignKey { nullable: false }) {
             return;
         }
         work.edges[index].dep = Dep::Must;
         work.edges[index].before = u32::MAX;
+        if b.deleting {
+            // Null the child's key first; then neither DELETE waits for the other.
+            let after = work.edges[index].after;
+            let table = work.nodes[b.child_node as usize].table;
+            let def = self.schema.table(table);
+            let committed = self.tracked[b.child].committed.clone().expect("deleted objects are persistent");
+            let op = RowOp::Update {
+                table,
+                key_columns: def.primary_key.clone().into(),
+                key: def.primary_key.iter().map(|&c| v(&committed[c as usize])).collect(),
+                columns: b.columns.clone().into(),
+                values: b.columns.iter().map(|_| Cell::Value(Value::Null)).collect(),
+            };
+            let null = work.push(op, Reason::PostUpdate(b.child), Kind::Update);
+            work.edge(null, after, Dep::Must);
+            work.edge(null, b.child_node, Dep::Must);
+            return;
+        }
         let row = work.rows.get_mut(&b.child).expect("broken children have rows");
         let values: Vec<Cell> = b
             .columns
@@ -906,6 +946,7 @@ impl Session {
             .collect();
         let child_node = b.child_node;
         let table = work.nodes[child_node as usize].table;
+        work.insert_nulls.entry(b.child).or_default().extend(&b.columns);
         if let RowOp::Insert { row: ins, .. } = &mut work.nodes[child_node as usize].op {
             for &c in &b.columns {
                 if let Some(cell) = ins.get_mut(c as usize) {
@@ -1003,14 +1044,11 @@ impl Session {
     fn order(&self, work: &mut Work) -> Result<Vec<u32>, FlushError> {
         let ranks = self.table_ranks();
         loop {
-            // Broken edges are parked with `before == u32::MAX`.
-            work.edges.retain(|e| e.before != u32::MAX);
-            let mut breaks_by_edge: HashMap<(u32, u32), usize> = HashMap::new();
-            for (&i, b) in &work.breaks {
-                if let Some(e) = work.edges.get(i) {
-                    breaks_by_edge.insert((e.before, b.child_node), i);
-                }
-            }
+            // Broken edges stay in place with `before == u32::MAX` so that the
+            // indices `breaks` holds stay valid; the sort sees the live ones.
+            let live_edges: Vec<usize> =
+                (0..work.edges.len()).filter(|&i| work.edges[i].before != u32::MAX).collect();
+            let edges: Vec<Edge> = live_edges.iter().map(|&i| work.edges[i]).collect();
             let n = work.nodes.len();
             let live: Vec<bool> = work
                 .nodes
@@ -1031,7 +1069,7 @@ impl Session {
                     ((node.kind as u64) << 32) | rank
                 })
                 .collect();
-            match order::order(n, &bucket, &work.edges) {
+            match order::order(n, &bucket, &edges) {
                 Ordered::Done(order) => return Ok(order.into_iter().filter(|&i| live[i as usize]).collect()),
                 Ordered::Cycle(nodes) => {
                     let names: Vec<String> = nodes
@@ -1053,7 +1091,7 @@ impl Session {
                 Ordered::Break(edges) => {
                     let before = work.breaks.len();
                     for e in edges {
-                        self.break_edge(work, e);
+                        self.break_edge(work, live_edges[e]);
                     }
                     if work.breaks.len() == before {
                         return Err(FlushError::Cycle { cycle: "rows that reference each other".into() });

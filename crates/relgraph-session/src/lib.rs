@@ -234,19 +234,28 @@ impl Session {
         Ok(())
     }
 
-    /// Marks an object for deletion at the next flush. A pending object is
-    /// simply taken out of the session. Its links stay visible until the
-    /// flush commits (DESIGN rule 18). O(1).
+    /// Marks an object for deletion at the next flush; its links stay
+    /// visible until the flush commits (DESIGN rule 18). A pending object has
+    /// no row to wait for: it leaves the session and the graph at once, with
+    /// its links, and its key is stale from then on. O(1), or O(links) for a
+    /// pending object.
     ///
     /// # Errors
-    /// [`SessionError::NotInSession`] for a transient or detached object.
+    /// [`SessionError::NotInSession`] for a transient or detached object,
+    /// [`SessionError::Deleted`] for one already deleted.
     pub fn delete(&mut self, key: ObjectKey) -> Result<(), SessionError> {
         let object = self.describe(key);
         let tracked =
             self.tracked.get_mut(key).ok_or(SessionError::NotInSession { object: object.clone() })?;
         tracked.state = match tracked.state {
-            State::Pending => State::Transient,
-            State::Persistent | State::Deleted => State::Deleted,
+            State::Pending => {
+                self.tracked.remove(key);
+                self.graph.remove(key)?;
+                self.absorb_journal();
+                return Ok(());
+            }
+            State::Persistent => State::Deleted,
+            State::Deleted => return Err(SessionError::Deleted { object }),
             State::Transient | State::Detached => return Err(SessionError::NotInSession { object }),
         };
         Ok(())

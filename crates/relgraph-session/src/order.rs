@@ -13,9 +13,11 @@ use petgraph::graph::DiGraph;
 /// Why one operation must follow another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Dep {
-    /// The later INSERT's foreign key references the earlier INSERT's row;
-    /// breakable when `nullable` by inserting NULL and updating afterwards.
-    FkInsert { nullable: bool },
+    /// A foreign key orders two rows: an INSERT after the INSERT of the row
+    /// it references, or a DELETE before the DELETE of the row it references.
+    /// When `nullable`, a cycle can be broken through it: INSERT with NULL and
+    /// UPDATE afterwards, or UPDATE to NULL before both DELETEs.
+    ForeignKey { nullable: bool },
     /// Any other order constraint.
     Must,
 }
@@ -107,7 +109,7 @@ pub(crate) fn order(n: usize, bucket: &[u64], edges: &[Edge]) -> Ordered {
             continue;
         }
         let here: Vec<usize> =
-            inner.iter().copied().filter(|&k| edges[k].dep == Dep::FkInsert { nullable: true }).collect();
+            inner.iter().copied().filter(|&k| edges[k].dep == Dep::ForeignKey { nullable: true }).collect();
         if here.is_empty() {
             let mut nodes: Vec<u32> = scc.iter().map(|&i| graph[i]).collect();
             nodes.sort_unstable();
@@ -143,7 +145,7 @@ mod tests {
 
     #[test]
     fn cycles_are_broken_only_through_nullable_foreign_keys() {
-        let fk = |a, b, nullable| Edge { before: a, after: b, dep: Dep::FkInsert { nullable } };
+        let fk = |a, b, nullable| Edge { before: a, after: b, dep: Dep::ForeignKey { nullable } };
         match order(2, &[0, 0], &[fk(0, 1, true), fk(1, 0, false)]) {
             Ordered::Break(edges) => assert_eq!(edges, [0]),
             _ => panic!("the nullable edge breaks the cycle"),

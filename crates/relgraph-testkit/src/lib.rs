@@ -12,4 +12,5 @@ pub mod memory_store;
 pub mod model;
 pub mod ops;
 pub mod seed;
+pub mod session_model;
 pub mod workloads;

@@ -70,6 +70,8 @@ pub enum Op {
         /// Owner selector.
         object: usize,
     },
+    /// Flush the session (a no-op for the bare graph).
+    Flush,
 }
 
 /// A strategy over single operations.
@@ -86,6 +88,7 @@ pub fn op() -> impl Strategy<Value = Op> {
         1 => (sel.clone(), sel.clone(), proptest::collection::vec(sel.clone(), 0..6))
             .prop_map(|(rel, object, members)| Op::Replace { rel, object, members }),
         1 => (sel.clone(), sel).prop_map(|(rel, object)| Op::Clear { rel, object }),
+        1 => Just(Op::Flush),
     ]
 }
 
@@ -150,6 +153,7 @@ impl Harness {
     pub fn apply(&mut self, op: &Op) -> Result<(), String> {
         self.steps += 1;
         let (expected, actual): (Result<Outcome, Refusal>, Result<Outcome, GraphError>) = match *op {
+            Op::Flush => return Ok(()),
             Op::Insert { entity } => {
                 let count = self.schema.entities().len();
                 let entity = self.schema.entity_ids().nth(entity % count).expect("index below count");
@@ -248,78 +252,89 @@ impl Harness {
     /// # Errors
     /// A description of the first broken invariant.
     pub fn check(&self) -> Result<(), String> {
-        let step = self.steps;
-        if self.graph.len() != self.model.live().count() {
-            return Err(format!(
-                "step {step}: engine has {} objects, model {}",
-                self.graph.len(),
-                self.model.live().count()
-            ));
+        check_graph(&self.schema, &self.graph, &self.model, &self.keys, &self.numbers, self.steps)
+    }
+}
+
+/// Checks a graph against the model: the same objects and links, both
+/// sides agreeing (unnamed ones included), scalars holding at most one,
+/// collections in the model's order, no link to a removed object.
+/// `keys[n]` is the graph's key of model object `n`.
+///
+/// # Errors
+/// A description of the first broken invariant.
+pub fn check_graph(
+    schema: &Schema,
+    graph: &Graph,
+    model: &Model,
+    keys: &[ObjectKey],
+    numbers: &HashMap<ObjectKey, usize>,
+    step: usize,
+) -> Result<(), String> {
+    if graph.len() != model.live().count() {
+        return Err(format!(
+            "step {step}: engine has {} objects, model {}",
+            graph.len(),
+            model.live().count()
+        ));
+    }
+    if graph.link_count() != model.link_count() {
+        return Err(format!(
+            "step {step}: engine has {} links, model {} (an edge outlived an object or a link was lost)",
+            graph.link_count(),
+            model.link_count()
+        ));
+    }
+    for (number, key) in keys.iter().enumerate() {
+        let live = model.entity(number).is_some();
+        if graph.contains(*key) != live {
+            return Err(format!("step {step}: object {number} live in model: {live}, in engine: {}", !live));
         }
-        if self.graph.link_count() != self.model.link_count() {
-            return Err(format!(
-                "step {step}: engine has {} links, model {} (an edge outlived an object or a link was lost)",
-                self.graph.link_count(),
-                self.model.link_count()
-            ));
-        }
-        for (number, key) in self.keys.iter().enumerate() {
-            let live = self.model.entity(number).is_some();
-            if self.graph.contains(*key) != live {
+    }
+    for (object, entity) in model.live() {
+        let key = keys[object];
+        for &rel in &schema.entity(entity).relationships {
+            let def = schema.relationship(rel);
+            let index = rel.index();
+            let members: Vec<usize> = graph
+                .members(key, rel)
+                .map_err(|e| format!("step {step}: members failed: {e}"))?
+                .map(|k| numbers[&k])
+                .collect();
+            let expected = model.members(index, object);
+            if members != expected {
                 return Err(format!(
-                    "step {step}: object {number} live in model: {live}, in engine: {}",
-                    !live
+                    "step {step}: {} of object {object}: engine {members:?}, model {expected:?}",
+                    schema.relationship_path(rel)
                 ));
             }
-        }
-        for (object, entity) in self.model.live() {
-            let key = self.keys[object];
-            for &rel in &self.schema.entity(entity).relationships {
-                let def = self.schema.relationship(rel);
-                let index = rel.index();
-                let members: Vec<usize> = self
-                    .graph
-                    .members(key, rel)
-                    .map_err(|e| format!("step {step}: members failed: {e}"))?
-                    .map(|k| self.number(k))
-                    .collect();
-                let expected = self.model.members(index, object);
-                if members != expected {
-                    return Err(format!(
-                        "step {step}: {} of object {object}: engine {members:?}, model {expected:?}",
-                        self.schema.relationship_path(rel)
-                    ));
+            if !def.uselist && members.len() > 1 {
+                return Err(format!(
+                    "step {step}: scalar {} holds {members:?}",
+                    schema.relationship_path(rel)
+                ));
+            }
+            // Both sides agree: each member sees this object on the reverse
+            // side, named or not, and the reverse side holds what the model says.
+            let view = graph.link_view(rel).map_err(|e| e.to_string())?;
+            for &m in &members {
+                if model.entity(m).is_none() {
+                    return Err(format!("step {step}: object {object} links to removed object {m}"));
                 }
-                if !def.uselist && members.len() > 1 {
+                let back: Vec<usize> =
+                    view.neighbors_directed(keys[m], PetDirection::Incoming).map(|k| numbers[&k]).collect();
+                let link = def.link.index();
+                let expected_back = model.list(link, 1 - model.rel_end(index).index(), m);
+                if back != expected_back || !back.contains(&object) {
                     return Err(format!(
-                        "step {step}: scalar {} holds {members:?}",
-                        self.schema.relationship_path(rel)
+                        "step {step}: reverse of {} at object {m}: engine {back:?}, model {expected_back:?}, must contain {object}",
+                        schema.relationship_path(rel)
                     ));
-                }
-                // Both sides agree: each member sees this object on the reverse
-                // side, named or not, and the reverse side holds what the model says.
-                let view = self.graph.link_view(rel).map_err(|e| e.to_string())?;
-                for &m in &members {
-                    if self.model.entity(m).is_none() {
-                        return Err(format!("step {step}: object {object} links to removed object {m}"));
-                    }
-                    let back: Vec<usize> = view
-                        .neighbors_directed(self.keys[m], PetDirection::Incoming)
-                        .map(|k| self.number(k))
-                        .collect();
-                    let link = def.link.index();
-                    let expected_back = self.model.list(link, 1 - self.model.rel_end(index).index(), m);
-                    if back != expected_back || !back.contains(&object) {
-                        return Err(format!(
-                            "step {step}: reverse of {} at object {m}: engine {back:?}, model {expected_back:?}, must contain {object}",
-                            self.schema.relationship_path(rel)
-                        ));
-                    }
                 }
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 fn refusal_of(error: &GraphError) -> Refusal {
@@ -359,7 +374,8 @@ impl Reader<'_> {
     }
 
     fn op(&mut self) -> Option<Op> {
-        Some(match self.byte()? % 7 {
+        Some(match self.byte()? % 8 {
+            7 => Op::Flush,
             0 => Op::Insert { entity: self.sel()? },
             1 => Op::Remove { object: self.sel()? },
             2 => Op::Append { rel: self.sel()?, object: self.sel()?, member: self.sel()? },

@@ -1,0 +1,328 @@
+//! The model-based test of the session and a store: operations applied
+//! through a [`Session`] and to the reference model, flushes interleaved.
+//! Between flushes only success or refusal is compared (a deleted object's
+//! links stay visible in the session until its flush commits, by design);
+//! after every flush everything is: the session's graph against the model,
+//! the store's rows against the rows the model implies, and a fresh session
+//! over the same database against the model.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use relgraph_core::{LinkKind, Row, Schema, Store, Value};
+use relgraph_graph::ObjectKey;
+use relgraph_session::Session;
+
+use crate::memory_store::compare_rows;
+use crate::model::Model;
+use crate::ops::{Op, check_graph};
+
+/// A session and the model side by side. `reopen` gives a new store over
+/// the same database, for the fresh-session check.
+pub struct SessionHarness {
+    schema: Arc<Schema>,
+    session: Session,
+    model: Model,
+    keys: Vec<ObjectKey>,
+    numbers: HashMap<ObjectKey, usize>,
+    by_entity: Vec<Vec<usize>>,
+    reopen: Box<dyn FnMut() -> Box<dyn Store>>,
+    /// Operations applied.
+    pub steps: usize,
+    /// Flushes checked.
+    pub flushes: usize,
+}
+
+impl SessionHarness {
+    /// A session over `store`; `reopen` opens the same database again.
+    ///
+    /// # Panics
+    /// If the store cannot create the tables.
+    pub fn new(
+        schema: Arc<Schema>,
+        store: Box<dyn Store>,
+        reopen: Box<dyn FnMut() -> Box<dyn Store>>,
+    ) -> Self {
+        let entities = schema.entities().len();
+        SessionHarness {
+            session: Session::with_store(schema.clone(), store).expect("create tables"),
+            model: Model::new(&schema),
+            schema,
+            keys: Vec::new(),
+            numbers: HashMap::new(),
+            by_entity: vec![Vec::new(); entities],
+            reopen,
+            steps: 0,
+            flushes: 0,
+        }
+    }
+
+    fn pick(&self, selector: usize, entity: relgraph_core::EntityId) -> Option<usize> {
+        let pool = &self.by_entity[entity.index()];
+        if selector % 11 == 10 || pool.is_empty() {
+            (!self.keys.is_empty()).then(|| (selector / 11) % self.keys.len())
+        } else {
+            Some(pool[(selector / 11) % pool.len()])
+        }
+    }
+
+    /// Applies one operation to both.
+    ///
+    /// # Errors
+    /// A description of the first disagreement.
+    pub fn apply(&mut self, op: &Op) -> Result<(), String> {
+        self.steps += 1;
+        let step = self.steps;
+        let rel_of = |s: &Self, sel: usize| {
+            let count = s.schema.relationships().len();
+            let index = sel % count;
+            (index, s.schema.relationship_ids().nth(index).expect("below count"))
+        };
+        let (model_ok, session): (bool, Result<(), String>) = match *op {
+            Op::Flush => return self.flush_and_check(),
+            Op::Insert { entity } => {
+                let count = self.schema.entities().len();
+                let entity = self.schema.entity_ids().nth(entity % count).expect("below count");
+                let number = self.model.insert(entity);
+                let key = self.session.new_object(entity);
+                self.session.add(key).map_err(|e| e.to_string())?;
+                self.keys.push(key);
+                self.numbers.insert(key, number);
+                self.by_entity[entity.index()].push(number);
+                return Ok(());
+            }
+            Op::Remove { object } => {
+                if self.keys.is_empty() {
+                    return Ok(());
+                }
+                let object = object % self.keys.len();
+                (
+                    self.model.remove(object).is_ok(),
+                    self.session.delete(self.keys[object]).map_err(|e| e.to_string()),
+                )
+            }
+            Op::Append { rel, object, member } | Op::RemoveMember { rel, object, member } => {
+                let (index, rel) = rel_of(self, rel);
+                let def = self.schema.relationship(rel);
+                let (Some(a), Some(b)) = (self.pick(object, def.entity), self.pick(member, def.target))
+                else {
+                    return Ok(());
+                };
+                let (ka, kb) = (self.keys[a], self.keys[b]);
+                if matches!(op, Op::Append { .. }) {
+                    (
+                        self.model.append(index, a, b).is_ok(),
+                        self.session.append(ka, rel, kb).map(drop).map_err(|e| e.to_string()),
+                    )
+                } else {
+                    (
+                        self.model.remove_member(index, a, b).is_ok(),
+                        self.session.remove_member(ka, rel, kb).map(drop).map_err(|e| e.to_string()),
+                    )
+                }
+            }
+            Op::Set { rel, object, target } => {
+                let (index, rel) = rel_of(self, rel);
+                let def = self.schema.relationship(rel);
+                let Some(a) = self.pick(object, def.entity) else { return Ok(()) };
+                let t = match target {
+                    Some(t) => match self.pick(t, def.target) {
+                        Some(t) => Some(t),
+                        None => return Ok(()),
+                    },
+                    None => None,
+                };
+                let key = self.keys[a];
+                let tk = t.map(|t| self.keys[t]);
+                (
+                    self.model.set(index, a, t).is_ok(),
+                    self.session.set(key, rel, tk).map(drop).map_err(|e| e.to_string()),
+                )
+            }
+            Op::Replace { rel, object, ref members } => {
+                let (index, rel) = rel_of(self, rel);
+                let def = self.schema.relationship(rel);
+                let Some(a) = self.pick(object, def.entity) else { return Ok(()) };
+                let members: Vec<usize> = members.iter().filter_map(|&m| self.pick(m, def.target)).collect();
+                let keys: Vec<ObjectKey> = members.iter().map(|&m| self.keys[m]).collect();
+                let key = self.keys[a];
+                (
+                    self.model.replace(index, a, &members).is_ok(),
+                    self.session.replace(key, rel, &keys).map_err(|e| e.to_string()),
+                )
+            }
+            Op::Clear { rel, object } => {
+                let (index, rel) = rel_of(self, rel);
+                let def = self.schema.relationship(rel);
+                let Some(a) = self.pick(object, def.entity) else { return Ok(()) };
+                let key = self.keys[a];
+                (
+                    self.model.clear(index, a).is_ok(),
+                    self.session.clear(key, rel).map(drop).map_err(|e| e.to_string()),
+                )
+            }
+        };
+        if model_ok != session.is_ok() {
+            return Err(format!("step {step}: {op:?}: model ok: {model_ok}, session: {session:?}"));
+        }
+        Ok(())
+    }
+
+    /// Flushes, then checks everything against the model.
+    ///
+    /// # Errors
+    /// A description of the first disagreement.
+    pub fn flush_and_check(&mut self) -> Result<(), String> {
+        let step = self.steps;
+        let plan = self.session.plan().map(|p| p.to_string()).unwrap_or_else(|e| e.to_string());
+        self.session.flush().map_err(|e| format!("step {step}: flush failed: {e}\nplan:\n{plan}"))?;
+        self.flushes += 1;
+        check_graph(&self.schema, self.session.graph(), &self.model, &self.keys, &self.numbers, step)?;
+        let pks = self.primary_keys()?;
+        let expected = self.expected_rows(&pks);
+        let actual =
+            rows_of(&self.schema, self.session.store_mut()).map_err(|e| format!("step {step}: {e}"))?;
+        if actual != expected {
+            return Err(format!("step {step}: store rows {actual:?}\nmodel rows {expected:?}"));
+        }
+        self.check_fresh_session(&pks)
+    }
+
+    fn primary_keys(&self) -> Result<HashMap<usize, i64>, String> {
+        let mut out = HashMap::new();
+        for (number, entity) in self.model.live() {
+            let id = self.schema.entity_column(entity, "id").expect("family tables have an id");
+            let value = self.session.graph().value(self.keys[number], id).map_err(|e| e.to_string())?;
+            let id =
+                value.as_i64().ok_or_else(|| format!("object {number} has no key after a flush: {value}"))?;
+            out.insert(number, id);
+        }
+        Ok(out)
+    }
+
+    /// The rows the model implies: every live object with its foreign keys
+    /// from its links, every many-to-many link as an association row.
+    fn expected_rows(&self, pks: &HashMap<usize, i64>) -> BTreeMap<String, Vec<Row>> {
+        let mut tables: BTreeMap<String, Vec<Row>> =
+            self.schema.tables().iter().map(|t| (t.name.clone(), Vec::new())).collect();
+        for (number, entity) in self.model.live() {
+            let table = self.schema.entity(entity).table;
+            let def = self.schema.table(table);
+            let mut row = vec![Value::Null; def.columns.len()];
+            row[0] = Value::Integer(pks[&number]);
+            for link in self.schema.link_ids() {
+                let LinkKind::ForeignKey(fk) = self.schema.link(link).kind else { continue };
+                let fk = self.schema.foreign_key(fk);
+                if fk.table != table || self.schema.link(link).ends[0].entity != entity {
+                    continue;
+                }
+                if let Some(&target) = self.model.list(link.index(), 0, number).first() {
+                    row[fk.columns[0] as usize] = Value::Integer(pks[&target]);
+                }
+            }
+            tables.get_mut(&def.name).expect("every table").push(row.into());
+        }
+        for link in self.schema.link_ids() {
+            let LinkKind::Secondary { table, foreign_keys } = self.schema.link(link).kind else { continue };
+            let def = self.schema.table(table);
+            for (source, _) in self.model.live() {
+                for &target in self.model.list(link.index(), 0, source) {
+                    let mut row = vec![Value::Null; def.columns.len()];
+                    row[self.schema.foreign_key(foreign_keys[0]).columns[0] as usize] =
+                        Value::Integer(pks[&source]);
+                    row[self.schema.foreign_key(foreign_keys[1]).columns[0] as usize] =
+                        Value::Integer(pks[&target]);
+                    tables.get_mut(&def.name).expect("every table").push(row.into());
+                }
+            }
+        }
+        for rows in tables.values_mut() {
+            rows.sort_by(|a, b| compare_rows(a, b));
+        }
+        tables
+    }
+
+    /// A new session over the same database, everything loaded, against the model.
+    fn check_fresh_session(&mut self, pks: &HashMap<usize, i64>) -> Result<(), String> {
+        let step = self.steps;
+        let store = (self.reopen)();
+        let mut fresh = Session::with_store(self.schema.clone(), store).map_err(|e| e.to_string())?;
+        let mut by_pk: HashMap<(usize, i64), ObjectKey> = HashMap::new();
+        for entity in self.schema.entity_ids() {
+            let id = self.schema.entity_column(entity, "id").expect("id");
+            for key in fresh.load_all(entity).map_err(|e| e.to_string())? {
+                let pk =
+                    fresh.graph().value(key, id).map_err(|e| e.to_string())?.as_i64().expect("integer keys");
+                by_pk.insert((entity.index(), pk), key);
+            }
+        }
+        let all: Vec<ObjectKey> = by_pk.values().copied().collect();
+        for rel in self.schema.relationship_ids() {
+            let entity = self.schema.relationship(rel).entity;
+            let owners: Vec<ObjectKey> =
+                all.iter().copied().filter(|&k| fresh.graph().entity_of(k).ok() == Some(entity)).collect();
+            fresh.load_relationship(&owners, rel).map_err(|e| e.to_string())?;
+        }
+        for (number, entity) in self.model.live() {
+            let key = by_pk
+                .get(&(entity.index(), pks[&number]))
+                .ok_or_else(|| format!("step {step}: object {number} missing"))?;
+            for &rel in &self.schema.entity(entity).relationships {
+                let target = self.schema.relationship(rel).target;
+                let id = self.schema.entity_column(target, "id").expect("id");
+                let mut got: Vec<i64> = fresh
+                    .members(*key, rel)
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|m| fresh.graph().value(m, id).expect("live").as_i64().expect("key"))
+                    .collect();
+                let mut want: Vec<i64> =
+                    self.model.members(rel.index(), number).iter().map(|m| pks[m]).collect();
+                got.sort_unstable();
+                want.sort_unstable();
+                if got != want {
+                    return Err(format!(
+                        "step {step}: a fresh session sees {} of object {number} as {got:?}, the model {want:?}",
+                        self.schema.relationship_path(rel)
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every table's rows, sorted, by table name.
+///
+/// # Errors
+/// The store's.
+pub fn rows_of(
+    schema: &Schema,
+    store: &mut dyn Store,
+) -> Result<BTreeMap<String, Vec<Row>>, relgraph_core::StoreError> {
+    let mut out = BTreeMap::new();
+    for t in schema.table_ids() {
+        let mut rows = store.load_all(schema, t)?;
+        rows.sort_by(|a, b| compare_rows(a, b));
+        out.insert(schema.table(t).name.clone(), rows);
+    }
+    Ok(out)
+}
+
+/// Runs `ops` through a session and the model, flushing at `Op::Flush` and at the end.
+///
+/// # Errors
+/// The first disagreement.
+pub fn run(
+    schema: Arc<Schema>,
+    store: Box<dyn Store>,
+    reopen: Box<dyn FnMut() -> Box<dyn Store>>,
+    ops: &[Op],
+) -> Result<(usize, usize), String> {
+    let mut h = SessionHarness::new(schema, store, reopen);
+    for op in ops {
+        h.apply(op)?;
+    }
+    h.flush_and_check()?;
+    Ok((h.steps, h.flushes))
+}
