@@ -13,7 +13,7 @@
 //! 4. *Order* (see `order.rs`), then one store transaction; the session's
 //!    record of the flushed state moves only after the store commits.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::fmt::Write as _;
 
 use relgraph_core::{
@@ -101,34 +101,19 @@ struct Node {
     table: TableId,
 }
 
-/// A foreign-key dependency that a cycle may break: between two INSERTs
-/// (`deleting == false`) or two DELETEs.
-struct FkBreak {
-    child: ObjectKey,
-    child_node: u32,
-    columns: Vec<u32>,
-    deleting: bool,
-}
-
 /// Everything a flush decided, before it runs.
 #[derive(Default)]
 struct Work {
     nodes: Vec<Node>,
     edges: Vec<Edge>,
-    breaks: HashMap<usize, FkBreak>,
     insert_node: HashMap<ObjectKey, u32>,
     delete_node: HashMap<ObjectKey, u32>,
-    /// The full new row of every inserted or updated object.
-    rows: HashMap<ObjectKey, Vec<Cell>>,
     inserted: Vec<ObjectKey>,
     updated: Vec<ObjectKey>,
     deleted: Vec<ObjectKey>,
     dropped: Vec<ObjectKey>,
     cascaded: Vec<ObjectKey>,
     rekeyed: Vec<(ObjectKey, ObjectKey)>,
-    /// Foreign-key columns an object's INSERT writes as NULL because a
-    /// post-update writes them (`rows` keeps the final values).
-    insert_nulls: HashMap<ObjectKey, Vec<u32>>,
 }
 
 impl Work {
@@ -140,7 +125,20 @@ impl Work {
 
     fn edge(&mut self, before: u32, after: u32, dep: Dep) {
         if before != after || dep != Dep::Must {
-            self.edges.push(Edge { before, after, dep });
+            self.edges.push(Edge { before, after, dep, fk: None });
+        }
+    }
+
+    /// A foreign-key dependency through `fk`, breakable in a cycle when nullable.
+    fn fk_edge(&mut self, before: u32, after: u32, nullable: bool, fk: ForeignKeyId) -> usize {
+        self.edges.push(Edge { before, after, dep: Dep::ForeignKey { nullable }, fk: Some(fk) });
+        self.edges.len() - 1
+    }
+
+    fn row_mut(&mut self, node: u32) -> &mut Box<[Cell]> {
+        match &mut self.nodes[node as usize].op {
+            RowOp::Insert { row, .. } => row,
+            _ => unreachable!("rows are read from INSERT nodes"),
         }
     }
 }
@@ -183,7 +181,7 @@ impl Session {
             return Err(fail("commit".into(), e));
         }
         let stats = Self::stats(&ops, &work, &order);
-        self.committed(work, &keys, &position);
+        self.committed(work, &ops, &order, &keys, &position);
         Ok(stats)
     }
 
@@ -204,12 +202,13 @@ impl Session {
     pub fn plan(&mut self) -> Result<Plan, FlushError> {
         let mut work = self.collect()?;
         let order = self.order(&mut work)?;
-        let (ops, position) = Self::sequence(&mut work, &order);
-        let ops = ops
-            .into_iter()
-            .zip(&order)
-            .map(|(op, &node)| PlannedOp { reason: self.explain(&work, node, &position), op })
-            .collect();
+        let mut position = vec![u32::MAX; work.nodes.len()];
+        for (p, &node) in order.iter().enumerate() {
+            position[node as usize] = p as u32;
+        }
+        let reasons: Vec<String> = order.iter().map(|&node| self.explain(&work, node, &position)).collect();
+        let (ops, _) = Self::sequence(&mut work, &order);
+        let ops = ops.into_iter().zip(reasons).map(|(op, reason)| PlannedOp { op, reason }).collect();
         Ok(Plan { ops })
     }
 
@@ -300,13 +299,7 @@ impl Session {
 
     /// Foreign-key links whose source end is `entity` (the row holds the key).
     fn fk_links(&self, entity: EntityId) -> Vec<(LinkId, ForeignKeyId)> {
-        self.schema
-            .link_ids()
-            .filter_map(|l| match self.schema.link(l).kind {
-                LinkKind::ForeignKey(fk) if self.schema.link(l).ends[0].entity == entity => Some((l, fk)),
-                _ => None,
-            })
-            .collect()
+        self.fk_links[entity.index()].to_vec()
     }
 
     fn is_loaded(&self, key: ObjectKey, link: LinkId, end: End) -> bool {
@@ -318,6 +311,35 @@ impl Session {
             (Some(t), Some(slot)) => t.committed.is_none() || t.loaded[slot],
             _ => true,
         }
+    }
+
+    /// Records `row` as what the store now holds for `o`: the keys the store
+    /// generated and the foreign keys derived from links are written into the
+    /// graph (the other columns came from it), and the identity map learns the key.
+    fn record(&mut self, o: ObjectKey, row: Vec<Value>) {
+        let Ok(entity) = self.graph.entity_of(o) else { return };
+        let table = self.schema.entity(entity).table;
+        let def = self.schema.table(table);
+        let links = self.fk_links.clone();
+        let written = def
+            .primary_key
+            .iter()
+            .copied()
+            .chain(links[entity.index()].iter().flat_map(|&(_, fk)| self.schema.foreign_key(fk).columns.iter().copied()));
+        let written: Vec<u32> = written.collect();
+        for c in written {
+            let column = ColumnId { table, index: c };
+            if self.graph.value(o, column).ok() != Some(&row[c as usize]) {
+                let _ = self.graph.set_derived_value(o, column, row[c as usize].clone());
+            }
+        }
+        let pk = self.pk_of_row(table, &row);
+        if let Some(t) = self.tracked.get_mut(o) {
+            t.committed = Some(row.into());
+            t.state = State::Persistent;
+            t.dirty = false;
+        }
+        self.identity.insert((table, pk), o);
     }
 
     /// The object a committed foreign key points at, through the identity map.
@@ -348,11 +370,10 @@ impl Session {
         deleted.sort_by_key(|&k| self.seq(k));
 
         // 1. save-update cascades, from everything that could have gained a link.
-        let mut cascaded: HashSet<ObjectKey> = HashSet::new();
+        let mut cascaded: HashSet<ObjectKey> = HashSet::default();
         let mut roots: Vec<ObjectKey> = pending.clone();
-        let mut touched: Vec<ObjectKey> = self.net.keys().flat_map(|&(_, s, t)| [s, t]).collect();
-        touched.sort_by_key(|&k| self.seq(k));
-        touched.dedup();
+        // The cascade's result is a set (sorted below), so the roots' order does not matter.
+        let touched: HashSet<ObjectKey> = self.net.keys().flat_map(|&(_, s, t)| [s, t]).collect();
         roots.extend(touched.iter().copied().filter(|&k| self.state(k) == State::Persistent));
         while let Some(key) = roots.pop() {
             let Ok(entity) = self.graph.entity_of(key) else {
@@ -375,31 +396,35 @@ impl Session {
             matches!(s.effective(k, &cascaded), State::Pending | State::Persistent | State::Deleted)
         };
 
-        // Rule 22: no link may leave the unit of work.
-        let mut added: Vec<(LinkId, ObjectKey, ObjectKey)> =
-            self.net.iter().filter(|(_, n)| **n > 0).map(|(&k, _)| k).collect();
-        added.sort_by_key(|&(l, s, t)| (l, self.seq(s), self.seq(t)));
-        for &(link, s, t) in &added {
+        // Rule 22: no link may leave the unit of work. Violations are sorted so
+        // the same one is reported every time.
+        let mut violations: Vec<(u64, u64, LinkId, ObjectKey, ObjectKey, End)> = Vec::new();
+        for (&(link, s, t), &n) in &self.net {
+            if n <= 0 {
+                continue;
+            }
             for (a, b, end) in [(s, t, End::Source), (t, s, End::Target)] {
                 if in_uow(self, a) && !in_uow(self, b) && self.effective(a, &cascaded) != State::Deleted {
-                    let def = self.schema.link(link);
-                    let rel = def.end(end).relationship.or(def.end(end.opposite()).relationship);
-                    return Err(FlushError::OutsideSession {
-                        relationship: rel
-                            .map_or_else(|| self.link_name(link), |r| self.schema.relationship_path(r)),
-                        from: self.describe(a),
-                        to: self.describe(b),
-                    });
+                    violations.push((self.seq(a), self.seq(b), link, a, b, end));
                 }
             }
+        }
+        if let Some(&(_, _, link, a, b, end)) = violations.iter().min_by_key(|v| (v.0, v.1, v.2)) {
+            let def = self.schema.link(link);
+            let rel = def.end(end).relationship.or(def.end(end.opposite()).relationship);
+            return Err(FlushError::OutsideSession {
+                relationship: rel.map_or_else(|| self.link_name(link), |r| self.schema.relationship_path(r)),
+                from: self.describe(a),
+                to: self.describe(b),
+            });
         }
 
         // 2. Deletes: explicit, cascaded, orphaned; evaluated over the links as they are.
         let mut doomed: HashSet<ObjectKey> = deleted.iter().copied().collect();
-        let mut dropped: HashSet<ObjectKey> = HashSet::new();
+        let mut dropped: HashSet<ObjectKey> = HashSet::default();
         let mut why: HashMap<ObjectKey, Why> = deleted.iter().map(|&k| (k, Why::Explicit)).collect();
         let mut queue: Vec<ObjectKey> = deleted.clone();
-        let mut orphan_checked: HashSet<(RelationshipId, ObjectKey)> = HashSet::new();
+        let mut orphan_checked: HashSet<(RelationshipId, ObjectKey)> = HashSet::default();
         let mut candidates: Vec<(RelationshipId, ObjectKey)> = Vec::new();
         let orphan_rels: Vec<RelationshipId> = self
             .schema
@@ -487,7 +512,7 @@ impl Session {
         // Children of deleted parents that stay: loaded (unless passive) and nulled (rule 11, 13).
         let mut doomed_list: Vec<ObjectKey> = doomed.iter().copied().collect();
         doomed_list.sort_by_key(|&k| self.seq(k));
-        let mut keep_fk: HashSet<(ObjectKey, LinkId)> = HashSet::new();
+        let mut keep_fk: HashSet<(ObjectKey, LinkId)> = HashSet::default();
         let mut nulled: Vec<ObjectKey> = Vec::new();
         for &d in &doomed_list {
             let entity = self.graph.entity_of(d)?;
@@ -564,20 +589,19 @@ impl Session {
         for &o in &new_objects {
             let entity = self.graph.entity_of(o)?;
             let table = self.schema.entity(entity).table;
-            let cells: Vec<Cell> = self.graph.row(o)?.iter().map(v).collect();
-            let node = work.push(RowOp::Insert { table, row: Box::new([]) }, Reason::Insert(o), Kind::Insert);
+            let row: Box<[Cell]> = self.graph.row(o)?.iter().map(v).collect();
+            let node = work.push(RowOp::Insert { table, row }, Reason::Insert(o), Kind::Insert);
             work.insert_node.insert(o, node);
-            work.rows.insert(o, cells);
             work.inserted.push(o);
         }
-        let mut seen_keys: HashMap<(TableId, Row), ObjectKey> = HashMap::new();
+        let mut seen_keys: HashMap<(TableId, Row), ObjectKey> = HashMap::default();
         for &o in &new_objects {
-            self.fill_foreign_keys(&mut work, o, &doomed, &keep_fk)?;
             let node = work.insert_node[&o];
+            let mut cells = std::mem::take(work.row_mut(node));
+            self.fill_foreign_keys(&mut work, o, node, &mut cells, &doomed, &keep_fk)?;
             let entity = self.graph.entity_of(o)?;
             let table = self.schema.entity(entity).table;
             let def = self.schema.table(table);
-            let cells = work.rows[&o].clone();
             for (i, column) in def.columns.iter().enumerate() {
                 if cells[i] == Cell::Value(Value::Null) && !column.nullable && !column.autoincrement {
                     return Err(FlushError::MissingValue {
@@ -596,15 +620,15 @@ impl Session {
                 })
                 .collect();
             if let Some(pk) = pk {
-                if let Some(&other) = seen_keys.get(&(table, pk.clone())) {
+                let identity = (table, pk);
+                if let Some(&other) = seen_keys.get(&identity) {
                     return Err(FlushError::DuplicateKey {
                         table: def.name.clone(),
                         first: self.describe(other),
                         second: self.describe(o),
                     });
                 }
-                seen_keys.insert((table, pk.clone()), o);
-                if let Some(&old) = self.identity.get(&(table, pk.clone())) {
+                if let Some(&old) = self.identity.get(&identity) {
                     if !doomed.contains(&old) {
                         return Err(FlushError::DuplicateKey {
                             table: def.name.clone(),
@@ -624,13 +648,13 @@ impl Session {
                     work.nodes[delete as usize].op = RowOp::Update {
                         table,
                         key_columns: def.primary_key.clone().into(),
-                        key: pk.iter().map(v).collect(),
+                        key: identity.1.iter().map(v).collect(),
                         columns: columns.into(),
                         values: values.into(),
                     };
                     work.nodes[delete as usize].kind = Kind::Update;
                     work.nodes[delete as usize].reason = Reason::Rekey { new: o, old };
-                    // The insert node becomes a no-op that the update stands for.
+                    // The insert node stays empty: the update stands for it.
                     work.nodes[node as usize].kind = Kind::Update;
                     work.edge(node, delete, Dep::Must);
                     work.rekeyed.push((o, old));
@@ -638,12 +662,9 @@ impl Session {
                     work.deleted.push(old);
                     continue;
                 }
+                seen_keys.insert(identity, o);
             }
-            let mut cells = cells;
-            for &c in work.insert_nulls.get(&o).map_or(&[][..], Vec::as_slice) {
-                cells[c as usize] = Cell::Value(Value::Null);
-            }
-            work.nodes[node as usize].op = RowOp::Insert { table, row: cells.into() };
+            *work.row_mut(node) = cells;
         }
 
         // 3c. Updates of persistent objects: changed columns, foreign keys from links.
@@ -654,7 +675,7 @@ impl Session {
             .map(|(k, _)| k)
             .collect();
         for &(link, s, _) in self.net.keys() {
-            if matches!(self.schema.link(link).kind, LinkKind::ForeignKey(_)) {
+            if matches!(self.schema.link(link).kind, LinkKind::ForeignKey(_)) && self.state(s) == State::Persistent {
                 candidates.push(s);
             }
         }
@@ -676,12 +697,9 @@ impl Session {
                 }
                 let _ = link;
             }
-            work.rows.insert(o, cells);
             let node = work.push(RowOp::Insert { table, row: Box::new([]) }, Reason::Update(o), Kind::Update);
-            work.insert_node.insert(o, node);
-            self.fill_foreign_keys(&mut work, o, &doomed, &keep_fk)?;
-            work.insert_node.remove(&o);
-            let cells = work.rows[&o].clone();
+            let mut cells: Box<[Cell]> = cells.into();
+            self.fill_foreign_keys(&mut work, o, node, &mut cells, &doomed, &keep_fk)?;
             let (columns, values): (Vec<u32>, Vec<Cell>) = cells
                 .iter()
                 .enumerate()
@@ -689,8 +707,7 @@ impl Session {
                 .map(|(i, c)| (i as u32, c.clone()))
                 .unzip();
             if columns.is_empty() {
-                // Nothing changed after all: drop the node and its edges.
-                work.nodes[node as usize].kind = Kind::Update;
+                // Nothing changed after all: the node stays an empty no-op, dropped by `order`.
                 work.nodes[node as usize].op = RowOp::Update {
                     table,
                     key_columns: Box::new([]),
@@ -698,7 +715,6 @@ impl Session {
                     columns: Box::new([]),
                     values: Box::new([]),
                 };
-                work.rows.remove(&o);
                 continue;
             }
             let pk = &self.schema.table(table).primary_key;
@@ -733,21 +749,21 @@ impl Session {
                         let fkdef = self.schema.foreign_key(fk);
                         let table = self.schema.table(fkdef.table);
                         let nullable = fkdef.columns.iter().all(|&c| table.columns[c as usize].nullable);
-                        let index = work.edges.len();
-                        work.edge(node, parent_node, Dep::ForeignKey { nullable });
-                        let columns = fkdef.columns.clone();
-                        work.breaks
-                            .insert(index, FkBreak { child: d, child_node: node, columns, deleting: true });
+                        work.fk_edge(node, parent_node, nullable, fk);
                     }
                 }
             }
         }
 
         // 3d. Association rows from the net link changes (rules 4, 12).
-        let mut changes: Vec<((LinkId, ObjectKey, ObjectKey), i8)> =
-            self.net.iter().map(|(&k, &n)| (k, n)).collect();
-        changes.sort_by_key(|&((l, s, t), n)| (l, std::cmp::Reverse(n), self.seq(s), self.seq(t)));
-        for ((link, s, t), n) in changes {
+        let mut changes: Vec<(LinkId, std::cmp::Reverse<i8>, u64, u64, ObjectKey, ObjectKey)> = self
+            .net
+            .iter()
+            .filter(|((l, _, _), _)| matches!(self.schema.link(*l).kind, LinkKind::Secondary { .. }))
+            .map(|(&(l, s, t), &n)| (l, std::cmp::Reverse(n), self.seq(s), self.seq(t), s, t))
+            .collect();
+        changes.sort_unstable_by_key(|c| (c.0, c.1, c.2, c.3));
+        for (link, std::cmp::Reverse(n), _, _, s, t) in changes {
             let LinkKind::Secondary { table, foreign_keys } = self.schema.link(link).kind else {
                 continue;
             };
@@ -823,22 +839,17 @@ impl Session {
 
     /// The cell for column `rc` of `obj` as a foreign key value: a literal,
     /// or the key its INSERT in this flush will generate (adding the dependency).
-    fn reference_cell(
-        &self,
-        work: &Work,
-        obj: ObjectKey,
-        rc: u32,
-        after: &mut Vec<u32>,
-    ) -> Result<Cell, FlushError> {
+    fn reference_cell(&self, work: &Work, obj: ObjectKey, rc: u32, after: &mut Vec<u32>) -> Result<Cell, FlushError> {
         if let Some(&node) = work.insert_node.get(&obj) {
+            // A row inserted in this flush: its key is the graph's value, or generated.
             after.push(node);
-            let cell = &work.rows[&obj][rc as usize];
+            let value = &self.graph.row(obj)?[rc as usize];
             let entity = self.graph.entity_of(obj)?;
             let def = self.schema.table(self.schema.entity(entity).table);
-            if *cell == Cell::Value(Value::Null) && def.columns[rc as usize].autoincrement {
+            if value.is_null() && def.columns[rc as usize].autoincrement {
                 return Ok(Cell::Generated(node));
             }
-            return Ok(cell.clone());
+            return Ok(v(value));
         }
         let committed = self.tracked.get(obj).and_then(|t| t.committed.as_ref());
         Ok(match committed {
@@ -847,113 +858,73 @@ impl Session {
         })
     }
 
-    /// Writes the foreign-key columns of `o`'s new row from its links.
+    /// Writes the foreign-key columns of `o`'s new row (`cells`, for node
+    /// `node`) from its links, with the dependencies on rows inserted in this flush.
     fn fill_foreign_keys(
         &mut self,
         work: &mut Work,
         o: ObjectKey,
+        node: u32,
+        cells: &mut [Cell],
         doomed: &HashSet<ObjectKey>,
         keep_fk: &HashSet<(ObjectKey, LinkId)>,
     ) -> Result<(), FlushError> {
         let entity = self.graph.entity_of(o)?;
-        let node = work.insert_node[&o];
-        for (link, fk) in self.fk_links(entity) {
+        let links = self.fk_links.clone();
+        let mut after = Vec::new();
+        for &(link, fk) in links[entity.index()].iter() {
             if !self.is_loaded(o, link, End::Source) || keep_fk.contains(&(o, link)) {
                 continue;
             }
-            let fkdef = self.schema.foreign_key(fk).clone();
+            let fkdef = self.schema.foreign_key(fk);
             let target = self.graph.link_members(o, link, End::Source)?.next();
-            let mut after = Vec::new();
-            let cells: Vec<Cell> = match target {
-                Some(t) if !doomed.contains(&t) && self.graph.contains(t) => fkdef
-                    .ref_columns
-                    .iter()
-                    .map(|&rc| self.reference_cell(work, t, rc, &mut after))
-                    .collect::<Result<_, _>>()?,
-                _ => vec![Cell::Value(Value::Null); fkdef.columns.len()],
-            };
-            let post_update = self
-                .schema
-                .link(link)
-                .ends
-                .iter()
-                .any(|e| e.relationship.is_some_and(|r| self.schema.relationship(r).post_update));
+            after.clear();
+            match target {
+                Some(t) if !doomed.contains(&t) && self.graph.contains(t) => {
+                    for (&c, &rc) in fkdef.columns.iter().zip(&fkdef.ref_columns) {
+                        cells[c as usize] = self.reference_cell(work, t, rc, &mut after)?;
+                    }
+                }
+                _ => {
+                    for &c in &fkdef.columns {
+                        cells[c as usize] = Cell::Value(Value::Null);
+                    }
+                }
+            }
+            if after.is_empty() {
+                continue;
+            }
             let table = self.schema.table(fkdef.table);
             let nullable = fkdef.columns.iter().all(|&c| table.columns[c as usize].nullable);
-            let row = work.rows.get_mut(&o).expect("rows are filled for their objects");
-            for (&c, cell) in fkdef.columns.iter().zip(cells) {
-                row[c as usize] = cell;
-            }
-            for before in after {
-                let index = work.edges.len();
-                work.edge(before, node, Dep::ForeignKey { nullable });
-                if work.edges.len() > index {
-                    work.breaks.insert(
-                        index,
-                        FkBreak {
-                            child: o,
-                            child_node: node,
-                            columns: fkdef.columns.clone(),
-                            deleting: false,
-                        },
-                    );
-                    if post_update && nullable || before == node {
-                        // Declared post_update, or a row that references itself: break at once.
-                        self.break_edge(work, index);
-                    }
+            let post_update = self.post_update[link.index()];
+            for &before in &after {
+                if nullable && (post_update || before == node) {
+                    // Declared post_update, or a row that references itself: write the key afterwards.
+                    let values: Vec<Cell> =
+                        fkdef.columns.iter().map(|&c| std::mem::replace(&mut cells[c as usize], Cell::Value(Value::Null))).collect();
+                    self.push_post_update(work, o, node, before, cells, &fkdef.columns, values);
+                } else {
+                    work.fk_edge(before, node, nullable, fk);
                 }
             }
         }
         Ok(())
     }
 
-    /// Inserts the child with NULL in the foreign key and writes the key with
-    /// an UPDATE once both rows exist.
-    fn break_edge(&self, work: &mut Work, index: usize) {
-        let Some(b) = work.breaks.remove(&index) else {
-            return;
-        };
-        let parent_node = work.edges[index].before;
-        // A self-reference with a NOT NULL key cannot be broken; leave the edge to be reported.
-        if work.edges[index].dep == (Dep::ForeignKey { nullable: false }) {
-            return;
-        }
-        work.edges[index].dep = Dep::Must;
-        work.edges[index].before = u32::MAX;
-        if b.deleting {
-            // Null the child's key first; then neither DELETE waits for the other.
-            let after = work.edges[index].after;
-            let table = work.nodes[b.child_node as usize].table;
-            let def = self.schema.table(table);
-            let committed = self.tracked[b.child].committed.clone().expect("deleted objects are persistent");
-            let op = RowOp::Update {
-                table,
-                key_columns: def.primary_key.clone().into(),
-                key: def.primary_key.iter().map(|&c| v(&committed[c as usize])).collect(),
-                columns: b.columns.clone().into(),
-                values: b.columns.iter().map(|_| Cell::Value(Value::Null)).collect(),
-            };
-            let null = work.push(op, Reason::PostUpdate(b.child), Kind::Update);
-            work.edge(null, after, Dep::Must);
-            work.edge(null, b.child_node, Dep::Must);
-            return;
-        }
-        let row = work.rows.get_mut(&b.child).expect("broken children have rows");
-        let values: Vec<Cell> = b
-            .columns
-            .iter()
-            .map(|&c| std::mem::replace(&mut row[c as usize], Cell::Value(Value::Null)))
-            .collect();
-        let child_node = b.child_node;
+    /// Adds the UPDATE that writes `values` into `columns` of `child`'s row
+    /// (inserted by `child_node` with `row`) once `parent_node` has run too.
+    #[allow(clippy::too_many_arguments)]
+    fn push_post_update(
+        &self,
+        work: &mut Work,
+        child: ObjectKey,
+        child_node: u32,
+        parent_node: u32,
+        row: &[Cell],
+        columns: &[u32],
+        values: Vec<Cell>,
+    ) {
         let table = work.nodes[child_node as usize].table;
-        work.insert_nulls.entry(b.child).or_default().extend(&b.columns);
-        if let RowOp::Insert { row: ins, .. } = &mut work.nodes[child_node as usize].op {
-            for &c in &b.columns {
-                if let Some(cell) = ins.get_mut(c as usize) {
-                    *cell = Cell::Value(Value::Null);
-                }
-            }
-        }
         let def = self.schema.table(table);
         let key: Box<[Cell]> = def
             .primary_key
@@ -967,22 +938,60 @@ impl Session {
             table,
             key_columns: def.primary_key.clone().into(),
             key,
-            columns: b.columns.clone().into(),
-            values: values.clone().into(),
+            columns: columns.into(),
+            values: values.into(),
         };
-        // The written row keeps the final values for the session's record.
-        for (&c, value) in b.columns.iter().zip(values) {
-            row[c as usize] = value;
-        }
-        let post = work.push(op, Reason::PostUpdate(b.child), Kind::PostUpdate);
+        let post = work.push(op, Reason::PostUpdate(child), Kind::PostUpdate);
         work.edge(child_node, post, Dep::Must);
         work.edge(parent_node, post, Dep::Must);
+    }
+
+    /// Breaks the foreign-key dependency `index` of a cycle: an INSERT goes in
+    /// with NULL and an UPDATE writes the key afterwards; of two DELETEs, the
+    /// child's key is set to NULL first. Returns whether it could.
+    fn break_edge(&self, work: &mut Work, index: usize) -> bool {
+        let edge = work.edges[index];
+        let Some(fk) = edge.fk.filter(|_| edge.dep == Dep::ForeignKey { nullable: true }) else {
+            return false;
+        };
+        let fk = self.schema.foreign_key(fk);
+        let columns = fk.columns.clone();
+        // The edge stays in place, parked, so other edges' indices stay valid.
+        work.edges[index].before = u32::MAX;
+        let child_node = edge.after;
+        match work.nodes[child_node as usize].reason {
+            Reason::Delete(child, _) => {
+                let table = work.nodes[child_node as usize].table;
+                let def = self.schema.table(table);
+                let committed = self.tracked[child].committed.clone().expect("deleted objects are persistent");
+                let op = RowOp::Update {
+                    table,
+                    key_columns: def.primary_key.clone().into(),
+                    key: def.primary_key.iter().map(|&c| v(&committed[c as usize])).collect(),
+                    columns: columns.clone().into(),
+                    values: columns.iter().map(|_| Cell::Value(Value::Null)).collect(),
+                };
+                let null = work.push(op, Reason::PostUpdate(child), Kind::Update);
+                work.edge(null, edge.before, Dep::Must);
+                work.edge(null, child_node, Dep::Must);
+                true
+            }
+            Reason::Insert(child) => {
+                let mut row = std::mem::take(work.row_mut(child_node));
+                let values: Vec<Cell> =
+                    columns.iter().map(|&c| std::mem::replace(&mut row[c as usize], Cell::Value(Value::Null))).collect();
+                self.push_post_update(work, child, child_node, edge.before, &row, &columns, values);
+                *work.row_mut(child_node) = row;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Rule 23: a DELETE or UPDATE that frees a unique value runs before the
     /// INSERT or UPDATE that takes it.
     fn stage_unique_values(&self, work: &mut Work) {
-        let mut freed: HashMap<(TableId, usize, Vec<Value>), u32> = HashMap::new();
+        let mut freed: HashMap<(TableId, usize, Vec<Value>), u32> = HashMap::default();
         let mut taken: Vec<(TableId, usize, Vec<Value>, u32)> = Vec::new();
         for (i, node) in work.nodes.iter().enumerate() {
             let table = self.schema.table(node.table);
@@ -1009,13 +1018,13 @@ impl Session {
                             freed.insert((node.table, u, values), i as u32);
                         }
                     }
-                    if let RowOp::Update { .. } = node.op {
-                        let new = &work.rows.get(&o).cloned().unwrap_or_default();
-                        if new.is_empty() {
-                            continue;
+                    if let RowOp::Update { columns, values, .. } = &node.op {
+                        let mut new = cells.clone();
+                        for (&c, value) in columns.iter().zip(values.iter()) {
+                            new[c as usize] = value.clone();
                         }
                         for (u, cols) in table.uniques.iter().enumerate() {
-                            if let Some(values) = literal(new, cols) {
+                            if let Some(values) = literal(&new, cols) {
                                 taken.push((node.table, u, values, i as u32));
                             }
                         }
@@ -1089,11 +1098,11 @@ impl Session {
                     return Err(FlushError::Cycle { cycle: names.join(" -> ") });
                 }
                 Ordered::Break(edges) => {
-                    let before = work.breaks.len();
+                    let mut broke = false;
                     for e in edges {
-                        self.break_edge(work, live_edges[e]);
+                        broke |= self.break_edge(work, live_edges[e]);
                     }
-                    if work.breaks.len() == before {
+                    if !broke {
                         return Err(FlushError::Cycle { cycle: "rows that reference each other".into() });
                     }
                 }
@@ -1135,7 +1144,10 @@ impl Session {
         };
         let mut ops = Vec::with_capacity(order.len());
         for &node in order {
-            let mut op = work.nodes[node as usize].op.clone();
+            // Moved out: after sequencing only the nodes' kinds and reasons are read.
+            let table = work.nodes[node as usize].table;
+            let placeholder = RowOp::Delete { table, columns: Box::new([]), values: Box::new([]) };
+            let mut op = std::mem::replace(&mut work.nodes[node as usize].op, placeholder);
             match &mut op {
                 RowOp::Insert { row, .. } => renumber(row),
                 RowOp::Update { key, values, .. } => {
@@ -1149,53 +1161,48 @@ impl Session {
         (ops, position)
     }
 
-    /// After the store committed: the session's record moves to the flushed state.
-    fn committed(&mut self, work: Work, keys: &[Option<i64>], position: &[u32]) {
+    /// After the store committed: the session's record moves to the flushed
+    /// state, read from the operations as they ran.
+    fn committed(&mut self, work: Work, ops: &[RowOp], order: &[u32], keys: &[Option<i64>], position: &[u32]) {
         let resolve = |cell: &Cell| -> Value {
             match cell {
                 Cell::Value(v) => v.clone(),
-                Cell::Generated(node) => keys
-                    .get(position[*node as usize] as usize)
-                    .copied()
-                    .flatten()
-                    .map_or(Value::Null, Value::Integer),
+                Cell::Generated(op) => keys.get(*op as usize).copied().flatten().map_or(Value::Null, Value::Integer),
             }
         };
+        let _ = position;
         self.graph.set_journaling(false);
-        // Generated keys first: rows of other objects resolve against them.
-        let mut generated: HashMap<ObjectKey, Row> = HashMap::new();
-        for &o in work.inserted.iter().chain(&work.updated) {
-            let Some(cells) = work.rows.get(&o) else { continue };
-            let mut row: Vec<Value> = cells.iter().map(&resolve).collect();
-            if let Some(&node) = work.insert_node.get(&o) {
-                let entity = self.graph.entity_of(o).expect("flushed objects are live");
-                let table = self.schema.table(self.schema.entity(entity).table);
-                if let [pk] = table.primary_key.as_slice() {
-                    if row[*pk as usize].is_null() {
-                        if let Some(Some(k)) = keys.get(position[node as usize] as usize) {
-                            row[*pk as usize] = Value::Integer(*k);
-                        }
+        for (p, (&node, op)) in order.iter().zip(ops).enumerate() {
+            let patch = |base: &Row, columns: &[u32], values: &[Cell]| -> Vec<Value> {
+                let mut row = base.to_vec();
+                for (&c, cell) in columns.iter().zip(values) {
+                    row[c as usize] = resolve(cell);
+                }
+                row
+            };
+            match (work.nodes[node as usize].reason, op) {
+                (Reason::Insert(o), RowOp::Insert { table, row }) => {
+                    let mut values: Vec<Value> = row.iter().map(&resolve).collect();
+                    if let (Some(Some(key)), [pk]) = (keys.get(p), self.schema.table(*table).primary_key.as_slice()) {
+                        values[*pk as usize] = Value::Integer(*key);
                     }
+                    self.record(o, values);
                 }
-            }
-            generated.insert(o, row.into());
-        }
-        for (o, row) in generated {
-            let entity = self.graph.entity_of(o).expect("flushed objects are live");
-            let table = self.schema.entity(entity).table;
-            for (i, value) in row.iter().enumerate() {
-                let column = ColumnId { table, index: i as u32 };
-                if self.graph.value(o, column).ok() != Some(value) {
-                    let _ = self.graph.set_derived_value(o, column, value.clone());
+                (Reason::Update(o) | Reason::PostUpdate(o), RowOp::Update { columns, values, .. }) => {
+                    if work.delete_node.contains_key(&o) {
+                        continue;
+                    }
+                    let Some(base) = self.tracked.get(o).and_then(|t| t.committed.clone()) else { continue };
+                    let row = patch(&base, columns, values);
+                    self.record(o, row);
                 }
+                (Reason::Rekey { new, old }, RowOp::Update { columns, values, .. }) => {
+                    let Some(base) = self.tracked.get(old).and_then(|t| t.committed.clone()) else { continue };
+                    let row = patch(&base, columns, values);
+                    self.record(new, row);
+                }
+                _ => {}
             }
-            let pk = self.pk_of_row(table, &row);
-            if let Some(t) = self.tracked.get_mut(o) {
-                t.committed = Some(row);
-                t.state = State::Persistent;
-                t.dirty = false;
-            }
-            self.identity.insert((table, pk), o);
         }
         for (new, old) in &work.rekeyed {
             if let Some(t) = self.tracked.get_mut(*old) {

@@ -44,7 +44,7 @@ mod flush;
 mod load;
 mod order;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use relgraph_core::{
@@ -96,6 +96,10 @@ pub struct Session {
     /// Net link changes since the last flush: +1 added, -1 removed.
     net: HashMap<(LinkId, ObjectKey, ObjectKey), i8>,
     next_seq: u64,
+    /// Per entity, the foreign-key links whose source end it is (its row holds the key).
+    fk_links: Arc<[Box<[(LinkId, relgraph_core::ForeignKeyId)]>]>,
+    /// Per link, whether a side declares `post_update`.
+    post_update: Box<[bool]>,
 }
 
 impl std::fmt::Debug for Session {
@@ -125,12 +129,18 @@ impl Session {
         let mut graph = Graph::new(schema.clone());
         graph.set_journaling(true);
         Ok(Session {
+            fk_links: schema_fk_links(&schema),
+            post_update: schema
+                .links()
+                .iter()
+                .map(|l| l.ends.iter().any(|e| e.relationship.is_some_and(|r| schema.relationship(r).post_update)))
+                .collect(),
             schema,
             graph,
             store,
             tracked: SecondaryMap::new(),
-            identity: HashMap::new(),
-            net: HashMap::new(),
+            identity: HashMap::default(),
+            net: HashMap::default(),
             next_seq: 0,
         })
     }
@@ -511,4 +521,19 @@ impl Session {
 /// Column names of `table` at `columns`, comma-separated, for messages.
 pub(crate) fn sql_columns(table: &relgraph_core::TableDef, columns: &[u32]) -> String {
     columns.iter().map(|&c| table.columns[c as usize].name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+fn schema_fk_links(schema: &Schema) -> Arc<[Box<[(LinkId, relgraph_core::ForeignKeyId)]>]> {
+    schema
+        .entity_ids()
+        .map(|entity| {
+            schema
+                .link_ids()
+                .filter_map(|l| match schema.link(l).kind {
+                    relgraph_core::LinkKind::ForeignKey(fk) if schema.link(l).ends[0].entity == entity => Some((l, fk)),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect()
 }

@@ -229,7 +229,7 @@ impl Session {
                     .collect();
                 let values: Vec<Row> = parents.iter().map(|(_, v)| v.clone()).collect();
                 let rows = self.store.load(&self.schema, far_table, &fk.columns, &values)?;
-                let by_value: std::collections::HashMap<Row, ObjectKey> =
+                let by_value: rustc_hash::FxHashMap<Row, ObjectKey> =
                     parents.into_iter().map(|(k, v)| (v, k)).collect();
                 for row in rows {
                     let fk_values: Row = fk.columns.iter().map(|&c| row[c as usize].clone()).collect();
@@ -252,7 +252,7 @@ impl Session {
                     .collect();
                 let values: Vec<Row> = near.iter().map(|(_, v)| v.clone()).collect();
                 let rows = self.store.load(&self.schema, table, &near_fk.columns, &values)?;
-                let by_value: std::collections::HashMap<Row, ObjectKey> =
+                let by_value: rustc_hash::FxHashMap<Row, ObjectKey> =
                     near.into_iter().map(|(k, v)| (v, k)).collect();
                 let pairs: Vec<(Row, Row)> = rows
                     .iter()

@@ -22,12 +22,14 @@ pub(crate) enum Dep {
     Must,
 }
 
-/// A dependency: `before` runs before `after`.
+/// A dependency: `before` runs before `after`. For a foreign-key
+/// dependency, `fk` names the foreign key, so a cycle can be broken through it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Edge {
     pub(crate) before: u32,
     pub(crate) after: u32,
     pub(crate) dep: Dep,
+    pub(crate) fk: Option<relgraph_core::ForeignKeyId>,
 }
 
 /// The result of ordering: positions, or the nodes of the smallest cycle
@@ -133,7 +135,7 @@ mod tests {
     use super::*;
 
     fn must(before: u32, after: u32) -> Edge {
-        Edge { before, after, dep: Dep::Must }
+        Edge { before, after, dep: Dep::Must, fk: None }
     }
 
     #[test]
@@ -145,7 +147,7 @@ mod tests {
 
     #[test]
     fn cycles_are_broken_only_through_nullable_foreign_keys() {
-        let fk = |a, b, nullable| Edge { before: a, after: b, dep: Dep::ForeignKey { nullable } };
+        let fk = |a, b, nullable| Edge { before: a, after: b, dep: Dep::ForeignKey { nullable }, fk: None };
         match order(2, &[0, 0], &[fk(0, 1, true), fk(1, 0, false)]) {
             Ordered::Break(edges) => assert_eq!(edges, [0]),
             _ => panic!("the nullable edge breaks the cycle"),

@@ -245,3 +245,68 @@ pub fn run_w4(size: W4Size) -> W4Timings {
         m2m_ops: w.lefts.len() * size.rights_per_left,
     }
 }
+
+/// W1's row data: `(parent id, name)` and `(child id, parent id, name, value)`, ids from 1.
+pub fn w1_rows(parents: usize) -> (Vec<(i64, String)>, Vec<(i64, i64, String, i64)>) {
+    let mut ps = Vec::with_capacity(parents);
+    let mut cs = Vec::with_capacity(parents * 10);
+    for p in 0..parents {
+        let pid = p as i64 + 1;
+        ps.push((pid, format!("parent-{p}")));
+        for k in 0..10 {
+            let value = (p * 10 + k) as i64;
+            cs.push((value + 1, pid, format!("child-{p}-{k}"), value));
+        }
+    }
+    (ps, cs)
+}
+
+/// W2's links: left `i` to rights `(i*7 + k*13) % n` for k in 0..10, ids from 1.
+pub fn w2_links(n: usize) -> Vec<(i64, i64)> {
+    let mut out = Vec::with_capacity(n * 10);
+    for i in 0..n {
+        for k in 0..10 {
+            out.push((i as i64 + 1, ((i * 7 + k * 13) % n) as i64 + 1));
+        }
+    }
+    // A pair repeats only if 13k = 13k' mod n, which needs n to divide 13(k - k'); not for n = 10,000.
+    out
+}
+
+/// W3's changes to W1's rows (parents `1..=parents`): the moved children
+/// as `(child id, new parent id)`, the renamed parents, the deleted parents.
+pub struct W3Changes {
+    /// Children with `id % 10 == 5`, each to the next parent not being deleted.
+    pub moves: Vec<(i64, i64)>,
+    /// Parents with `id % 10 == 1`, and their new names.
+    pub renames: Vec<(i64, String)>,
+    /// Parents with `id % 10 == 0` (their other children go by delete-orphan).
+    pub deletes: Vec<i64>,
+    /// The deleted parents' children that are deleted with them.
+    pub child_deletes: Vec<i64>,
+}
+
+/// The changes of W3 over W1's rows.
+pub fn w3_changes(parents: usize) -> W3Changes {
+    let n = parents as i64;
+    let next = |id: i64| {
+        let mut p = id % n + 1;
+        while p % 10 == 0 {
+            p = p % n + 1;
+        }
+        p
+    };
+    let mut changes = W3Changes { moves: Vec::new(), renames: Vec::new(), deletes: Vec::new(), child_deletes: Vec::new() };
+    for pid in 1..=n {
+        let first_child = (pid - 1) * 10 + 1;
+        changes.moves.push((first_child + 4, next(pid)));
+        if pid % 10 == 1 {
+            changes.renames.push((pid, format!("renamed-{pid}")));
+        }
+        if pid % 10 == 0 {
+            changes.deletes.push(pid);
+            changes.child_deletes.extend((first_child..first_child + 10).filter(|c| c % 10 != 5));
+        }
+    }
+    changes
+}
