@@ -7,22 +7,39 @@ use clap::{Args, ValueEnum};
 use relgraph_graph::Graph;
 use relgraph_testkit::workloads::{self, Handles, W4Size, W4Timings};
 
-use crate::ALLOCATOR;
-
 /// Which workload to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Workload {
+    /// One-to-many insert: 10,000 parents with 10 children each (needs --store).
+    #[value(name = "W1", alias = "w1")]
+    W1,
+    /// Many-to-many insert: 10,000 x 10,000 with 100,000 links (needs --store).
+    #[value(name = "W2", alias = "w2")]
+    W2,
+    /// Mixed change on W1's rows: moves, renames, deletes with orphans (needs --store).
+    #[value(name = "W3", alias = "w3")]
+    W3,
     /// In memory, no store: 1,000,000 links and unlinks each way.
     #[value(name = "W4", alias = "w4")]
     W4,
 }
 
+/// Which store to flush into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// The embedded SQLite store (a file in the temporary folder).
+    Sqlite,
+}
+
 /// Options of `relgraph bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// The workload (default: every workload available).
+    /// The workload (default: W4 without --store, W1, W2 and W3 with one).
     #[arg(long, value_enum)]
     workload: Option<Workload>,
+    /// Flush into this store (W1, W2, W3); without it, W4 runs in memory.
+    #[arg(long, value_enum)]
+    store: Option<StoreKind>,
     /// Runs per figure; the median is reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
@@ -44,10 +61,56 @@ const BUDGET_NS: f64 = 100.0;
 ///
 /// # Errors
 /// None yet; store workloads will fail on IO.
-pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    match args.workload {
-        None | Some(Workload::W4) => w4(args),
+pub fn run(args: &BenchArgs, allocated: &dyn Fn() -> usize) -> anyhow::Result<()> {
+    match (args.store, args.workload) {
+        (None, None | Some(Workload::W4)) => w4(args, allocated),
+        (None, Some(w)) => anyhow::bail!("{w:?} flushes into a store: add --store sqlite"),
+        (Some(_), Some(Workload::W4)) => anyhow::bail!("W4 runs in memory: drop --store"),
+        (Some(StoreKind::Sqlite), Some(w)) => sqlite(args, &[w]),
+        (Some(StoreKind::Sqlite), None) => sqlite(args, &[Workload::W1, Workload::W2, Workload::W3]),
     }
+}
+
+/// The baseline the SQLite figures are compared with.
+const SQLITE_BASELINE: &str = "rusqlite, one prepared statement per row, foreign keys on";
+
+fn sqlite(args: &BenchArgs, workloads: &[Workload]) -> anyhow::Result<()> {
+    use relgraph_cli::sqlite_bench;
+    let scratch = sqlite_bench::Scratch::new()?;
+    let n = 10_000 / args.scale_down as usize;
+    if !args.json {
+        println!("SQLite (file), median of {} runs; baseline: {SQLITE_BASELINE}, in the same run", args.runs);
+        println!(
+            "{:<9} {:>8} {:>12} {:>12} {:>7} {:>14}",
+            "workload", "rows", "relgraph s", "baseline s", "ratio", "load s (W3)"
+        );
+    }
+    for &w in workloads {
+        let runs = (0..args.runs)
+            .map(|_| match w {
+                Workload::W1 => sqlite_bench::w1(&scratch.0, n),
+                Workload::W2 => sqlite_bench::w2(&scratch.0, n),
+                _ => sqlite_bench::w3(&scratch.0, n),
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let relgraph = median(runs.iter().map(|r| r.relgraph.as_secs_f64()).collect());
+        let baseline = median(runs.iter().map(|r| r.baseline.as_secs_f64()).collect());
+        let setup = median(runs.iter().map(|r| r.setup.as_secs_f64()).collect());
+        let ratio = baseline / relgraph;
+        if args.json {
+            println!(
+                "{{\"workload\":\"{w:?}\",\"store\":\"sqlite\",\"relgraph_s\":{relgraph:.6},\"baseline\":\"{SQLITE_BASELINE}\",\"baseline_s\":{baseline:.6},\"ratio\":{ratio:.3}}}"
+            );
+        } else {
+            let load = if w == Workload::W3 { format!("{setup:.3}") } else { "-".into() };
+            println!(
+                "{:<9} {:>8} {relgraph:>12.4} {baseline:>12.4} {ratio:>7.2} {load:>14}",
+                format!("{w:?}"),
+                runs[0].rows
+            );
+        }
+    }
+    Ok(())
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -55,7 +118,7 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn w4(args: &BenchArgs) -> anyhow::Result<()> {
+fn w4(args: &BenchArgs, allocated: &dyn Fn() -> usize) -> anyhow::Result<()> {
     let full = W4Size::FULL;
     let k = args.scale_down as usize;
     let size = W4Size { parents: full.parents / k, lefts: full.lefts / k, rights: full.rights / k, ..full };
@@ -81,7 +144,7 @@ fn w4(args: &BenchArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let memory = measure_memory(size);
+    let memory = measure_memory(size, allocated);
     println!(
         "W4, in memory: {} one-to-many and {} many-to-many operations per phase, median of {} runs",
         runs[0].o2m_ops, runs[0].m2m_ops, args.runs
@@ -109,23 +172,23 @@ struct Memory {
     per_link: f64,
 }
 
-fn measure_memory(size: W4Size) -> Memory {
+fn measure_memory(size: W4Size, allocated: &dyn Fn() -> usize) -> Memory {
     let schema = workloads::schema();
     let h = Handles::new(&schema);
     let children = size.parents * size.children_per_parent;
     let mut parents = Vec::with_capacity(size.parents);
     let mut kids = Vec::with_capacity(children);
     let mut graph = Graph::new(schema.clone());
-    let empty = ALLOCATOR.allocated();
+    let empty = allocated();
     graph.reserve(size.parents + children, 0);
     parents.extend((0..size.parents).map(|_| graph.insert(h.parent)));
     kids.extend((0..children).map(|_| graph.insert(h.child)));
-    let with_objects = ALLOCATOR.allocated();
+    let with_objects = allocated();
     graph.reserve(0, children);
     for (j, &c) in kids.iter().enumerate() {
         graph.set(c, h.child_parent, Some(parents[j / size.children_per_parent])).expect("W4 link");
     }
-    let with_links = ALLOCATOR.allocated();
+    let with_links = allocated();
     let objects = (size.parents + children) as f64;
     let value_bytes = (size.parents * schema.table(schema.entity(h.parent).table).columns.len()
         + children * schema.table(schema.entity(h.child).table).columns.len())

@@ -32,7 +32,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Bench(args) => bench::run(&args),
+        Command::Bench(args) => bench::run(&args, &|| ALLOCATOR.allocated()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -53,7 +53,8 @@ fn raw_w1(conn: &rusqlite::Connection, parents: usize) -> Result<()> {
         for (id, name) in &ps {
             insert.execute(rusqlite::params![id, name])?;
         }
-        let mut insert = tx.prepare("INSERT INTO child (id, parent_id, name, value) VALUES (?1, ?2, ?3, ?4)")?;
+        let mut insert =
+            tx.prepare("INSERT INTO child (id, parent_id, name, value) VALUES (?1, ?2, ?3, ?4)")?;
         for (id, parent, name, value) in &cs {
             insert.execute(rusqlite::params![id, parent, name, value])?;
         }
@@ -88,13 +89,21 @@ pub fn w1(dir: &Path, parents: usize) -> Result<Run> {
         parent_keys.push(p);
     }
     for (id, parent, name, value) in cs {
-        let c = session.new_with(h.child, [(cid, Value::from(id)), (cname, Value::from(name)), (cvalue, Value::from(value))])?;
+        let c = session.new_with(
+            h.child,
+            [(cid, Value::from(id)), (cname, Value::from(name)), (cvalue, Value::from(value))],
+        )?;
         session.append(parent_keys[parent as usize - 1], h.children, c)?;
     }
     let start = Instant::now();
     let stats = session.flush()?;
     let relgraph = start.elapsed();
-    anyhow::ensure!(stats.inserts == parents * 11, "W1 inserted {} rows, not {}", stats.inserts, parents * 11);
+    anyhow::ensure!(
+        stats.inserts == parents * 11,
+        "W1 inserted {} rows, not {}",
+        stats.inserts,
+        parents * 11
+    );
     Ok(Run { relgraph, baseline, rows: parents * 11, setup: Duration::ZERO })
 }
 
@@ -145,7 +154,11 @@ pub fn w2(dir: &Path, n: usize) -> Result<Run> {
     let start = Instant::now();
     let stats = session.flush()?;
     let relgraph = start.elapsed();
-    anyhow::ensure!(stats.association_inserts == links.len(), "W2 wrote {} association rows", stats.association_inserts);
+    anyhow::ensure!(
+        stats.association_inserts == links.len(),
+        "W2 wrote {} association rows",
+        stats.association_inserts
+    );
     Ok(Run { relgraph, baseline, rows: 2 * n + links.len(), setup: Duration::ZERO })
 }
 
@@ -158,7 +171,8 @@ pub fn w3(dir: &Path, parents: usize) -> Result<Run> {
     let schema = workloads::schema();
     let h = Handles::new(&schema);
     let changes = w3_changes(parents);
-    let changed = changes.moves.len() + changes.renames.len() + changes.deletes.len() + changes.child_deletes.len();
+    let changed =
+        changes.moves.len() + changes.renames.len() + changes.deletes.len() + changes.child_deletes.len();
 
     let path = fresh(dir, "w3-raw", &schema)?;
     let conn = raw(&path)?;

@@ -1,6 +1,7 @@
 //! Column types and the values an object's row holds.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// The type of a column, as every store understands it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -38,8 +39,9 @@ impl fmt::Display for ColumnType {
 
 /// One column value of a row.
 ///
-/// Text and blobs are boxed slices rather than `String`/`Vec` so that a value
-/// is 24 bytes: rows are the bulk of a large graph's memory.
+/// Text and blobs are shared slices (`Arc<str>`, `Arc<[u8]>`): a value is 24
+/// bytes, and copying a row (for a flush, or the session's record of what
+/// the store holds) shares its strings instead of allocating them again.
 ///
 /// Equality and hashing are total: floats compare by bit pattern (so NaN
 /// equals itself and `0.0` differs from `-0.0`), which is what keys, change
@@ -54,11 +56,11 @@ pub enum Value {
     /// A float.
     Float(f64),
     /// Text.
-    Text(Box<str>),
+    Text(Arc<str>),
     /// A boolean.
     Boolean(bool),
     /// Bytes.
-    Blob(Box<[u8]>),
+    Blob(Arc<[u8]>),
 }
 
 impl PartialEq for Value {
@@ -179,11 +181,12 @@ value_from! {
     u32 => Integer(i64::from),
     f64 => Float(|v| v),
     bool => Boolean(|v| v),
-    &str => Text(Box::from),
-    String => Text(String::into_boxed_str),
-    Box<str> => Text(|v| v),
-    &[u8] => Blob(Box::from),
-    Vec<u8> => Blob(Vec::into_boxed_slice),
+    &str => Text(Arc::from),
+    String => Text(Arc::from),
+    Box<str> => Text(Arc::from),
+    Arc<str> => Text(|v| v),
+    &[u8] => Blob(Arc::from),
+    Vec<u8> => Blob(Arc::from),
 }
 
 impl<T: Into<Value>> From<Option<T>> for Value {

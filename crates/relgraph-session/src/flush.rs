@@ -321,11 +321,11 @@ impl Session {
         let table = self.schema.entity(entity).table;
         let def = self.schema.table(table);
         let links = self.fk_links.clone();
-        let written = def
-            .primary_key
-            .iter()
-            .copied()
-            .chain(links[entity.index()].iter().flat_map(|&(_, fk)| self.schema.foreign_key(fk).columns.iter().copied()));
+        let written = def.primary_key.iter().copied().chain(
+            links[entity.index()]
+                .iter()
+                .flat_map(|&(_, fk)| self.schema.foreign_key(fk).columns.iter().copied()),
+        );
         let written: Vec<u32> = written.collect();
         for c in written {
             let column = ColumnId { table, index: c };
@@ -339,7 +339,7 @@ impl Session {
             t.state = State::Persistent;
             t.dirty = false;
         }
-        self.identity.insert((table, pk), o);
+        self.identity[table.index()].insert(pk, o);
     }
 
     /// The object a committed foreign key points at, through the identity map.
@@ -351,7 +351,7 @@ impl Session {
         {
             return None;
         }
-        self.identity.get(&(fk.ref_table, values)).copied()
+        self.identity[fk.ref_table.index()].get(&values[..]).copied()
     }
 
     fn collect(&mut self) -> Result<Work, FlushError> {
@@ -391,7 +391,6 @@ impl Session {
                 }
             }
         }
-        work.cascaded.sort_by_key(|&k| self.seq(k));
         let in_uow = |s: &Self, k: ObjectKey| {
             matches!(s.effective(k, &cascaded), State::Pending | State::Persistent | State::Deleted)
         };
@@ -594,7 +593,8 @@ impl Session {
             work.insert_node.insert(o, node);
             work.inserted.push(o);
         }
-        let mut seen_keys: HashMap<(TableId, Row), ObjectKey> = HashMap::default();
+        let mut seen_keys: Vec<HashMap<Row, ObjectKey>> =
+            (0..self.schema.tables().len()).map(|_| HashMap::default()).collect();
         for &o in &new_objects {
             let node = work.insert_node[&o];
             let mut cells = std::mem::take(work.row_mut(node));
@@ -620,15 +620,14 @@ impl Session {
                 })
                 .collect();
             if let Some(pk) = pk {
-                let identity = (table, pk);
-                if let Some(&other) = seen_keys.get(&identity) {
+                if let Some(&other) = seen_keys[table.index()].get(&pk) {
                     return Err(FlushError::DuplicateKey {
                         table: def.name.clone(),
                         first: self.describe(other),
                         second: self.describe(o),
                     });
                 }
-                if let Some(&old) = self.identity.get(&identity) {
+                if let Some(&old) = self.identity[table.index()].get(&pk) {
                     if !doomed.contains(&old) {
                         return Err(FlushError::DuplicateKey {
                             table: def.name.clone(),
@@ -648,7 +647,7 @@ impl Session {
                     work.nodes[delete as usize].op = RowOp::Update {
                         table,
                         key_columns: def.primary_key.clone().into(),
-                        key: identity.1.iter().map(v).collect(),
+                        key: pk.iter().map(v).collect(),
                         columns: columns.into(),
                         values: values.into(),
                     };
@@ -662,7 +661,7 @@ impl Session {
                     work.deleted.push(old);
                     continue;
                 }
-                seen_keys.insert(identity, o);
+                seen_keys[table.index()].insert(pk, o);
             }
             *work.row_mut(node) = cells;
         }
@@ -675,7 +674,9 @@ impl Session {
             .map(|(k, _)| k)
             .collect();
         for &(link, s, _) in self.net.keys() {
-            if matches!(self.schema.link(link).kind, LinkKind::ForeignKey(_)) && self.state(s) == State::Persistent {
+            if matches!(self.schema.link(link).kind, LinkKind::ForeignKey(_))
+                && self.state(s) == State::Persistent
+            {
                 candidates.push(s);
             }
         }
@@ -839,7 +840,13 @@ impl Session {
 
     /// The cell for column `rc` of `obj` as a foreign key value: a literal,
     /// or the key its INSERT in this flush will generate (adding the dependency).
-    fn reference_cell(&self, work: &Work, obj: ObjectKey, rc: u32, after: &mut Vec<u32>) -> Result<Cell, FlushError> {
+    fn reference_cell(
+        &self,
+        work: &Work,
+        obj: ObjectKey,
+        rc: u32,
+        after: &mut Vec<u32>,
+    ) -> Result<Cell, FlushError> {
         if let Some(&node) = work.insert_node.get(&obj) {
             // A row inserted in this flush: its key is the graph's value, or generated.
             after.push(node);
@@ -900,8 +907,11 @@ impl Session {
             for &before in &after {
                 if nullable && (post_update || before == node) {
                     // Declared post_update, or a row that references itself: write the key afterwards.
-                    let values: Vec<Cell> =
-                        fkdef.columns.iter().map(|&c| std::mem::replace(&mut cells[c as usize], Cell::Value(Value::Null))).collect();
+                    let values: Vec<Cell> = fkdef
+                        .columns
+                        .iter()
+                        .map(|&c| std::mem::replace(&mut cells[c as usize], Cell::Value(Value::Null)))
+                        .collect();
                     self.push_post_update(work, o, node, before, cells, &fkdef.columns, values);
                 } else {
                     work.fk_edge(before, node, nullable, fk);
@@ -963,7 +973,8 @@ impl Session {
             Reason::Delete(child, _) => {
                 let table = work.nodes[child_node as usize].table;
                 let def = self.schema.table(table);
-                let committed = self.tracked[child].committed.clone().expect("deleted objects are persistent");
+                let committed =
+                    self.tracked[child].committed.clone().expect("deleted objects are persistent");
                 let op = RowOp::Update {
                     table,
                     key_columns: def.primary_key.clone().into(),
@@ -978,8 +989,10 @@ impl Session {
             }
             Reason::Insert(child) => {
                 let mut row = std::mem::take(work.row_mut(child_node));
-                let values: Vec<Cell> =
-                    columns.iter().map(|&c| std::mem::replace(&mut row[c as usize], Cell::Value(Value::Null))).collect();
+                let values: Vec<Cell> = columns
+                    .iter()
+                    .map(|&c| std::mem::replace(&mut row[c as usize], Cell::Value(Value::Null)))
+                    .collect();
                 self.push_post_update(work, child, child_node, edge.before, &row, &columns, values);
                 *work.row_mut(child_node) = row;
                 true
@@ -1163,11 +1176,20 @@ impl Session {
 
     /// After the store committed: the session's record moves to the flushed
     /// state, read from the operations as they ran.
-    fn committed(&mut self, work: Work, ops: &[RowOp], order: &[u32], keys: &[Option<i64>], position: &[u32]) {
+    fn committed(
+        &mut self,
+        work: Work,
+        ops: &[RowOp],
+        order: &[u32],
+        keys: &[Option<i64>],
+        position: &[u32],
+    ) {
         let resolve = |cell: &Cell| -> Value {
             match cell {
                 Cell::Value(v) => v.clone(),
-                Cell::Generated(op) => keys.get(*op as usize).copied().flatten().map_or(Value::Null, Value::Integer),
+                Cell::Generated(op) => {
+                    keys.get(*op as usize).copied().flatten().map_or(Value::Null, Value::Integer)
+                }
             }
         };
         let _ = position;
@@ -1183,7 +1205,9 @@ impl Session {
             match (work.nodes[node as usize].reason, op) {
                 (Reason::Insert(o), RowOp::Insert { table, row }) => {
                     let mut values: Vec<Value> = row.iter().map(&resolve).collect();
-                    if let (Some(Some(key)), [pk]) = (keys.get(p), self.schema.table(*table).primary_key.as_slice()) {
+                    if let (Some(Some(key)), [pk]) =
+                        (keys.get(p), self.schema.table(*table).primary_key.as_slice())
+                    {
                         values[*pk as usize] = Value::Integer(*key);
                     }
                     self.record(o, values);
@@ -1197,7 +1221,9 @@ impl Session {
                     self.record(o, row);
                 }
                 (Reason::Rekey { new, old }, RowOp::Update { columns, values, .. }) => {
-                    let Some(base) = self.tracked.get(old).and_then(|t| t.committed.clone()) else { continue };
+                    let Some(base) = self.tracked.get(old).and_then(|t| t.committed.clone()) else {
+                        continue;
+                    };
                     let row = patch(&base, columns, values);
                     self.record(new, row);
                 }
@@ -1219,8 +1245,8 @@ impl Session {
                 let entity = self.graph.entity_of(d).expect("deleted objects are live until now");
                 let table = self.schema.entity(entity).table;
                 let pk = self.pk_of_row(table, &row);
-                if self.identity.get(&(table, pk.clone())) == Some(&d) {
-                    self.identity.remove(&(table, pk));
+                if self.identity[table.index()].get(&pk[..]) == Some(&d) {
+                    self.identity[table.index()].remove(&pk[..]);
                 }
             }
             // The deleted object leaves every collection and scalar now that the flush committed (rule 18).

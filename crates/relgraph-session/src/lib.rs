@@ -92,7 +92,9 @@ pub struct Session {
     store: Box<dyn Store>,
     tracked: SecondaryMap<ObjectKey, Tracked>,
     /// (table, primary key) to object: one object per row.
-    identity: HashMap<(TableId, Row), ObjectKey>,
+    /// Per table: primary key to object. One object per row. Keyed by
+    /// `Row` so lookups take a borrowed `&[Value]` and allocate nothing.
+    identity: Box<[HashMap<Row, ObjectKey>]>,
     /// Net link changes since the last flush: +1 added, -1 removed.
     net: HashMap<(LinkId, ObjectKey, ObjectKey), i8>,
     next_seq: u64,
@@ -128,18 +130,21 @@ impl Session {
         store.create_tables(&schema)?;
         let mut graph = Graph::new(schema.clone());
         graph.set_journaling(true);
+        let tables = vec![(); schema.tables().len()];
         Ok(Session {
             fk_links: schema_fk_links(&schema),
             post_update: schema
                 .links()
                 .iter()
-                .map(|l| l.ends.iter().any(|e| e.relationship.is_some_and(|r| schema.relationship(r).post_update)))
+                .map(|l| {
+                    l.ends.iter().any(|e| e.relationship.is_some_and(|r| schema.relationship(r).post_update))
+                })
                 .collect(),
             schema,
             graph,
             store,
             tracked: SecondaryMap::new(),
-            identity: HashMap::default(),
+            identity: tables.into_iter().map(|()| HashMap::default()).collect(),
             net: HashMap::default(),
             next_seq: 0,
         })
@@ -283,7 +288,7 @@ impl Session {
             let entity = self.graph.entity_of(key)?;
             let table = self.schema.entity(entity).table;
             let pk = self.pk_of_row(table, &row);
-            self.identity.remove(&(table, pk));
+            self.identity[table.index()].remove(&pk[..]);
         }
         let tracked = self.tracked.get_mut(key).expect("checked");
         tracked.state = if tracked.committed.is_some() { State::Detached } else { State::Transient };
@@ -530,7 +535,9 @@ fn schema_fk_links(schema: &Schema) -> Arc<[Box<[(LinkId, relgraph_core::Foreign
             schema
                 .link_ids()
                 .filter_map(|l| match schema.link(l).kind {
-                    relgraph_core::LinkKind::ForeignKey(fk) if schema.link(l).ends[0].entity == entity => Some((l, fk)),
+                    relgraph_core::LinkKind::ForeignKey(fk) if schema.link(l).ends[0].entity == entity => {
+                        Some((l, fk))
+                    }
                     _ => None,
                 })
                 .collect()

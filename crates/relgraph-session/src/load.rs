@@ -28,7 +28,7 @@ impl Session {
             });
         }
         let key: Row = pk.into();
-        if let Some(&found) = self.identity.get(&(table, key.clone())) {
+        if let Some(&found) = self.identity[table.index()].get(&key[..]) {
             return Ok(Some(found));
         }
         let columns = def.primary_key.clone();
@@ -83,7 +83,7 @@ impl Session {
             });
         }
         let pk = self.pk_of_row(table, &row);
-        if let Some(&found) = self.identity.get(&(table, pk.clone())) {
+        if let Some(&found) = self.identity[table.index()].get(&pk[..]) {
             return Ok(found);
         }
         let key = self.graph.insert(entity);
@@ -100,7 +100,7 @@ impl Session {
             }
         }
         self.track(key, State::Persistent, Some(row));
-        self.identity.insert((table, pk), key);
+        self.identity[table.index()].insert(pk, key);
         Ok(key)
     }
 
@@ -200,7 +200,7 @@ impl Session {
                 let mut wanted = Vec::new();
                 for &key in keys {
                     if let Some(values) = self.committed_values(key, &fk.columns) {
-                        if !self.identity.contains_key(&(far_table, values.clone())) {
+                        if !self.identity[far_table.index()].contains_key(&values[..]) {
                             wanted.push(values);
                         }
                     }
@@ -296,7 +296,7 @@ impl Session {
         values: &[Value],
     ) -> Option<&ObjectKey> {
         if columns == self.schema.table(table).primary_key.as_slice() {
-            return self.identity.get(&(table, values.into()));
+            return self.identity[table.index()].get(values);
         }
         None
     }

@@ -296,7 +296,8 @@ pub fn w3_changes(parents: usize) -> W3Changes {
         }
         p
     };
-    let mut changes = W3Changes { moves: Vec::new(), renames: Vec::new(), deletes: Vec::new(), child_deletes: Vec::new() };
+    let mut changes =
+        W3Changes { moves: Vec::new(), renames: Vec::new(), deletes: Vec::new(), child_deletes: Vec::new() };
     for pid in 1..=n {
         let first_child = (pid - 1) * 10 + 1;
         changes.moves.push((first_child + 4, next(pid)));
