@@ -99,7 +99,7 @@ pub struct Session {
     net: HashMap<(LinkId, ObjectKey, ObjectKey), i8>,
     next_seq: u64,
     /// Per entity, the foreign-key links whose source end it is (its row holds the key).
-    fk_links: Arc<[Box<[(LinkId, relgraph_core::ForeignKeyId)]>]>,
+    fk_links: FkLinks,
     /// Per link, whether a side declares `post_update`.
     post_update: Box<[bool]>,
 }
@@ -528,7 +528,10 @@ pub(crate) fn sql_columns(table: &relgraph_core::TableDef, columns: &[u32]) -> S
     columns.iter().map(|&c| table.columns[c as usize].name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
-fn schema_fk_links(schema: &Schema) -> Arc<[Box<[(LinkId, relgraph_core::ForeignKeyId)]>]> {
+/// Per entity, its foreign-key links and their keys.
+type FkLinks = Arc<[Box<[(LinkId, relgraph_core::ForeignKeyId)]>]>;
+
+fn schema_fk_links(schema: &Schema) -> FkLinks {
     schema
         .entity_ids()
         .map(|entity| {
