@@ -246,8 +246,13 @@ pub fn run_w4(size: W4Size) -> W4Timings {
     }
 }
 
-/// W1's row data: `(parent id, name)` and `(child id, parent id, name, value)`, ids from 1.
-pub fn w1_rows(parents: usize) -> (Vec<(i64, String)>, Vec<(i64, i64, String, i64)>) {
+/// A W1 parent row: `(id, name)`.
+pub type ParentRow = (i64, String);
+/// A W1 child row: `(id, parent id, name, value)`.
+pub type ChildRow = (i64, i64, String, i64);
+
+/// W1's row data, ids from 1.
+pub fn w1_rows(parents: usize) -> (Vec<ParentRow>, Vec<ChildRow>) {
     let mut ps = Vec::with_capacity(parents);
     let mut cs = Vec::with_capacity(parents * 10);
     for p in 0..parents {
