@@ -158,10 +158,7 @@ fn passive_deletes_leave_unloaded_children_to_on_delete_cascade() {
     );
     assert_eq!(
         statements[1..],
-        [
-            r#"DELETE FROM "child" WHERE "id" = ?"#,
-            r#"DELETE FROM "child" WHERE "id" = ?"#,
-            r#"DELETE FROM "parent" WHERE "id" = ?"#
-        ]
+        [r#"DELETE FROM "child" WHERE "id" IN (?, ?)"#, r#"DELETE FROM "parent" WHERE "id" = ?"#],
+        "the children's deletes go as one statement"
     );
 }

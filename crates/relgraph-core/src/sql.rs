@@ -195,22 +195,29 @@ fn where_equal(sql: &mut String, table: &TableDef, columns: &[u32], dialect: Dia
     }
 }
 
-/// `SELECT all columns FROM t WHERE (c = ? AND ...) OR ...` for `keys` keys,
-/// or `WHERE c IN (?, ...)` for a single column.
-pub fn select_where(table: &TableDef, columns: &[u32], keys: usize, dialect: Dialect) -> String {
-    let all: Vec<u32> = (0..table.columns.len() as u32).collect();
-    let mut sql = format!("SELECT {} FROM ", column_list(table, &all));
+/// `DELETE FROM t WHERE c IN (?, ...)` for `rows` keys of one column, or
+/// `WHERE (c = ? AND ...) OR ...` for several columns; one row is [`delete`].
+pub fn delete_many(table: &TableDef, columns: &[u32], rows: usize, dialect: Dialect) -> String {
+    if rows == 1 {
+        return delete(table, columns, dialect);
+    }
+    let mut sql = String::from("DELETE FROM ");
     quote(&mut sql, &table.name);
     sql.push_str(" WHERE ");
+    keys_condition(&mut sql, table, columns, rows, dialect);
+    sql
+}
+
+fn keys_condition(sql: &mut String, table: &TableDef, columns: &[u32], keys: usize, dialect: Dialect) {
     let mut n = 0;
     if let [column] = columns {
-        quote(&mut sql, &table.columns[*column as usize].name);
+        quote(sql, &table.columns[*column as usize].name);
         sql.push_str(" IN (");
         for k in 0..keys {
             if k > 0 {
                 sql.push_str(", ");
             }
-            placeholder(&mut sql, dialect, n);
+            placeholder(sql, dialect, n);
             n += 1;
         }
         sql.push(')');
@@ -220,10 +227,20 @@ pub fn select_where(table: &TableDef, columns: &[u32], keys: usize, dialect: Dia
                 sql.push_str(" OR ");
             }
             sql.push('(');
-            where_equal(&mut sql, table, columns, dialect, &mut n);
+            where_equal(sql, table, columns, dialect, &mut n);
             sql.push(')');
         }
     }
+}
+
+/// `SELECT all columns FROM t WHERE (c = ? AND ...) OR ...` for `keys` keys,
+/// or `WHERE c IN (?, ...)` for a single column.
+pub fn select_where(table: &TableDef, columns: &[u32], keys: usize, dialect: Dialect) -> String {
+    let all: Vec<u32> = (0..table.columns.len() as u32).collect();
+    let mut sql = format!("SELECT {} FROM ", column_list(table, &all));
+    quote(&mut sql, &table.name);
+    sql.push_str(" WHERE ");
+    keys_condition(&mut sql, table, columns, keys, dialect);
     sql
 }
 

@@ -302,17 +302,6 @@ impl Session {
         self.fk_links[entity.index()].to_vec()
     }
 
-    fn is_loaded(&self, key: ObjectKey, link: LinkId, end: End) -> bool {
-        let Ok(entity) = self.graph.entity_of(key) else {
-            return false;
-        };
-        let slot = self.schema.entity(entity).slots.iter().position(|&s| s == (link, end));
-        match (self.tracked.get(key), slot) {
-            (Some(t), Some(slot)) => t.committed.is_none() || t.loaded[slot],
-            _ => true,
-        }
-    }
-
     /// Records `row` as what the store now holds for `o`: the keys the store
     /// generated and the foreign keys derived from links are written into the
     /// graph (the other columns came from it), and the identity map learns the key.
@@ -320,18 +309,19 @@ impl Session {
         let Ok(entity) = self.graph.entity_of(o) else { return };
         let table = self.schema.entity(entity).table;
         let def = self.schema.table(table);
-        let links = self.fk_links.clone();
-        let written = def.primary_key.iter().copied().chain(
-            links[entity.index()]
-                .iter()
-                .flat_map(|&(_, fk)| self.schema.foreign_key(fk).columns.iter().copied()),
-        );
-        let written: Vec<u32> = written.collect();
-        for c in written {
-            let column = ColumnId { table, index: c };
-            if self.graph.value(o, column).ok() != Some(&row[c as usize]) {
-                let _ = self.graph.set_derived_value(o, column, row[c as usize].clone());
-            }
+        // Only keys can differ from the graph: generated primary keys and
+        // foreign keys derived from links; the other columns came from it.
+        let links = &self.fk_links[entity.index()];
+        let written = def
+            .primary_key
+            .iter()
+            .chain(links.iter().flat_map(|&(_, fk)| self.schema.foreign_key(fk).columns.iter()));
+        let stale: Vec<u32> = match self.graph.row(o) {
+            Ok(current) => written.copied().filter(|&c| current[c as usize] != row[c as usize]).collect(),
+            Err(_) => Vec::new(),
+        };
+        for c in stale {
+            let _ = self.graph.set_derived_value(o, ColumnId { table, index: c }, row[c as usize].clone());
         }
         let pk = self.pk_of_row(table, &row);
         if let Some(t) = self.tracked.get_mut(o) {
@@ -585,6 +575,9 @@ impl Session {
         let mut new_objects: Vec<ObjectKey> =
             pending.iter().chain(work.cascaded.iter()).copied().filter(|k| !dropped.contains(k)).collect();
         new_objects.sort_by_key(|&k| self.seq(k));
+        work.nodes.reserve(new_objects.len());
+        work.insert_node.reserve(new_objects.len());
+        work.inserted.reserve(new_objects.len());
         for &o in &new_objects {
             let entity = self.graph.entity_of(o)?;
             let table = self.schema.entity(entity).table;
@@ -868,7 +861,7 @@ impl Session {
     /// Writes the foreign-key columns of `o`'s new row (`cells`, for node
     /// `node`) from its links, with the dependencies on rows inserted in this flush.
     fn fill_foreign_keys(
-        &mut self,
+        &self,
         work: &mut Work,
         o: ObjectKey,
         node: u32,
@@ -877,10 +870,13 @@ impl Session {
         keep_fk: &HashSet<(ObjectKey, LinkId)>,
     ) -> Result<(), FlushError> {
         let entity = self.graph.entity_of(o)?;
-        let links = self.fk_links.clone();
         let mut after = Vec::new();
-        for &(link, fk) in links[entity.index()].iter() {
-            if !self.is_loaded(o, link, End::Source) || keep_fk.contains(&(o, link)) {
+        let tracked = self.tracked.get(o);
+        for &(link, fk) in self.fk_links[entity.index()].iter() {
+            // A persistent object's foreign key not loaded yet keeps what the store has.
+            let slot = self.schema.link(link).ends[0].slot as usize;
+            let loaded = tracked.is_none_or(|t| t.committed.is_none() || t.loaded[slot]);
+            if !loaded || (!keep_fk.is_empty() && keep_fk.contains(&(o, link))) {
                 continue;
             }
             let fkdef = self.schema.foreign_key(fk);

@@ -38,6 +38,12 @@ use rusqlite::{Connection, ToSql};
 /// are within noise of each other and about 20% faster than one row each.
 const BATCH_ROWS: usize = 200;
 
+/// Bound parameters per statement: SQLite's default limit is 32,766.
+const MAX_PARAMS: usize = 32_000;
+
+/// Rows per batched DELETE (`IN (...)` or `OR`ed conditions).
+const DELETE_BATCH: usize = 500;
+
 /// Keys per `IN (...)` of a load; well under SQLite's variable limit.
 const LOAD_KEYS: usize = 500;
 
@@ -46,6 +52,9 @@ pub struct SqliteStore {
     conn: Connection,
     in_transaction: bool,
     echo: Option<Echo>,
+    /// The text of the last UPDATE and its shape (table, columns, key
+    /// columns): runs of updates of one shape reuse it instead of rebuilding it.
+    last_update: Option<(TableId, Box<[u32]>, Box<[u32]>, String)>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -159,7 +168,7 @@ impl SqliteStore {
     pub fn with_connection(conn: Connection) -> Result<Self, StoreError> {
         conn.pragma_update(None, "foreign_keys", true).map_err(|e| error("PRAGMA foreign_keys = ON", e))?;
         conn.set_prepared_statement_cache_capacity(128);
-        Ok(SqliteStore { conn, in_transaction: false, echo: None })
+        Ok(SqliteStore { conn, in_transaction: false, echo: None, last_update: None })
     }
 
     /// The connection, for reading with plain SQL.
@@ -309,8 +318,9 @@ impl Store for SqliteStore {
                         continue;
                     }
                     // A run of inserts into one table with their keys given: one statement per batch.
+                    let rows = BATCH_ROWS.min(MAX_PARAMS / def.columns.len().max(1)).max(1);
                     let mut end = i + 1;
-                    while end < ops.len() && end - i < BATCH_ROWS {
+                    while end < ops.len() && end - i < rows {
                         match &ops[end] {
                             RowOp::Insert { table: t, row: r }
                                 if t == table
@@ -339,9 +349,16 @@ impl Store for SqliteStore {
                     for cell in values.iter().chain(key.iter()) {
                         args.push(resolve(cell, &keys)?);
                     }
-                    let sql = sql::update(def, columns, key_columns, Dialect::Sqlite);
+                    let cached = matches!(&self.last_update, Some((t, c, k, _)) if t == table && c == columns && k == key_columns);
+                    if !cached {
+                        let text = sql::update(def, columns, key_columns, Dialect::Sqlite);
+                        self.last_update = Some((*table, columns.clone(), key_columns.clone(), text));
+                    }
+                    let sql = std::mem::take(&mut self.last_update.as_mut().expect("just set").3);
                     let width = args.len();
-                    if self.execute(&sql, &args, width, def)? != 1 {
+                    let updated = self.execute(&sql, &args, width, def);
+                    self.last_update.as_mut().expect("just set").3 = sql;
+                    if updated? != 1 {
                         return Err(StoreError::new(
                             ErrorKind::Other,
                             format!(
@@ -352,15 +369,31 @@ impl Store for SqliteStore {
                     }
                     i += 1;
                 }
-                RowOp::Delete { table, columns, values } => {
+                RowOp::Delete { table, columns, .. } => {
+                    // A run of deletes on one table by the same columns: one statement per batch.
                     let def = schema.table(*table);
-                    for cell in values.iter() {
-                        args.push(resolve(cell, &keys)?);
+                    let rows = DELETE_BATCH.min(MAX_PARAMS / columns.len().max(1)).max(1);
+                    let mut end = i + 1;
+                    while end < ops.len() && end - i < rows {
+                        match &ops[end] {
+                            RowOp::Delete { table: t, columns: c, .. } if t == table && c == columns => {
+                                end += 1
+                            }
+                            _ => break,
+                        }
                     }
-                    let sql = sql::delete(def, columns, Dialect::Sqlite);
-                    let width = args.len();
+                    for op in &ops[i..end] {
+                        let RowOp::Delete { values, .. } = op else {
+                            unreachable!("the run holds deletes only")
+                        };
+                        for cell in values.iter() {
+                            args.push(resolve(cell, &keys)?);
+                        }
+                    }
+                    let sql = sql::delete_many(def, columns, end - i, Dialect::Sqlite);
+                    let width = columns.len();
                     self.execute(&sql, &args, width, def)?;
-                    i += 1;
+                    i = end;
                 }
             }
         }

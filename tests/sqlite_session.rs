@@ -1,0 +1,163 @@
+//! Session behaviours on SQLite: rollback, expunge, only changed columns,
+//! delete cascades over many-to-many (rule 24), `passive_deletes="all"`, a
+//! declared `post_update`.
+
+mod common;
+
+use common::sql::Db;
+use relgraph::{Column, Entity, OnDelete, PassiveDeletes, Registry, Relationship, State, Table, Value};
+
+#[test]
+fn rollback_restores_values_links_and_states() {
+    let mut db = Db::new(relgraph_testkit::workloads::schema(), "rollback");
+    let parent = db.schema.entity_id("Parent").unwrap();
+    let name = db.schema.entity_column(parent, "name").unwrap();
+    let (p1, p2, c) = (db.new_obj("Parent"), db.new_obj("Parent"), db.new_obj("Child"));
+    let (children, child_parent) = (db.rel("Parent.children"), db.rel("Child.parent"));
+    db.session.set_value(p1, name, "one").unwrap();
+    db.session.append(p1, children, c).unwrap();
+    db.session.add(p1).unwrap();
+    db.session.add(p2).unwrap();
+    db.session.flush().unwrap();
+
+    db.session.set_value(p1, name, "changed").unwrap();
+    db.session.set(c, child_parent, Some(p2)).unwrap();
+    db.session.delete(p2).unwrap();
+    let fresh = db.new_obj("Parent");
+    db.session.add(fresh).unwrap();
+    db.session.rollback();
+    assert_eq!(db.session.value(p1, name).unwrap(), &Value::from("one"));
+    assert_eq!(db.session.graph().scalar(c, child_parent).unwrap(), Some(p1));
+    assert_eq!(db.session.state(p2), State::Persistent);
+    assert_eq!(db.session.state(fresh), State::Transient);
+    db.statements();
+    db.session.flush().unwrap();
+    assert!(db.statements().is_empty(), "nothing is left to write after a rollback");
+}
+
+#[test]
+fn expunged_objects_are_left_alone() {
+    let mut db = Db::new(relgraph_testkit::workloads::schema(), "expunge");
+    let parent = db.schema.entity_id("Parent").unwrap();
+    let name = db.schema.entity_column(parent, "name").unwrap();
+    let p = db.new_obj("Parent");
+    db.session.add(p).unwrap();
+    db.session.flush().unwrap();
+    db.session.expunge(p).unwrap();
+    assert_eq!(db.session.state(p), State::Detached);
+    db.session.set_value(p, name, "ignored").unwrap();
+    db.statements();
+    db.session.flush().unwrap();
+    assert!(db.statements().is_empty());
+    // A second get is a new object: the identity map forgot the expunged one.
+    let again = db.get("Parent", 1);
+    assert_ne!(again, p);
+    db.session.add(p).unwrap();
+    assert_eq!(db.session.state(p), State::Persistent);
+}
+
+#[test]
+fn only_changed_columns_are_updated() {
+    let mut db = Db::new(relgraph_testkit::workloads::schema(), "changed");
+    let child = db.schema.entity_id("Child").unwrap();
+    let (name, value) =
+        (db.schema.entity_column(child, "name").unwrap(), db.schema.entity_column(child, "value").unwrap());
+    let c = db.new_obj("Child");
+    db.session.set_value(c, name, "a").unwrap();
+    db.session.add(c).unwrap();
+    db.session.flush().unwrap();
+    db.statements();
+    db.session.set_value(c, value, 5).unwrap();
+    db.session.set_value(c, name, "a").unwrap(); // written, but the same value
+    db.session.flush().unwrap();
+    assert_eq!(db.statements(), [r#"UPDATE "child" SET "value" = ? WHERE "id" = ?"#]);
+}
+
+#[test]
+fn delete_cascade_over_many_to_many_deletes_shared_far_objects() {
+    let mut base = Registry::new();
+    let assoc = base
+        .table(
+            Table::new("association")
+                .column(Column::integer("left_id").foreign_key("left.id"))
+                .column(Column::integer("right_id").foreign_key("right.id")),
+        )
+        .unwrap();
+    base.entity(
+        Entity::new("Left", "left").column(Column::integer("id").primary_key()).relationship(
+            "rights",
+            Relationship::new("Right").secondary(assoc).cascade("all").backref("lefts"),
+        ),
+    )
+    .unwrap();
+    base.entity(Entity::new("Right", "right").column(Column::integer("id").primary_key())).unwrap();
+    let mut db = Db::new(base.configure().unwrap(), "m2m_cascade");
+    let (l1, l2, r) = (db.new_obj("Left"), db.new_obj("Left"), db.new_obj("Right"));
+    let rights = db.rel("Left.rights");
+    db.session.append(l1, rights, r).unwrap();
+    db.session.append(l2, rights, r).unwrap();
+    db.session.add(l1).unwrap();
+    db.session.add(l2).unwrap();
+    db.session.flush().unwrap();
+    db.session.delete(l1).unwrap();
+    db.session.flush().unwrap();
+    // Rule 24, as in SQLAlchemy: the shared right goes, and so do all its association rows.
+    assert_eq!(db.query("SELECT count(*) FROM right"), ["0"]);
+    assert_eq!(db.query("SELECT count(*) FROM association"), ["0"]);
+    assert_eq!(db.query("SELECT id FROM left"), ["2"]);
+    assert_eq!(db.session.graph().count(l2, rights).unwrap(), 0);
+}
+
+#[test]
+fn passive_deletes_all_leaves_loaded_children_to_the_database() {
+    let mut base = Registry::new();
+    base.entity(Entity::new("Parent", "parent").column(Column::integer("id").primary_key()).relationship(
+        "children",
+        Relationship::new("Child").back_populates("parent").passive_deletes(PassiveDeletes::All),
+    ))
+    .unwrap();
+    base.entity(
+        Entity::new("Child", "child")
+            .column(Column::integer("id").primary_key())
+            .column(Column::integer("parent_id").foreign_key("parent.id").on_delete(OnDelete::Cascade))
+            .relationship("parent", Relationship::new("Parent").back_populates("children")),
+    )
+    .unwrap();
+    let mut db = Db::new(base.configure().unwrap(), "passive_all");
+    let (p, c) = (db.new_obj("Parent"), db.new_obj("Child"));
+    db.session.append(p, db.rel("Parent.children"), c).unwrap();
+    db.session.add(p).unwrap();
+    db.session.flush().unwrap();
+    db.statements();
+    db.session.delete(p).unwrap();
+    db.session.flush().unwrap();
+    assert_eq!(
+        db.statements(),
+        [r#"DELETE FROM "parent" WHERE "id" = ?"#],
+        "the loaded child's key is not touched"
+    );
+    assert_eq!(db.query("SELECT count(*) FROM child"), ["0"], "ON DELETE CASCADE removed it");
+}
+
+#[test]
+fn declared_post_update_writes_the_key_after_both_rows() {
+    let mut base = Registry::new();
+    base.entity(
+        Entity::new("Widget", "widget")
+            .column(Column::integer("id").primary_key())
+            .column(Column::integer("favorite_id").foreign_key("entry.id"))
+            .relationship("favorite", Relationship::new("Entry").post_update(true)),
+    )
+    .unwrap();
+    base.entity(Entity::new("Entry", "entry").column(Column::integer("id").primary_key())).unwrap();
+    let mut db = Db::new(base.configure().unwrap(), "post_update");
+    let (w, e) = (db.new_obj("Widget"), db.new_obj("Entry"));
+    db.session.set(w, db.rel("Widget.favorite"), Some(e)).unwrap();
+    db.session.add(w).unwrap(); // the entry follows through save-update
+    db.statements();
+    db.session.flush().unwrap();
+    let statements = db.statements();
+    assert_eq!(statements.len(), 3, "{statements:?}");
+    assert!(statements[2].starts_with(r#"UPDATE "widget" SET "favorite_id""#), "{statements:?}");
+    assert_eq!(db.query("SELECT favorite_id FROM widget"), ["1"]);
+}
