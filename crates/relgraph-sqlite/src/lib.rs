@@ -52,9 +52,16 @@ pub struct SqliteStore {
     conn: Connection,
     in_transaction: bool,
     echo: Option<Echo>,
-    /// The text of the last UPDATE and its shape (table, columns, key
-    /// columns): runs of updates of one shape reuse it instead of rebuilding it.
-    last_update: Option<(TableId, Box<[u32]>, Box<[u32]>, String)>,
+    /// The last UPDATE's text: runs of updates of one shape reuse it.
+    last_update: Option<UpdateText>,
+}
+
+/// An UPDATE statement's text and the shape it was built for.
+struct UpdateText {
+    table: TableId,
+    columns: Box<[u32]>,
+    key_columns: Box<[u32]>,
+    sql: String,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -349,15 +356,20 @@ impl Store for SqliteStore {
                     for cell in values.iter().chain(key.iter()) {
                         args.push(resolve(cell, &keys)?);
                     }
-                    let cached = matches!(&self.last_update, Some((t, c, k, _)) if t == table && c == columns && k == key_columns);
+                    let cached = matches!(&self.last_update,
+                        Some(u) if u.table == *table && u.columns == *columns && u.key_columns == *key_columns);
                     if !cached {
-                        let text = sql::update(def, columns, key_columns, Dialect::Sqlite);
-                        self.last_update = Some((*table, columns.clone(), key_columns.clone(), text));
+                        self.last_update = Some(UpdateText {
+                            table: *table,
+                            columns: columns.clone(),
+                            key_columns: key_columns.clone(),
+                            sql: sql::update(def, columns, key_columns, Dialect::Sqlite),
+                        });
                     }
-                    let sql = std::mem::take(&mut self.last_update.as_mut().expect("just set").3);
+                    let sql = std::mem::take(&mut self.last_update.as_mut().expect("just set").sql);
                     let width = args.len();
                     let updated = self.execute(&sql, &args, width, def);
-                    self.last_update.as_mut().expect("just set").3 = sql;
+                    self.last_update.as_mut().expect("just set").sql = sql;
                     if updated? != 1 {
                         return Err(StoreError::new(
                             ErrorKind::Other,
