@@ -323,13 +323,18 @@ impl Session {
         for c in stale {
             let _ = self.graph.set_derived_value(o, ColumnId { table, index: c }, row[c as usize].clone());
         }
-        let pk = self.pk_of_row(table, &row);
+        match def.primary_key.as_slice() {
+            [pk] => self.identity[table.index()].insert(std::slice::from_ref(&row[*pk as usize]), o),
+            _ => {
+                let pk = self.pk_of_row(table, &row);
+                self.identity[table.index()].insert(&pk, o);
+            }
+        }
         if let Some(t) = self.tracked.get_mut(o) {
             t.committed = Some(row.into());
             t.state = State::Persistent;
             t.dirty = false;
         }
-        self.identity[table.index()].insert(pk, o);
     }
 
     /// The object a committed foreign key points at, through the identity map.
@@ -341,7 +346,7 @@ impl Session {
         {
             return None;
         }
-        self.identity[fk.ref_table.index()].get(&values[..]).copied()
+        self.identity[fk.ref_table.index()].get(&values)
     }
 
     fn collect(&mut self) -> Result<Work, FlushError> {
@@ -586,8 +591,8 @@ impl Session {
             work.insert_node.insert(o, node);
             work.inserted.push(o);
         }
-        let mut seen_keys: Vec<HashMap<Row, ObjectKey>> =
-            (0..self.schema.tables().len()).map(|_| HashMap::default()).collect();
+        let mut seen_keys: Vec<crate::identity::IdentityMap> =
+            (0..self.schema.tables().len()).map(|_| crate::identity::IdentityMap::default()).collect();
         for &o in &new_objects {
             let node = work.insert_node[&o];
             let mut cells = std::mem::take(work.row_mut(node));
@@ -603,24 +608,25 @@ impl Session {
                     });
                 }
             }
-            // Rule 20 and duplicate keys.
-            let pk: Option<Row> = def
-                .primary_key
-                .iter()
-                .map(|&c| match &cells[c as usize] {
-                    Cell::Value(v) if !v.is_null() => Some(v.clone()),
-                    _ => None,
-                })
-                .collect();
+            // Rule 20 and duplicate keys. A single-column key is looked at in
+            // place; a composite one is collected.
+            let literal = |c: &u32| match &cells[*c as usize] {
+                Cell::Value(v) if !v.is_null() => Some(v.clone()),
+                _ => None,
+            };
+            let pk: Option<Vec<Value>> = match def.primary_key.as_slice() {
+                [c] => literal(c).map(|v| vec![v]),
+                many => many.iter().map(literal).collect(),
+            };
             if let Some(pk) = pk {
-                if let Some(&other) = seen_keys[table.index()].get(&pk) {
+                if let Some(other) = seen_keys[table.index()].get(&pk) {
                     return Err(FlushError::DuplicateKey {
                         table: def.name.clone(),
                         first: self.describe(other),
                         second: self.describe(o),
                     });
                 }
-                if let Some(&old) = self.identity[table.index()].get(&pk) {
+                if let Some(old) = self.identity[table.index()].get(&pk) {
                     if !doomed.contains(&old) {
                         return Err(FlushError::DuplicateKey {
                             table: def.name.clone(),
@@ -654,7 +660,7 @@ impl Session {
                     work.deleted.push(old);
                     continue;
                 }
-                seen_keys[table.index()].insert(pk, o);
+                seen_keys[table.index()].insert(&pk, o);
             }
             *work.row_mut(node) = cells;
         }
@@ -1241,8 +1247,8 @@ impl Session {
                 let entity = self.graph.entity_of(d).expect("deleted objects are live until now");
                 let table = self.schema.entity(entity).table;
                 let pk = self.pk_of_row(table, &row);
-                if self.identity[table.index()].get(&pk[..]) == Some(&d) {
-                    self.identity[table.index()].remove(&pk[..]);
+                if self.identity[table.index()].get(&pk) == Some(d) {
+                    self.identity[table.index()].remove(&pk);
                 }
             }
             // The deleted object leaves every collection and scalar now that the flush committed (rule 18).

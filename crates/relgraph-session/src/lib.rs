@@ -41,6 +41,7 @@
 
 mod error;
 mod flush;
+mod identity;
 mod load;
 mod order;
 
@@ -94,7 +95,7 @@ pub struct Session {
     /// (table, primary key) to object: one object per row.
     /// Per table: primary key to object. One object per row. Keyed by
     /// `Row` so lookups take a borrowed `&[Value]` and allocate nothing.
-    identity: Box<[HashMap<Row, ObjectKey>]>,
+    identity: Box<[identity::IdentityMap]>,
     /// Net link changes since the last flush: +1 added, -1 removed.
     net: HashMap<(LinkId, ObjectKey, ObjectKey), i8>,
     next_seq: u64,
@@ -144,7 +145,7 @@ impl Session {
             graph,
             store,
             tracked: SecondaryMap::new(),
-            identity: tables.into_iter().map(|()| HashMap::default()).collect(),
+            identity: tables.into_iter().map(|()| identity::IdentityMap::default()).collect(),
             net: HashMap::default(),
             next_seq: 0,
         })
@@ -288,7 +289,7 @@ impl Session {
             let entity = self.graph.entity_of(key)?;
             let table = self.schema.entity(entity).table;
             let pk = self.pk_of_row(table, &row);
-            self.identity[table.index()].remove(&pk[..]);
+            self.identity[table.index()].remove(&pk);
         }
         let tracked = self.tracked.get_mut(key).expect("checked");
         tracked.state = if tracked.committed.is_some() { State::Detached } else { State::Transient };

@@ -28,7 +28,7 @@ impl Session {
             });
         }
         let key: Row = pk.into();
-        if let Some(&found) = self.identity[table.index()].get(&key[..]) {
+        if let Some(found) = self.identity[table.index()].get(&key) {
             return Ok(Some(found));
         }
         let columns = def.primary_key.clone();
@@ -83,7 +83,7 @@ impl Session {
             });
         }
         let pk = self.pk_of_row(table, &row);
-        if let Some(&found) = self.identity[table.index()].get(&pk[..]) {
+        if let Some(found) = self.identity[table.index()].get(&pk) {
             return Ok(found);
         }
         let key = self.graph.insert(entity);
@@ -100,7 +100,7 @@ impl Session {
             }
         }
         self.track(key, State::Persistent, Some(row));
-        self.identity[table.index()].insert(pk, key);
+        self.identity[table.index()].insert(&pk, key);
         Ok(key)
     }
 
@@ -200,7 +200,7 @@ impl Session {
                 let mut wanted = Vec::new();
                 for &key in keys {
                     if let Some(values) = self.committed_values(key, &fk.columns) {
-                        if !self.identity[far_table.index()].contains_key(&values[..]) {
+                        if !self.identity[far_table.index()].contains(&values) {
                             wanted.push(values);
                         }
                     }
@@ -212,7 +212,7 @@ impl Session {
                 }
                 for &key in keys {
                     if let Some(values) = self.committed_values(key, &fk.columns) {
-                        if let Some(&target) = self.find_by(far_table, &fk.ref_columns, &values) {
+                        if let Some(target) = self.find_by(far_table, &fk.ref_columns, &values) {
                             if self.graph.link_members(key, link, End::Source)?.next().is_none() {
                                 self.merge_link(link, key, target, End::Target, target)?;
                             }
@@ -273,7 +273,7 @@ impl Session {
                     }
                 }
                 for (a, b) in pairs {
-                    let (Some(&near_key), Some(&far_key)) =
+                    let (Some(&near_key), Some(far_key)) =
                         (by_value.get(&a), self.find_by(far_table, &far_fk.ref_columns, &b))
                     else {
                         continue;
@@ -289,12 +289,7 @@ impl Session {
 
     /// The object whose `columns` hold `values`: by primary key through the
     /// identity map (foreign keys reference primary keys in practice).
-    fn find_by(
-        &self,
-        table: relgraph_core::TableId,
-        columns: &[u32],
-        values: &[Value],
-    ) -> Option<&ObjectKey> {
+    fn find_by(&self, table: relgraph_core::TableId, columns: &[u32], values: &[Value]) -> Option<ObjectKey> {
         if columns == self.schema.table(table).primary_key.as_slice() {
             return self.identity[table.index()].get(values);
         }

@@ -1,0 +1,51 @@
+//! The identity map of one table: primary key to object, one object per row.
+//!
+//! A single integer key, by far the commonest, is stored as a plain `i64`, so
+//! that recording a flushed or loaded row allocates nothing; other keys are
+//! boxed rows. Lookups take a borrowed `&[Value]` either way.
+
+use relgraph_core::{Row, Value};
+use relgraph_graph::ObjectKey;
+use rustc_hash::FxHashMap;
+
+/// Primary key to object, for one table.
+#[derive(Debug, Default)]
+pub(crate) struct IdentityMap {
+    ints: FxHashMap<i64, ObjectKey>,
+    rows: FxHashMap<Row, ObjectKey>,
+}
+
+impl IdentityMap {
+    pub(crate) fn get(&self, key: &[Value]) -> Option<ObjectKey> {
+        match key {
+            [Value::Integer(i)] => self.ints.get(i).copied(),
+            _ => self.rows.get(key).copied(),
+        }
+    }
+
+    pub(crate) fn contains(&self, key: &[Value]) -> bool {
+        self.get(key).is_some()
+    }
+
+    pub(crate) fn insert(&mut self, key: &[Value], object: ObjectKey) {
+        match key {
+            [Value::Integer(i)] => {
+                self.ints.insert(*i, object);
+            }
+            _ => {
+                self.rows.insert(key.into(), object);
+            }
+        }
+    }
+
+    pub(crate) fn remove(&mut self, key: &[Value]) {
+        match key {
+            [Value::Integer(i)] => {
+                self.ints.remove(i);
+            }
+            _ => {
+                self.rows.remove(key);
+            }
+        }
+    }
+}
