@@ -21,6 +21,7 @@ use relgraph_core::{
     Row, RowOp, TableId, Value,
 };
 use relgraph_graph::ObjectKey;
+use slotmap::SecondaryMap;
 
 use crate::order::{self, Dep, Edge, Ordered};
 use crate::{FlushError, Session, State};
@@ -106,8 +107,10 @@ struct Node {
 struct Work {
     nodes: Vec<Node>,
     edges: Vec<Edge>,
-    insert_node: HashMap<ObjectKey, u32>,
-    delete_node: HashMap<ObjectKey, u32>,
+    /// Object to its INSERT (or UPDATE) node; slot-indexed, no hashing.
+    insert_node: SecondaryMap<ObjectKey, u32>,
+    /// Object to its DELETE node.
+    delete_node: SecondaryMap<ObjectKey, u32>,
     inserted: Vec<ObjectKey>,
     updated: Vec<ObjectKey>,
     deleted: Vec<ObjectKey>,
@@ -581,7 +584,6 @@ impl Session {
             pending.iter().chain(work.cascaded.iter()).copied().filter(|k| !dropped.contains(k)).collect();
         new_objects.sort_by_key(|&k| self.seq(k));
         work.nodes.reserve(new_objects.len());
-        work.insert_node.reserve(new_objects.len());
         work.inserted.reserve(new_objects.len());
         for &o in &new_objects {
             let entity = self.graph.entity_of(o)?;
@@ -594,7 +596,7 @@ impl Session {
         let mut seen_keys: Vec<crate::identity::IdentityMap> =
             (0..self.schema.tables().len()).map(|_| crate::identity::IdentityMap::default()).collect();
         for &o in &new_objects {
-            let node = work.insert_node[&o];
+            let node = work.insert_node[o];
             let mut cells = std::mem::take(work.row_mut(node));
             self.fill_foreign_keys(&mut work, o, node, &mut cells, &doomed, &keep_fk)?;
             let entity = self.graph.entity_of(o)?;
@@ -642,7 +644,7 @@ impl Session {
                         .filter(|(i, c)| **c != Cell::Value(old_row[*i].clone()))
                         .map(|(i, c)| (i as u32, c.clone()))
                         .unzip();
-                    let delete = work.delete_node.remove(&old).expect("doomed objects have a delete");
+                    let delete = work.delete_node.remove(old).expect("doomed objects have a delete");
                     work.nodes[delete as usize].op = RowOp::Update {
                         table,
                         key_columns: def.primary_key.clone().into(),
@@ -721,7 +723,7 @@ impl Session {
             // Moving a foreign key away from a deleted row must happen before its DELETE.
             for (_, fk) in self.fk_links(entity) {
                 if let Some(old) = self.committed_target(o, fk) {
-                    if let Some(&delete) = work.delete_node.get(&old) {
+                    if let Some(&delete) = work.delete_node.get(old) {
                         work.edge(node, delete, Dep::Must);
                     }
                 }
@@ -738,13 +740,13 @@ impl Session {
 
         // A deleted child goes before its deleted parent.
         for &d in &doomed_list {
-            let Some(&node) = work.delete_node.get(&d) else {
+            let Some(&node) = work.delete_node.get(d) else {
                 continue;
             };
             let entity = self.graph.entity_of(d)?;
             for (_, fk) in self.fk_links(entity) {
                 if let Some(parent) = self.committed_target(d, fk) {
-                    if let Some(&parent_node) = work.delete_node.get(&parent) {
+                    if let Some(&parent_node) = work.delete_node.get(parent) {
                         // In a cycle of deletes, the child's key can be nulled first instead.
                         let fkdef = self.schema.foreign_key(fk);
                         let table = self.schema.table(fkdef.table);
@@ -827,12 +829,12 @@ impl Session {
             })
             .collect();
         for (node, o) in assoc_all {
-            if let Some(&d) = work.delete_node.get(&o) {
+            if let Some(&d) = work.delete_node.get(o) {
                 work.edge(node, d, Dep::Must);
             }
         }
         self.stage_unique_values(&mut work);
-        work.deleted.extend(doomed_list.into_iter().filter(|k| work.delete_node.contains_key(k)));
+        work.deleted.extend(doomed_list.into_iter().filter(|&k| work.delete_node.contains_key(k)));
         work.dropped = dropped.into_iter().collect();
         Ok(work)
     }
@@ -846,7 +848,7 @@ impl Session {
         rc: u32,
         after: &mut Vec<u32>,
     ) -> Result<Cell, FlushError> {
-        if let Some(&node) = work.insert_node.get(&obj) {
+        if let Some(&node) = work.insert_node.get(obj) {
             // A row inserted in this flush: its key is the graph's value, or generated.
             after.push(node);
             let value = &self.graph.row(obj)?[rc as usize];
@@ -1215,7 +1217,7 @@ impl Session {
                     self.record(o, values);
                 }
                 (Reason::Update(o) | Reason::PostUpdate(o), RowOp::Update { columns, values, .. }) => {
-                    if work.delete_node.contains_key(&o) {
+                    if work.delete_node.contains_key(o) {
                         continue;
                     }
                     let Some(base) = self.tracked.get(o).and_then(|t| t.committed.clone()) else { continue };
