@@ -6,7 +6,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 
-use crate::schema::{Schema, TableId};
+use crate::schema::{ForeignKeyId, Schema, TableId};
 use crate::value::Value;
 
 /// A full row, one value per column in table order.
@@ -233,6 +233,38 @@ pub trait Store: Send {
         columns: &[u32],
         keys: &[Row],
     ) -> Result<Vec<Row>, StoreError>;
+
+    /// The rows reached from `keys` through an association table: for each
+    /// association row whose `near` foreign key holds one of `keys`, the pair
+    /// (that key, the row its `far` foreign key references), in no particular
+    /// order. The provided method runs two [`Store::load`]s; a SQL store may
+    /// answer it with one JOIN.
+    ///
+    /// # Errors
+    /// IO errors.
+    fn load_through(
+        &mut self,
+        schema: &Schema,
+        near: ForeignKeyId,
+        far: ForeignKeyId,
+        keys: &[Row],
+    ) -> Result<Vec<(Row, Row)>, StoreError> {
+        let (near, far) = (schema.foreign_key(near).clone(), schema.foreign_key(far).clone());
+        let links = self.load(schema, near.table, &near.columns, keys)?;
+        let pick = |row: &Row, columns: &[u32]| -> Row {
+            columns.iter().map(|&c| row[c as usize].clone()).collect()
+        };
+        let mut seen = std::collections::HashSet::new();
+        let far_keys: Vec<Row> =
+            links.iter().map(|r| pick(r, &far.columns)).filter(|k| seen.insert(k.clone())).collect();
+        let targets = self.load(schema, far.ref_table, &far.ref_columns, &far_keys)?;
+        let by_key: std::collections::HashMap<Row, Row> =
+            targets.into_iter().map(|r| (pick(&r, &far.ref_columns), r)).collect();
+        Ok(links
+            .iter()
+            .filter_map(|l| by_key.get(&pick(l, &far.columns)).map(|t| (pick(l, &near.columns), t.clone())))
+            .collect())
+    }
 
     /// Every row of `table`, in primary-key order (association tables: in
     /// column order).

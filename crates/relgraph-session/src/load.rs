@@ -243,41 +243,21 @@ impl Session {
                     }
                 }
             }
-            (LinkKind::Secondary { table, foreign_keys }, _) => {
-                let near_fk = self.schema.foreign_key(foreign_keys[end.index()]).clone();
-                let far_fk = self.schema.foreign_key(foreign_keys[end.opposite().index()]).clone();
+            (LinkKind::Secondary { foreign_keys, .. }, _) => {
+                let (near_id, far_id) = (foreign_keys[end.index()], foreign_keys[end.opposite().index()]);
+                let near_fk = self.schema.foreign_key(near_id).clone();
                 let near: Vec<(ObjectKey, Row)> = keys
                     .iter()
                     .filter_map(|&k| self.committed_values(k, &near_fk.ref_columns).map(|v| (k, v)))
                     .collect();
                 let values: Vec<Row> = near.iter().map(|(_, v)| v.clone()).collect();
-                let rows = self.store.load(&self.schema, table, &near_fk.columns, &values)?;
+                let pairs = self.store.load_through(&self.schema, near_id, far_id, &values)?;
                 let by_value: rustc_hash::FxHashMap<Row, ObjectKey> =
                     near.into_iter().map(|(k, v)| (v, k)).collect();
-                let pairs: Vec<(Row, Row)> = rows
-                    .iter()
-                    .map(|r| {
-                        let a: Row = near_fk.columns.iter().map(|&c| r[c as usize].clone()).collect();
-                        let b: Row = far_fk.columns.iter().map(|&c| r[c as usize].clone()).collect();
-                        (a, b)
-                    })
-                    .collect();
-                let missing: Vec<Row> = pairs
-                    .iter()
-                    .map(|(_, b)| b.clone())
-                    .filter(|b| self.find_by(far_table, &far_fk.ref_columns, b).is_none())
-                    .collect();
-                if !missing.is_empty() {
-                    for row in self.store.load(&self.schema, far_table, &far_fk.ref_columns, &missing)? {
-                        self.materialize(far_entity, row)?;
-                    }
-                }
-                for (a, b) in pairs {
-                    let (Some(&near_key), Some(far_key)) =
-                        (by_value.get(&a), self.find_by(far_table, &far_fk.ref_columns, &b))
-                    else {
-                        continue;
-                    };
+                for (near_value, far_row) in pairs {
+                    let Some(&near_key) = by_value.get(&near_value) else { continue };
+                    // The identity map returns the object already in memory, its values intact.
+                    let far_key = self.materialize(far_entity, far_row)?;
                     let (source, target) =
                         if end == End::Source { (near_key, far_key) } else { (far_key, near_key) };
                     self.merge_link(link, source, target, end.opposite(), far_key)?;

@@ -238,11 +238,29 @@ fn loads(s: &mut Suite) {
         .collect();
     links.sort_unstable();
     assert_eq!(links, [10, 11]);
+    let LinkKeys(near, far) = assoc_keys(&s.schema);
+    let mut through: Vec<(i64, i64)> = s
+        .store
+        .load_through(&s.schema, near, far, &[key(2), key(3)])
+        .expect("load through the association table")
+        .iter()
+        .map(|(k, row)| (k[0].as_i64().unwrap(), row[0].as_i64().unwrap()))
+        .collect();
+    through.sort_unstable();
+    assert_eq!(through, [(2, 10), (2, 11)], "parent 2 reaches children 10 and 11; parent 3 none");
     let many: Vec<Row> = (0..1200).map(key).collect();
     assert_eq!(s.store.load(&s.schema, parent, &[0], &many).expect("load in chunks").len(), 3);
     assert_eq!(s.ids("parent"), [1, 2, 3], "load_all is in key order");
     s.commit(&[s.delete("assoc", 0, 2)]);
     assert_eq!(s.all("assoc").len(), 1, "a delete by one end removes all of that end's association rows");
+}
+
+/// The association table's foreign keys: to `parent`, then to `child`.
+struct LinkKeys(relgraph_core::ForeignKeyId, relgraph_core::ForeignKeyId);
+
+fn assoc_keys(schema: &Schema) -> LinkKeys {
+    let assoc = schema.table(schema.table_id("assoc").expect("suite table"));
+    LinkKeys(assoc.foreign_keys[0], assoc.foreign_keys[1])
 }
 
 fn constraint_kinds(s: &mut Suite) {
