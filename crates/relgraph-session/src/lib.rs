@@ -373,6 +373,32 @@ impl Session {
         Ok(())
     }
 
+    /// Runs one link edit on the graph after loading what it touches, then
+    /// folds the links it changed (displaced ones included) into the session.
+    fn edit<T>(
+        &mut self,
+        key: ObjectKey,
+        rel: RelationshipId,
+        others: &[ObjectKey],
+        edit: impl FnOnce(&mut Graph) -> Result<T, relgraph_graph::GraphError>,
+    ) -> Result<T, SessionError> {
+        self.prepare_link(key, rel, others)?;
+        let result = edit(&mut self.graph);
+        self.absorb_journal();
+        Ok(result?)
+    }
+
+    /// Loads the members `key.rel` holds now, so that unlinking them merges with the store.
+    fn load_current_members(&mut self, key: ObjectKey, rel: RelationshipId) -> Result<(), SessionError> {
+        let def = self.schema.relationship(rel).clone();
+        self.ensure_loaded(key, def.link, def.end)?;
+        let old: Vec<ObjectKey> = self.graph.members(key, rel)?.collect();
+        for o in old {
+            self.ensure_loaded(o, def.link, def.end.opposite())?;
+        }
+        Ok(())
+    }
+
     /// `key.rel.append(member)`, loading what it needs first. See [`Graph::append`].
     ///
     /// # Errors
@@ -383,10 +409,7 @@ impl Session {
         rel: RelationshipId,
         member: ObjectKey,
     ) -> Result<bool, SessionError> {
-        self.prepare_link(key, rel, &[member])?;
-        let changed = self.graph.append(key, rel, member);
-        self.absorb_journal();
-        Ok(changed?)
+        self.edit(key, rel, &[member], |g| g.append(key, rel, member))
     }
 
     /// `key.rel.remove(member)`. See [`Graph::remove_member`].
@@ -399,10 +422,7 @@ impl Session {
         rel: RelationshipId,
         member: ObjectKey,
     ) -> Result<bool, SessionError> {
-        self.prepare_link(key, rel, &[member])?;
-        let changed = self.graph.remove_member(key, rel, member);
-        self.absorb_journal();
-        Ok(changed?)
+        self.edit(key, rel, &[member], |g| g.remove_member(key, rel, member))
     }
 
     /// `key.rel = target`. See [`Graph::set`].
@@ -415,10 +435,7 @@ impl Session {
         rel: RelationshipId,
         target: Option<ObjectKey>,
     ) -> Result<Option<ObjectKey>, SessionError> {
-        self.prepare_link(key, rel, target.as_slice())?;
-        let previous = self.graph.set(key, rel, target);
-        self.absorb_journal();
-        Ok(previous?)
+        self.edit(key, rel, target.as_slice(), |g| g.set(key, rel, target))
     }
 
     /// `key.rel = members`. See [`Graph::replace`].
@@ -431,15 +448,9 @@ impl Session {
         rel: RelationshipId,
         members: &[ObjectKey],
     ) -> Result<(), SessionError> {
-        self.prepare_link(key, rel, members)?;
-        let old: Vec<ObjectKey> = self.graph.members(key, rel)?.collect();
-        let def = self.schema.relationship(rel).clone();
-        for o in old {
-            self.ensure_loaded(o, def.link, def.end.opposite())?;
-        }
-        let result = self.graph.replace(key, rel, members);
-        self.absorb_journal();
-        Ok(result?)
+        self.refuse_deleted(&[key])?;
+        self.load_current_members(key, rel)?;
+        self.edit(key, rel, members, |g| g.replace(key, rel, members))
     }
 
     /// Unlinks every member of `key.rel`. See [`Graph::clear`].
@@ -447,15 +458,9 @@ impl Session {
     /// # Errors
     /// As [`Session::append`].
     pub fn clear(&mut self, key: ObjectKey, rel: RelationshipId) -> Result<usize, SessionError> {
-        self.prepare_link(key, rel, &[])?;
-        let def = self.schema.relationship(rel).clone();
-        let old: Vec<ObjectKey> = self.graph.members(key, rel)?.collect();
-        for o in old {
-            self.ensure_loaded(o, def.link, def.end.opposite())?;
-        }
-        let count = self.graph.clear(key, rel);
-        self.absorb_journal();
-        Ok(count?)
+        self.refuse_deleted(&[key])?;
+        self.load_current_members(key, rel)?;
+        self.edit(key, rel, &[], |g| g.clear(key, rel))
     }
 
     /// The members of `key.rel`, loading them from the store on first use. O(members).

@@ -74,6 +74,18 @@ pub enum Op {
     Flush,
 }
 
+/// Picks an object for a selector: usually one of `entity` (removed ones
+/// included, so stale keys are exercised), sometimes any of the `count`
+/// objects (so wrong entities are exercised). `None` when there is none.
+pub fn pick(by_entity: &[Vec<usize>], count: usize, selector: usize, entity: EntityId) -> Option<usize> {
+    let pool = &by_entity[entity.index()];
+    if selector % 11 == 10 || pool.is_empty() {
+        (count > 0).then(|| (selector / 11) % count)
+    } else {
+        Some(pool[(selector / 11) % pool.len()])
+    }
+}
+
 /// A strategy over single operations.
 pub fn op() -> impl Strategy<Value = Op> {
     let sel = any::<u16>().prop_map(usize::from);
@@ -122,16 +134,8 @@ impl Harness {
         }
     }
 
-    /// Picks an object: usually one of `entity` (removed ones included, so
-    /// stale keys are exercised), sometimes any object at all (so wrong
-    /// entities are exercised).
     fn pick(&self, selector: usize, entity: EntityId) -> Option<usize> {
-        let pool = &self.by_entity[entity.index()];
-        if selector % 11 == 10 || pool.is_empty() {
-            (!self.keys.is_empty()).then(|| (selector / 11) % self.keys.len())
-        } else {
-            Some(pool[(selector / 11) % pool.len()])
-        }
+        pick(&self.by_entity, self.keys.len(), selector, entity)
     }
 
     fn rel(&self, selector: usize) -> Option<(usize, RelationshipId)> {

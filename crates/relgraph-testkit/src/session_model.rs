@@ -58,12 +58,7 @@ impl SessionHarness {
     }
 
     fn pick(&self, selector: usize, entity: relgraph_core::EntityId) -> Option<usize> {
-        let pool = &self.by_entity[entity.index()];
-        if selector % 11 == 10 || pool.is_empty() {
-            (!self.keys.is_empty()).then(|| (selector / 11) % self.keys.len())
-        } else {
-            Some(pool[(selector / 11) % pool.len()])
-        }
+        crate::ops::pick(&self.by_entity, self.keys.len(), selector, entity)
     }
 
     /// Applies one operation to both.
