@@ -305,36 +305,33 @@ impl Session {
         self.fk_links[entity.index()].to_vec()
     }
 
-    /// Records `row` as what the store now holds for `o`: the keys the store
-    /// generated and the foreign keys derived from links are written into the
-    /// graph (the other columns came from it), and the identity map learns the key.
-    fn record(&mut self, o: ObjectKey, row: Vec<Value>) {
+    /// Records that the store now holds `o`'s row: the values written to
+    /// `columns` (generated keys, foreign keys from links) go into the graph
+    /// where they differ, after which the graph's row is the stored row.
+    fn record(&mut self, o: ObjectKey, columns: &[u32], values: &mut dyn Iterator<Item = Value>) {
         let Ok(entity) = self.graph.entity_of(o) else { return };
         let table = self.schema.entity(entity).table;
-        let def = self.schema.table(table);
-        // Only keys can differ from the graph: generated primary keys and
-        // foreign keys derived from links; the other columns came from it.
-        let links = &self.fk_links[entity.index()];
-        let written = def
-            .primary_key
-            .iter()
-            .chain(links.iter().flat_map(|&(_, fk)| self.schema.foreign_key(fk).columns.iter()));
-        let stale: Vec<u32> = match self.graph.row(o) {
-            Ok(current) => written.copied().filter(|&c| current[c as usize] != row[c as usize]).collect(),
-            Err(_) => Vec::new(),
-        };
-        for c in stale {
-            let _ = self.graph.set_derived_value(o, ColumnId { table, index: c }, row[c as usize].clone());
+        for (&c, value) in columns.iter().zip(values) {
+            let stale = self.graph.row(o).is_ok_and(|current| current[c as usize] != value);
+            if stale {
+                let _ = self.graph.set_derived_value(o, ColumnId { table, index: c }, value);
+            }
         }
+        let def = self.schema.table(table);
+        let row = self.graph.row(o).expect("recorded objects are live");
         match def.primary_key.as_slice() {
-            [pk] => self.identity[table.index()].insert(std::slice::from_ref(&row[*pk as usize]), o),
+            [pk] => {
+                let key = [row[*pk as usize].clone()];
+                self.identity[table.index()].insert(&key, o);
+            }
             _ => {
-                let pk = self.pk_of_row(table, &row);
+                let pk = self.pk_of_row(table, row);
                 self.identity[table.index()].insert(&pk, o);
             }
         }
         if let Some(t) = self.tracked.get_mut(o) {
-            t.committed = Some(row.into());
+            t.persisted = true;
+            t.snapshot = None;
             t.state = State::Persistent;
             t.dirty = false;
         }
@@ -343,7 +340,7 @@ impl Session {
     /// The object a committed foreign key points at, through the identity map.
     fn committed_target(&self, key: ObjectKey, fk: ForeignKeyId) -> Option<ObjectKey> {
         let fk = self.schema.foreign_key(fk);
-        let row = self.tracked.get(key)?.committed.as_ref()?;
+        let row = self.stored(key)?;
         let values: Row = fk.columns.iter().map(|&c| row[c as usize].clone()).collect();
         if values.iter().any(Value::is_null) || fk.ref_columns != self.schema.table(fk.ref_table).primary_key
         {
@@ -556,7 +553,7 @@ impl Session {
         for &d in &doomed_list {
             let entity = self.graph.entity_of(d)?;
             let table = self.schema.entity(entity).table;
-            let row = self.tracked[d].committed.clone().expect("deleted objects are persistent");
+            let row: Row = self.stored(d).expect("deleted objects are persistent").into();
             for (link, end) in self.schema.entity(entity).slots.clone() {
                 let LinkKind::Secondary { table: assoc, foreign_keys } = self.schema.link(link).kind else {
                     continue;
@@ -585,11 +582,12 @@ impl Session {
         new_objects.sort_by_key(|&k| self.seq(k));
         work.nodes.reserve(new_objects.len());
         work.inserted.reserve(new_objects.len());
+        // Nodes first, rows in the pass below: a child can then refer to its
+        // parent's INSERT whichever of the two comes first.
         for &o in &new_objects {
             let entity = self.graph.entity_of(o)?;
             let table = self.schema.entity(entity).table;
-            let row: Box<[Cell]> = self.graph.row(o)?.iter().map(v).collect();
-            let node = work.push(RowOp::Insert { table, row }, Reason::Insert(o), Kind::Insert);
+            let node = work.push(RowOp::Insert { table, row: Box::new([]) }, Reason::Insert(o), Kind::Insert);
             work.insert_node.insert(o, node);
             work.inserted.push(o);
         }
@@ -597,7 +595,7 @@ impl Session {
             (0..self.schema.tables().len()).map(|_| crate::identity::IdentityMap::default()).collect();
         for &o in &new_objects {
             let node = work.insert_node[o];
-            let mut cells = std::mem::take(work.row_mut(node));
+            let mut cells: Box<[Cell]> = self.graph.row(o)?.iter().map(v).collect();
             self.fill_foreign_keys(&mut work, o, node, &mut cells, &doomed, &keep_fk)?;
             let entity = self.graph.entity_of(o)?;
             let table = self.schema.entity(entity).table;
@@ -616,19 +614,27 @@ impl Session {
                 Cell::Value(v) if !v.is_null() => Some(v.clone()),
                 _ => None,
             };
-            let pk: Option<Vec<Value>> = match def.primary_key.as_slice() {
-                [c] => literal(c).map(|v| vec![v]),
-                many => many.iter().map(literal).collect(),
+            let single: Option<[Value; 1]>;
+            let composite: Option<Vec<Value>>;
+            let pk: Option<&[Value]> = match def.primary_key.as_slice() {
+                [c] => {
+                    single = literal(c).map(|v| [v]);
+                    single.as_ref().map(|k| &k[..])
+                }
+                many => {
+                    composite = many.iter().map(literal).collect();
+                    composite.as_deref()
+                }
             };
             if let Some(pk) = pk {
-                if let Some(other) = seen_keys[table.index()].get(&pk) {
+                if let Some(other) = seen_keys[table.index()].get(pk) {
                     return Err(FlushError::DuplicateKey {
                         table: def.name.clone(),
                         first: self.describe(other),
                         second: self.describe(o),
                     });
                 }
-                if let Some(old) = self.identity[table.index()].get(&pk) {
+                if let Some(old) = self.identity[table.index()].get(pk) {
                     if !doomed.contains(&old) {
                         return Err(FlushError::DuplicateKey {
                             table: def.name.clone(),
@@ -637,7 +643,7 @@ impl Session {
                         });
                     }
                     // A delete and re-insert of one key is an UPDATE of the columns that differ.
-                    let old_row = self.tracked[old].committed.clone().expect("persistent");
+                    let old_row: Row = self.stored(old).expect("persistent").into();
                     let (columns, values): (Vec<u32>, Vec<Cell>) = cells
                         .iter()
                         .enumerate()
@@ -662,7 +668,7 @@ impl Session {
                     work.deleted.push(old);
                     continue;
                 }
-                seen_keys[table.index()].insert(&pk, o);
+                seen_keys[table.index()].insert(pk, o);
             }
             *work.row_mut(node) = cells;
         }
@@ -690,7 +696,7 @@ impl Session {
             }
             let entity = self.graph.entity_of(o)?;
             let table = self.schema.entity(entity).table;
-            let committed = self.tracked[o].committed.clone().expect("persistent");
+            let committed: Row = self.stored(o).expect("persistent").into();
             let mut cells: Vec<Cell> = self.graph.row(o)?.iter().map(v).collect();
             // Unloaded foreign keys keep what the store has.
             for (link, fk) in self.fk_links(entity) {
@@ -798,8 +804,7 @@ impl Session {
                 let mut values = Vec::new();
                 for (end, obj) in [(0, s), (1, t)] {
                     let fk = self.schema.foreign_key(foreign_keys[end]).clone();
-                    let committed = self.tracked.get(obj).and_then(|t| t.committed.clone());
-                    let Some(row) = committed else { continue };
+                    let Some(row) = self.stored(obj) else { continue };
                     for (&col, &rc) in fk.columns.iter().zip(&fk.ref_columns) {
                         columns.push(col);
                         values.push(v(&row[rc as usize]));
@@ -859,8 +864,7 @@ impl Session {
             }
             return Ok(v(value));
         }
-        let committed = self.tracked.get(obj).and_then(|t| t.committed.as_ref());
-        Ok(match committed {
+        Ok(match self.stored(obj) {
             Some(row) => v(&row[rc as usize]),
             None => v(&self.graph.row(obj)?[rc as usize]),
         })
@@ -883,7 +887,7 @@ impl Session {
         for &(link, fk) in self.fk_links[entity.index()].iter() {
             // A persistent object's foreign key not loaded yet keeps what the store has.
             let slot = self.schema.link(link).ends[0].slot as usize;
-            let loaded = tracked.is_none_or(|t| t.committed.is_none() || t.loaded[slot]);
+            let loaded = tracked.is_none_or(|t| !t.persisted || t.loaded[slot]);
             if !loaded || (!keep_fk.is_empty() && keep_fk.contains(&(o, link))) {
                 continue;
             }
@@ -977,8 +981,7 @@ impl Session {
             Reason::Delete(child, _) => {
                 let table = work.nodes[child_node as usize].table;
                 let def = self.schema.table(table);
-                let committed =
-                    self.tracked[child].committed.clone().expect("deleted objects are persistent");
+                let committed: Row = self.stored(child).expect("deleted objects are persistent").into();
                 let op = RowOp::Update {
                     table,
                     key_columns: def.primary_key.clone().into(),
@@ -1026,7 +1029,7 @@ impl Session {
             match (&node.op, node.reason) {
                 (RowOp::Delete { .. }, Reason::Delete(o, _))
                 | (RowOp::Update { .. }, Reason::Update(o) | Reason::Rekey { old: o, .. }) => {
-                    let Some(row) = self.tracked.get(o).and_then(|t| t.committed.clone()) else {
+                    let Some(row) = self.stored(o).map(Row::from) else {
                         continue;
                     };
                     let cells: Vec<Cell> = row.iter().map(v).collect();
@@ -1199,37 +1202,33 @@ impl Session {
         let _ = position;
         self.graph.set_journaling(false);
         for (p, (&node, op)) in order.iter().zip(ops).enumerate() {
-            let patch = |base: &Row, columns: &[u32], values: &[Cell]| -> Vec<Value> {
-                let mut row = base.to_vec();
-                for (&c, cell) in columns.iter().zip(values) {
-                    row[c as usize] = resolve(cell);
-                }
-                row
-            };
             match (work.nodes[node as usize].reason, op) {
                 (Reason::Insert(o), RowOp::Insert { table, row }) => {
-                    let mut values: Vec<Value> = row.iter().map(&resolve).collect();
-                    if let (Some(Some(key)), [pk]) =
-                        (keys.get(p), self.schema.table(*table).primary_key.as_slice())
-                    {
-                        values[*pk as usize] = Value::Integer(*key);
-                    }
-                    self.record(o, values);
+                    let def = self.schema.table(*table);
+                    let all: Vec<u32> = (0..def.columns.len() as u32).collect();
+                    let generated = keys.get(p).copied().flatten();
+                    let pk = match def.primary_key.as_slice() {
+                        [pk] => Some(*pk as usize),
+                        _ => None,
+                    };
+                    let mut values = row.iter().enumerate().map(|(i, cell)| match (generated, pk) {
+                        (Some(key), Some(pk)) if i == pk => Value::Integer(key),
+                        _ => resolve(cell),
+                    });
+                    self.record(o, &all, &mut values);
                 }
                 (Reason::Update(o) | Reason::PostUpdate(o), RowOp::Update { columns, values, .. }) => {
                     if work.delete_node.contains_key(o) {
                         continue;
                     }
-                    let Some(base) = self.tracked.get(o).and_then(|t| t.committed.clone()) else { continue };
-                    let row = patch(&base, columns, values);
-                    self.record(o, row);
+                    self.record(o, columns, &mut values.iter().map(&resolve));
                 }
-                (Reason::Rekey { new, old }, RowOp::Update { columns, values, .. }) => {
-                    let Some(base) = self.tracked.get(old).and_then(|t| t.committed.clone()) else {
-                        continue;
-                    };
-                    let row = patch(&base, columns, values);
-                    self.record(new, row);
+                (Reason::Rekey { new, old }, RowOp::Update { .. }) => {
+                    // The new object's row is in the graph already; the old one is gone.
+                    self.record(new, &[], &mut std::iter::empty());
+                    if let Some(t) = self.tracked.get_mut(old) {
+                        t.persisted = false;
+                    }
                 }
                 _ => {}
             }
@@ -1241,10 +1240,12 @@ impl Session {
             let _ = (new, old);
         }
         for &d in &work.deleted {
-            let row = self.tracked.get_mut(d).and_then(|t| {
+            let row: Option<Row> = self.stored(d).map(Row::from);
+            if let Some(t) = self.tracked.get_mut(d) {
                 t.state = State::Detached;
-                t.committed.take()
-            });
+                t.persisted = false;
+                t.snapshot = None;
+            }
             if let Some(row) = row {
                 let entity = self.graph.entity_of(d).expect("deleted objects are live until now");
                 let table = self.schema.entity(entity).table;
@@ -1261,8 +1262,10 @@ impl Session {
                 t.state = State::Transient;
             }
         }
+        // Every stored row now equals its graph row, written columns included.
         for t in self.tracked.values_mut() {
             t.dirty = false;
+            t.snapshot = None;
         }
         self.net.clear();
         self.graph.take_journal();

@@ -78,8 +78,12 @@ pub(crate) struct Tracked {
     pub(crate) state: State,
     /// Creation order in this session, for a deterministic plan.
     pub(crate) seq: u64,
-    /// The row as the store has it (after the last flush or load).
-    pub(crate) committed: Option<Row>,
+    /// Whether the store holds a row for this object (it was flushed or loaded).
+    pub(crate) persisted: bool,
+    /// The stored row, kept from the first column write after a flush or
+    /// load on; until then the graph's row *is* the stored row, because
+    /// foreign-key columns change only when a flush commits (copy on write).
+    pub(crate) snapshot: Option<Row>,
     /// Per slot of the entity: whether the links at that slot are all in memory.
     pub(crate) loaded: Box<[bool]>,
     /// Whether a column value was written since the last flush.
@@ -174,7 +178,7 @@ impl Session {
     /// A new transient object of `entity` with its columns' defaults. O(columns).
     pub fn new_object(&mut self, entity: EntityId) -> ObjectKey {
         let key = self.graph.insert(entity);
-        self.track(key, State::Transient, None);
+        self.track(key, State::Transient, false);
         key
     }
 
@@ -188,16 +192,17 @@ impl Session {
         V: Into<Value>,
     {
         let key = self.graph.insert_with(entity, values)?;
-        self.track(key, State::Transient, None);
+        self.track(key, State::Transient, false);
         Ok(key)
     }
 
-    fn track(&mut self, key: ObjectKey, state: State, committed: Option<Row>) {
+    fn track(&mut self, key: ObjectKey, state: State, persisted: bool) {
         let entity = self.graph.entity_of(key).expect("tracked objects are live");
         let slots = self.schema.entity(entity).slots.len();
         // A new object's links are all in memory; a loaded one's are not yet.
-        let loaded = vec![committed.is_none(); slots].into_boxed_slice();
-        self.tracked.insert(key, Tracked { state, seq: self.next_seq, committed, loaded, dirty: false });
+        let loaded = vec![!persisted; slots].into_boxed_slice();
+        let tracked = Tracked { state, seq: self.next_seq, persisted, snapshot: None, loaded, dirty: false };
+        self.tracked.insert(key, tracked);
         self.next_seq += 1;
     }
 
@@ -242,9 +247,9 @@ impl Session {
             Some(t) => t,
             None => return Err(relgraph_graph::GraphError::StaleKey(key).into()),
         };
-        tracked.state = match (state, &tracked.committed) {
-            (State::Transient, _) | (State::Detached, None) => State::Pending,
-            (State::Deleted, _) | (State::Detached, Some(_)) => State::Persistent,
+        tracked.state = match (state, tracked.persisted) {
+            (State::Transient, _) | (State::Detached, false) => State::Pending,
+            (State::Deleted, _) | (State::Detached, true) => State::Persistent,
             (other, _) => other,
         };
         Ok(())
@@ -284,15 +289,15 @@ impl Session {
     /// [`SessionError::NotInSession`] for an object the session does not track.
     pub fn expunge(&mut self, key: ObjectKey) -> Result<(), SessionError> {
         let object = self.describe(key);
-        let committed = self.tracked.get(key).ok_or(SessionError::NotInSession { object })?.committed.clone();
-        if let Some(row) = committed {
+        self.tracked.get(key).ok_or(SessionError::NotInSession { object })?;
+        if let Some(row) = self.stored(key).map(<[Value]>::to_vec) {
             let entity = self.graph.entity_of(key)?;
             let table = self.schema.entity(entity).table;
             let pk = self.pk_of_row(table, &row);
             self.identity[table.index()].remove(&pk);
         }
         let tracked = self.tracked.get_mut(key).expect("checked");
-        tracked.state = if tracked.committed.is_some() { State::Detached } else { State::Transient };
+        tracked.state = if tracked.persisted { State::Detached } else { State::Transient };
         Ok(())
     }
 
@@ -331,7 +336,26 @@ impl Session {
         value: impl Into<Value>,
     ) -> Result<Value, SessionError> {
         self.refuse_deleted(&[key])?;
-        let old = self.graph.set_value(key, column, value)?;
+        let value = value.into();
+        // Check before the snapshot is taken, so a refused write costs nothing.
+        let current = self.graph.value(key, column)?.clone();
+        if let Some(t) = self.tracked.get_mut(key) {
+            if t.persisted && t.snapshot.is_none() {
+                t.snapshot = Some(self.graph.row(key)?.into());
+            }
+        }
+        let old = match self.graph.set_value(key, column, value) {
+            Ok(old) => old,
+            Err(e) => {
+                if let Some(t) = self.tracked.get_mut(key) {
+                    if !t.dirty {
+                        t.snapshot = None;
+                    }
+                }
+                return Err(e.into());
+            }
+        };
+        debug_assert_eq!(old, current);
         if let Some(t) = self.tracked.get_mut(key) {
             t.dirty = true;
         }
@@ -513,7 +537,7 @@ impl Session {
             }
             if t.dirty {
                 t.dirty = false;
-                if let Some(row) = t.committed.clone() {
+                if let Some(row) = t.snapshot.take() {
                     for (i, v) in row.iter().enumerate() {
                         let entity = self.graph.entity_of(key).expect("tracked");
                         let column = ColumnId { table: self.schema.entity(entity).table, index: i as u32 };
@@ -521,6 +545,16 @@ impl Session {
                     }
                 }
             }
+        }
+    }
+
+    /// The row the store holds for `key`: its snapshot if a column was
+    /// written since, the graph's row otherwise; `None` if never stored.
+    pub(crate) fn stored(&self, key: ObjectKey) -> Option<&[Value]> {
+        let t = self.tracked.get(key).filter(|t| t.persisted)?;
+        match &t.snapshot {
+            Some(row) => Some(row),
+            None => self.graph.row(key).ok(),
         }
     }
 

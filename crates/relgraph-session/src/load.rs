@@ -99,7 +99,7 @@ impl Session {
                 });
             }
         }
-        self.track(key, State::Persistent, Some(row));
+        self.track(key, State::Persistent, true);
         self.identity[table.index()].insert(&pk, key);
         Ok(key)
     }
@@ -111,7 +111,7 @@ impl Session {
 
     fn needs_load(&self, key: ObjectKey, link: LinkId, end: End) -> bool {
         match (self.tracked.get(key), self.slot_index(key, link, end)) {
-            (Some(t), Some(slot)) => t.committed.is_some() && !t.loaded[slot],
+            (Some(t), Some(slot)) => t.persisted && !t.loaded[slot],
             _ => false,
         }
     }
@@ -137,7 +137,7 @@ impl Session {
 
     /// The values of `columns` in an object's row as the store has it.
     fn committed_values(&self, key: ObjectKey, columns: &[u32]) -> Option<Row> {
-        let row = self.tracked.get(key)?.committed.as_ref()?;
+        let row = self.stored(key)?;
         let values: Row = columns.iter().map(|&c| row[c as usize].clone()).collect();
         (!values.iter().any(Value::is_null)).then_some(values)
     }
@@ -154,9 +154,7 @@ impl Session {
         if self.net.get(&(link, source, target)).is_some_and(|&n| n < 0) {
             return Ok(());
         }
-        if !self.needs_load(far, link, far_end)
-            && self.tracked.get(far).is_some_and(|t| t.committed.is_some())
-        {
+        if !self.needs_load(far, link, far_end) && self.tracked.get(far).is_some_and(|t| t.persisted) {
             // The far object's links at this end are all in memory already.
             let linked = self.graph.link_members(source, link, End::Source)?.any(|t| t == target);
             if !linked {
