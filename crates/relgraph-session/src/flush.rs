@@ -1204,18 +1204,19 @@ impl Session {
         for (p, (&node, op)) in order.iter().zip(ops).enumerate() {
             match (work.nodes[node as usize].reason, op) {
                 (Reason::Insert(o), RowOp::Insert { table, row }) => {
-                    let def = self.schema.table(*table);
-                    let all: Vec<u32> = (0..def.columns.len() as u32).collect();
+                    // Only key columns can differ from the graph: a generated
+                    // primary key, and foreign keys derived from links.
+                    let key_columns = self.key_columns[table.index()].clone();
                     let generated = keys.get(p).copied().flatten();
-                    let pk = match def.primary_key.as_slice() {
-                        [pk] => Some(*pk as usize),
+                    let pk = match self.schema.table(*table).primary_key.as_slice() {
+                        [pk] => Some(*pk),
                         _ => None,
                     };
-                    let mut values = row.iter().enumerate().map(|(i, cell)| match (generated, pk) {
-                        (Some(key), Some(pk)) if i == pk => Value::Integer(key),
-                        _ => resolve(cell),
+                    let mut values = key_columns.iter().map(|&c| match (generated, pk) {
+                        (Some(key), Some(pk)) if c == pk => Value::Integer(key),
+                        _ => resolve(&row[c as usize]),
                     });
-                    self.record(o, &all, &mut values);
+                    self.record(o, &key_columns, &mut values);
                 }
                 (Reason::Update(o) | Reason::PostUpdate(o), RowOp::Update { columns, values, .. }) => {
                     if work.delete_node.contains_key(o) {

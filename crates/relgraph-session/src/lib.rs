@@ -107,6 +107,9 @@ pub struct Session {
     fk_links: FkLinks,
     /// Per link, whether a side declares `post_update`.
     post_update: Box<[bool]>,
+    /// Per table, its primary-key and foreign-key columns: the only ones a
+    /// flush writes that the graph does not hold already.
+    key_columns: Box<[Arc<[u32]>]>,
 }
 
 impl std::fmt::Debug for Session {
@@ -137,6 +140,19 @@ impl Session {
         graph.set_journaling(true);
         let tables = vec![(); schema.tables().len()];
         Ok(Session {
+            key_columns: schema
+                .tables()
+                .iter()
+                .map(|t| {
+                    let mut columns = t.primary_key.clone();
+                    for &fk in &t.foreign_keys {
+                        columns.extend(
+                            schema.foreign_key(fk).columns.iter().filter(|c| !t.primary_key.contains(c)),
+                        );
+                    }
+                    columns.into()
+                })
+                .collect(),
             fk_links: schema_fk_links(&schema),
             post_update: schema
                 .links()
