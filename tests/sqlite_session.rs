@@ -161,3 +161,26 @@ fn declared_post_update_writes_the_key_after_both_rows() {
     assert!(statements[2].starts_with(r#"UPDATE "widget" SET "favorite_id""#), "{statements:?}");
     assert_eq!(db.query("SELECT favorite_id FROM widget"), ["1"]);
 }
+
+#[test]
+fn created_tables_index_every_foreign_key_column() {
+    let db = Db::new(relgraph_testkit::workloads::schema(), "indexes");
+    let indexes = db.query(
+        "SELECT tbl_name, name FROM sqlite_master WHERE type = 'index' AND name LIKE 'ix_%' ORDER BY 1, 2",
+    );
+    assert_eq!(
+        indexes,
+        [
+            "association|ix_association_left_id",
+            "association|ix_association_right_id",
+            "child|ix_child_parent_id"
+        ]
+    );
+    let fks = db.query("SELECT \"from\", \"table\" FROM pragma_foreign_key_list('child')");
+    assert_eq!(fks, ["parent_id|parent"]);
+    assert_eq!(
+        db.query("PRAGMA foreign_keys"),
+        ["1"],
+        "a fresh connection has them on in the bundled build too"
+    );
+}
