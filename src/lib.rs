@@ -55,6 +55,8 @@ pub use relgraph_core::{
 };
 pub use relgraph_core::{Cell, Echo, ErrorKind, Row, RowOp, Store, StoreError};
 pub use relgraph_graph::{Graph, GraphError, LinkEdge, LinkView, Members, ObjectKey, petgraph};
+#[cfg(feature = "postgres")]
+pub use relgraph_postgres::PostgresStore;
 pub use relgraph_session::{FlushError, FlushStats, Plan, PlannedOp, Session, SessionError, State};
 #[cfg(feature = "sqlite")]
 pub use relgraph_sqlite::SqliteStore;
@@ -84,6 +86,8 @@ pub enum Error {
 pub mod layers {
     pub use relgraph_core as core;
     pub use relgraph_graph as graph;
+    #[cfg(feature = "postgres")]
+    pub use relgraph_postgres as postgres;
     pub use relgraph_session as session;
     #[cfg(feature = "sqlite")]
     pub use relgraph_sqlite as sqlite;

@@ -59,7 +59,24 @@ pub fn column_list(table: &TableDef, columns: &[u32]) -> String {
 /// `CREATE TABLE IF NOT EXISTS` for one table, with keys, unique
 /// constraints and foreign keys, then one `CREATE INDEX IF NOT EXISTS` per
 /// foreign key (DESIGN 4.8: without it a parent DELETE scans the child table).
+/// For SQLite, which accepts references to tables not created yet.
 pub fn create_table(schema: &Schema, id: TableId, dialect: Dialect) -> Vec<String> {
+    let mut sql = table_definition(schema, id, dialect);
+    let table = schema.table(id);
+    sql.pop();
+    for &fk in &table.foreign_keys {
+        let _ = write!(sql, ", {}", foreign_key_clause(schema, fk));
+    }
+    sql.push(')');
+    let mut out = vec![sql];
+    out.extend(foreign_key_indexes(schema, id));
+    out
+}
+
+/// `CREATE TABLE IF NOT EXISTS` with keys and unique constraints but no
+/// foreign keys, which [`add_foreign_keys`] adds once every table exists
+/// (PostgreSQL checks references when a table is created).
+pub fn table_definition(schema: &Schema, id: TableId, dialect: Dialect) -> String {
     let table = schema.table(id);
     let mut sql = String::from("CREATE TABLE IF NOT EXISTS ");
     quote(&mut sql, &table.name);
@@ -84,30 +101,61 @@ pub fn create_table(schema: &Schema, id: TableId, dialect: Dialect) -> Vec<Strin
     for unique in &table.uniques {
         let _ = write!(sql, ", UNIQUE ({})", column_list(table, unique));
     }
-    let mut indexes = Vec::new();
-    for &fk in &table.foreign_keys {
-        let fk = schema.foreign_key(fk);
-        let target = schema.table(fk.ref_table);
-        let _ = write!(
-            sql,
-            ", FOREIGN KEY ({}) REFERENCES {} ({}){}",
-            column_list(table, &fk.columns),
-            quoted(&target.name),
-            column_list(target, &fk.ref_columns),
-            fk.on_delete.sql()
-        );
-        let names: Vec<&str> = fk.columns.iter().map(|&c| table.columns[c as usize].name.as_str()).collect();
-        indexes.push(format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
-            quoted(&format!("ix_{}_{}", table.name, names.join("_"))),
-            quoted(&table.name),
-            column_list(table, &fk.columns)
-        ));
-    }
     sql.push(')');
-    let mut out = vec![sql];
-    out.extend(indexes);
-    out
+    sql
+}
+
+fn foreign_key_clause(schema: &Schema, fk: crate::schema::ForeignKeyId) -> String {
+    let fk = schema.foreign_key(fk);
+    let table = schema.table(fk.table);
+    let target = schema.table(fk.ref_table);
+    format!(
+        "FOREIGN KEY ({}) REFERENCES {} ({}){}",
+        column_list(table, &fk.columns),
+        quoted(&target.name),
+        column_list(target, &fk.ref_columns),
+        fk.on_delete.sql()
+    )
+}
+
+/// `ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY` for each foreign key of a table.
+pub fn add_foreign_keys(schema: &Schema, id: TableId) -> Vec<String> {
+    let table = schema.table(id);
+    table
+        .foreign_keys
+        .iter()
+        .map(|&fk| {
+            let def = schema.foreign_key(fk);
+            let names: Vec<&str> =
+                def.columns.iter().map(|&c| table.columns[c as usize].name.as_str()).collect();
+            format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} {}",
+                quoted(&table.name),
+                quoted(&format!("fk_{}_{}", table.name, names.join("_"))),
+                foreign_key_clause(schema, fk)
+            )
+        })
+        .collect()
+}
+
+/// One `CREATE INDEX IF NOT EXISTS` per foreign key of a table.
+pub fn foreign_key_indexes(schema: &Schema, id: TableId) -> Vec<String> {
+    let table = schema.table(id);
+    table
+        .foreign_keys
+        .iter()
+        .map(|&fk| {
+            let fk = schema.foreign_key(fk);
+            let names: Vec<&str> =
+                fk.columns.iter().map(|&c| table.columns[c as usize].name.as_str()).collect();
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+                quoted(&format!("ix_{}_{}", table.name, names.join("_"))),
+                quoted(&table.name),
+                column_list(table, &fk.columns)
+            )
+        })
+        .collect()
 }
 
 /// The placeholder for the `n`-th parameter (0-based).

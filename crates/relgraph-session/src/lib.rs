@@ -186,6 +186,14 @@ impl Session {
         &mut *self.store
     }
 
+    /// Swaps the store, for instance for a new connection after one was lost,
+    /// and returns the old one. Nothing else changes: pending changes, the
+    /// identity map and the record of what the store holds stay, so the new
+    /// store must reach the same database.
+    pub fn replace_store(&mut self, store: Box<dyn Store>) -> Box<dyn Store> {
+        std::mem::replace(&mut self.store, store)
+    }
+
     /// Sends the text of every statement the store runs to `echo` (SQLAlchemy's `echo=True`).
     pub fn set_echo(&mut self, echo: Option<relgraph_core::Echo>) {
         self.store.set_echo(echo);

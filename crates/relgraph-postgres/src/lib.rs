@@ -1,0 +1,454 @@
+//! relgraph's PostgreSQL store, over the `postgres` crate: tables created
+//! from the registry (foreign keys with their ON DELETE actions, an index
+//! on every foreign-key column), runs of INSERTs batched as multi-row
+//! `VALUES`, runs of DELETEs as `IN (...)`, generated keys through
+//! `RETURNING`, SQLSTATEs mapped to the backend-neutral error kinds.
+//!
+//! The store sees rows only (see `relgraph_core::Store`). A store can be
+//! confined to one schema ([`PostgresStore::connect_in_schema`]), which is
+//! how the tests keep their runs apart.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::error::Error as StdError;
+
+use bytes::BytesMut;
+use postgres::error::SqlState;
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use postgres::{Client, NoTls};
+use relgraph_core::sql::{self, Dialect};
+use relgraph_core::{
+    Cell, ColumnType, Echo, ErrorKind, Row, RowOp, Schema, Store, StoreError, TableDef, TableId, Value,
+};
+
+/// Rows per multi-row INSERT or DELETE; PostgreSQL allows 65,535 parameters a statement.
+const BATCH_ROWS: usize = 1000;
+const MAX_PARAMS: usize = 60_000;
+
+/// A PostgreSQL database (or one schema of it) behind the store trait.
+pub struct PostgresStore {
+    client: Client,
+    in_transaction: bool,
+    echo: Option<Echo>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").field("in_transaction", &self.in_transaction).finish_non_exhaustive()
+    }
+}
+
+/// One bound parameter: a value, or a key generated earlier in the batch.
+#[derive(Debug)]
+enum Arg<'a> {
+    Value(&'a Value),
+    Key(i64),
+}
+
+impl ToSql for Arg<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        match self {
+            Arg::Key(k) => k.to_sql(ty, out),
+            Arg::Value(Value::Null) => Ok(IsNull::Yes),
+            Arg::Value(Value::Integer(i)) => i.to_sql(ty, out),
+            Arg::Value(Value::Float(f)) => f.to_sql(ty, out),
+            Arg::Value(Value::Text(t)) => (&**t).to_sql(ty, out),
+            Arg::Value(Value::Boolean(b)) => b.to_sql(ty, out),
+            Arg::Value(Value::Blob(b)) => (&**b).to_sql(ty, out),
+        }
+    }
+
+    /// The server infers each parameter's type from the statement; a value
+    /// of the wrong type fails in `to_sql` with the driver's message.
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+impl std::fmt::Display for Arg<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Arg::Value(v) => write!(f, "{v}"),
+            Arg::Key(k) => write!(f, "{k}"),
+        }
+    }
+}
+
+/// Maps a driver error to the backend-neutral kind.
+fn kind_of(error: &postgres::Error) -> ErrorKind {
+    if error.is_closed() {
+        return ErrorKind::Connection;
+    }
+    match error.code() {
+        Some(code) if *code == SqlState::UNIQUE_VIOLATION => ErrorKind::Unique,
+        Some(code) if *code == SqlState::FOREIGN_KEY_VIOLATION => ErrorKind::ForeignKey,
+        Some(code) if *code == SqlState::NOT_NULL_VIOLATION => ErrorKind::NotNull,
+        Some(code) if *code == SqlState::CHECK_VIOLATION => ErrorKind::Check,
+        Some(code)
+            if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED =>
+        {
+            ErrorKind::Serialization
+        }
+        Some(code) if code.code().starts_with("08") || code.code().starts_with("57P") => {
+            ErrorKind::Connection
+        }
+        Some(code) if code.code().starts_with("42") => ErrorKind::Schema,
+        Some(_) => ErrorKind::Other,
+        // No SQLSTATE: the error came from the socket or the protocol.
+        None => ErrorKind::Connection,
+    }
+}
+
+fn error(context: impl std::fmt::Display, e: postgres::Error) -> StoreError {
+    StoreError::new(kind_of(&e), context.to_string()).with_source(e)
+}
+
+fn resolve<'a>(cell: &'a Cell, keys: &[Option<i64>]) -> Result<Arg<'a>, StoreError> {
+    match cell {
+        Cell::Value(v) => Ok(Arg::Value(v)),
+        Cell::Generated(op) => keys.get(*op as usize).copied().flatten().map(Arg::Key).ok_or_else(|| {
+            StoreError::new(
+                ErrorKind::Usage,
+                format!("a cell refers to operation {op}, which generated no key"),
+            )
+        }),
+    }
+}
+
+fn autoincrement_column(table: &TableDef) -> Option<usize> {
+    match table.primary_key.as_slice() {
+        [pk] if table.columns[*pk as usize].autoincrement => Some(*pk as usize),
+        _ => None,
+    }
+}
+
+impl PostgresStore {
+    /// Connects with a libpq-style string or URL, such as
+    /// `host=127.0.0.1 user=postgres dbname=test` or `postgres://postgres@127.0.0.1/test`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Connection`] when the server cannot be reached or refuses.
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        let client =
+            Client::connect(url, NoTls).map_err(|e| error(format_args!("connecting to {url}"), e))?;
+        Ok(PostgresStore { client, in_transaction: false, echo: None })
+    }
+
+    /// Connects and confines every statement to `schema`, creating it if needed.
+    ///
+    /// # Errors
+    /// As [`PostgresStore::connect`], and when the schema cannot be created.
+    pub fn connect_in_schema(url: &str, schema: &str) -> Result<Self, StoreError> {
+        let mut store = Self::connect(url)?;
+        let mut quoted = String::new();
+        sql::quote(&mut quoted, schema);
+        store.simple(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}; SET search_path TO {quoted}"))?;
+        Ok(store)
+    }
+
+    /// The client, for reading with plain SQL.
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    fn emit(&mut self, text: &str) {
+        if let Some(echo) = &mut self.echo {
+            echo(text);
+        }
+    }
+
+    fn echo_statement(&mut self, sql: &str, args: &[Arg<'_>], width: usize) {
+        if self.echo.is_none() {
+            return;
+        }
+        let mut text = sql.to_owned();
+        if !args.is_empty() {
+            let rows: Vec<String> = args
+                .chunks(width.max(1))
+                .map(|row| {
+                    format!("({})", row.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
+                })
+                .collect();
+            let shown = rows.len().min(3);
+            text.push_str(" -- ");
+            text.push_str(&rows[..shown].join(", "));
+            if rows.len() > shown {
+                text.push_str(&format!(" ... ({} rows)", rows.len()));
+            }
+        }
+        self.emit(&text);
+    }
+
+    fn params<'a>(args: &'a [Arg<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+        args.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
+    }
+
+    fn execute(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+        width: usize,
+        table: &TableDef,
+    ) -> Result<u64, StoreError> {
+        self.echo_statement(sql, args, width);
+        let statement = self.client.prepare(sql).map_err(|e| error(format_args!("preparing {sql}"), e))?;
+        self.client
+            .execute(&statement, &Self::params(args))
+            .map_err(|e| error(format_args!("writing table {}: {sql}", table.name), e))
+    }
+
+    fn simple(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.emit(sql);
+        self.client.batch_execute(sql).map_err(|e| error(sql, e))
+    }
+}
+
+fn read_row(row: &postgres::Row, def: &TableDef) -> Result<Row, StoreError> {
+    let bad = |e: postgres::Error| error(format_args!("reading table {}", def.name), e);
+    def.columns
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            Ok(match column.ty {
+                ColumnType::Integer => {
+                    row.try_get::<_, Option<i64>>(i).map_err(bad)?.map_or(Value::Null, Value::Integer)
+                }
+                ColumnType::Float => {
+                    row.try_get::<_, Option<f64>>(i).map_err(bad)?.map_or(Value::Null, Value::Float)
+                }
+                ColumnType::Text => {
+                    row.try_get::<_, Option<&str>>(i).map_err(bad)?.map_or(Value::Null, Value::from)
+                }
+                ColumnType::Boolean => {
+                    row.try_get::<_, Option<bool>>(i).map_err(bad)?.map_or(Value::Null, Value::Boolean)
+                }
+                ColumnType::Blob => {
+                    row.try_get::<_, Option<&[u8]>>(i).map_err(bad)?.map_or(Value::Null, Value::from)
+                }
+            })
+        })
+        .collect()
+}
+
+impl Store for PostgresStore {
+    fn create_tables(&mut self, schema: &Schema) -> Result<(), StoreError> {
+        // Tables first, then their foreign keys: PostgreSQL checks a reference
+        // when it is created, and the registry's order need not follow them.
+        let mut created = Vec::new();
+        for id in schema.table_ids() {
+            let table = schema.table(id);
+            let existing: Vec<String> = self
+                .client
+                .query(
+                    "SELECT column_name::text FROM information_schema.columns \
+                     WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+                    &[&table.name],
+                )
+                .map_err(|e| error("reading the catalogue", e))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let wanted: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+            if existing.is_empty() {
+                self.simple(&sql::table_definition(schema, id, Dialect::Postgres))?;
+                created.push(id);
+            } else if existing != wanted {
+                return Err(StoreError::new(
+                    ErrorKind::Schema,
+                    format!(
+                        "table '{}' exists with columns {existing:?}, the registry has {wanted:?}",
+                        table.name
+                    ),
+                ));
+            }
+        }
+        for &id in &created {
+            for statement in sql::add_foreign_keys(schema, id) {
+                self.simple(&statement)?;
+            }
+        }
+        for id in schema.table_ids() {
+            for statement in sql::foreign_key_indexes(schema, id) {
+                self.simple(&statement)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn begin(&mut self) -> Result<(), StoreError> {
+        if self.in_transaction {
+            return Err(StoreError::new(ErrorKind::Usage, "begin inside an open transaction"));
+        }
+        self.simple("BEGIN")?;
+        self.in_transaction = true;
+        Ok(())
+    }
+
+    fn apply(&mut self, schema: &Schema, ops: &[RowOp]) -> Result<Vec<Option<i64>>, StoreError> {
+        if !self.in_transaction {
+            return Err(StoreError::new(ErrorKind::Usage, "apply outside a transaction"));
+        }
+        let mut keys: Vec<Option<i64>> = vec![None; ops.len()];
+        let mut args: Vec<Arg<'_>> = Vec::new();
+        let mut i = 0;
+        while i < ops.len() {
+            args.clear();
+            match &ops[i] {
+                RowOp::Insert { table, row } => {
+                    let def = schema.table(*table);
+                    let auto = autoincrement_column(def).filter(|&c| row[c] == Cell::Value(Value::Null));
+                    if let Some(auto) = auto {
+                        let columns: Vec<u32> =
+                            (0..def.columns.len() as u32).filter(|&c| c as usize != auto).collect();
+                        for &c in &columns {
+                            args.push(resolve(&row[c as usize], &keys)?);
+                        }
+                        let mut text = sql::insert_columns(def, &columns, 1, Dialect::Postgres);
+                        text.push_str(" RETURNING ");
+                        sql::quote(&mut text, &def.columns[auto].name);
+                        self.echo_statement(&text, &args, columns.len());
+                        let statement = self
+                            .client
+                            .prepare(&text)
+                            .map_err(|e| error(format_args!("preparing {text}"), e))?;
+                        let row = self
+                            .client
+                            .query_one(&statement, &Self::params(&args))
+                            .map_err(|e| error(format_args!("writing table {}: {text}", def.name), e))?;
+                        keys[i] = Some(row.get(0));
+                        i += 1;
+                        continue;
+                    }
+                    let rows = BATCH_ROWS.min(MAX_PARAMS / def.columns.len().max(1)).max(1);
+                    let mut end = i + 1;
+                    while end < ops.len() && end - i < rows {
+                        match &ops[end] {
+                            RowOp::Insert { table: t, row: r }
+                                if t == table
+                                    && autoincrement_column(def)
+                                        .is_none_or(|c| r[c] != Cell::Value(Value::Null)) =>
+                            {
+                                end += 1
+                            }
+                            _ => break,
+                        }
+                    }
+                    for op in &ops[i..end] {
+                        let RowOp::Insert { row, .. } = op else {
+                            unreachable!("the run holds inserts only")
+                        };
+                        for cell in row.iter() {
+                            args.push(resolve(cell, &keys)?);
+                        }
+                    }
+                    let text = sql::insert(def, end - i, Dialect::Postgres);
+                    self.execute(&text, &args, def.columns.len(), def)?;
+                    i = end;
+                }
+                RowOp::Update { table, key_columns, key, columns, values } => {
+                    let def = schema.table(*table);
+                    for cell in values.iter().chain(key.iter()) {
+                        args.push(resolve(cell, &keys)?);
+                    }
+                    let text = sql::update(def, columns, key_columns, Dialect::Postgres);
+                    let width = args.len();
+                    if self.execute(&text, &args, width, def)? != 1 {
+                        return Err(StoreError::new(
+                            ErrorKind::Other,
+                            format!(
+                                "UPDATE of table {} matched no row: it was deleted outside this session",
+                                def.name
+                            ),
+                        ));
+                    }
+                    i += 1;
+                }
+                RowOp::Delete { table, columns, .. } => {
+                    let def = schema.table(*table);
+                    let rows = BATCH_ROWS.min(MAX_PARAMS / columns.len().max(1)).max(1);
+                    let mut end = i + 1;
+                    while end < ops.len() && end - i < rows {
+                        match &ops[end] {
+                            RowOp::Delete { table: t, columns: c, .. } if t == table && c == columns => {
+                                end += 1
+                            }
+                            _ => break,
+                        }
+                    }
+                    for op in &ops[i..end] {
+                        let RowOp::Delete { values, .. } = op else {
+                            unreachable!("the run holds deletes only")
+                        };
+                        for cell in values.iter() {
+                            args.push(resolve(cell, &keys)?);
+                        }
+                    }
+                    let text = sql::delete_many(def, columns, end - i, Dialect::Postgres);
+                    self.execute(&text, &args, columns.len(), def)?;
+                    i = end;
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        if !self.in_transaction {
+            return Err(StoreError::new(ErrorKind::Usage, "commit without a transaction"));
+        }
+        self.in_transaction = false;
+        self.simple("COMMIT")
+    }
+
+    fn rollback(&mut self) -> Result<(), StoreError> {
+        if !self.in_transaction {
+            return Ok(());
+        }
+        self.in_transaction = false;
+        self.simple("ROLLBACK")
+    }
+
+    fn load(
+        &mut self,
+        schema: &Schema,
+        table: TableId,
+        columns: &[u32],
+        keys: &[Row],
+    ) -> Result<Vec<Row>, StoreError> {
+        let def = schema.table(table);
+        let mut out = Vec::new();
+        let per = (MAX_PARAMS / columns.len().max(1)).clamp(1, 1000);
+        for chunk in keys.chunks(per) {
+            let text = sql::select_where(def, columns, chunk.len(), Dialect::Postgres);
+            let args: Vec<Arg<'_>> = chunk.iter().flat_map(|k| k.iter().map(Arg::Value)).collect();
+            self.echo_statement(&text, &args, columns.len());
+            let statement =
+                self.client.prepare(&text).map_err(|e| error(format_args!("preparing {text}"), e))?;
+            for row in self
+                .client
+                .query(&statement, &Self::params(&args))
+                .map_err(|e| error(format_args!("reading table {}", def.name), e))?
+            {
+                out.push(read_row(&row, def)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn load_all(&mut self, schema: &Schema, table: TableId) -> Result<Vec<Row>, StoreError> {
+        let def = schema.table(table);
+        let text = sql::select_all(def);
+        self.echo_statement(&text, &[], 0);
+        let rows = self
+            .client
+            .query(&text, &[])
+            .map_err(|e| error(format_args!("reading table {}", def.name), e))?;
+        rows.iter().map(|r| read_row(r, def)).collect()
+    }
+
+    fn set_echo(&mut self, echo: Option<Echo>) {
+        self.echo = echo;
+    }
+}
