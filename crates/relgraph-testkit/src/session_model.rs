@@ -287,6 +287,78 @@ impl SessionHarness {
     }
 }
 
+impl SessionHarness {
+    /// The store's rows with every key (primary and foreign) replaced by the
+    /// model's number for that object, sorted: equal across stores for the
+    /// same operations even where they generate different key values.
+    ///
+    /// # Errors
+    /// A description of a row the model does not know.
+    pub fn normalized_rows(&mut self) -> Result<BTreeMap<String, Vec<Vec<Value>>>, String> {
+        let pks = self.primary_keys()?;
+        // Per table: stored key to model number.
+        let mut numbers: HashMap<(usize, i64), i64> = HashMap::new();
+        for (number, entity) in self.model.live() {
+            numbers.insert((self.schema.entity(entity).table.index(), pks[&number]), number as i64);
+        }
+        let rows = rows_of(&self.schema, self.session.store_mut()).map_err(|e| e.to_string())?;
+        let mut out = BTreeMap::new();
+        for table_id in self.schema.table_ids() {
+            let table = self.schema.table(table_id);
+            // Which table each key column's values come from.
+            let mut key_of: HashMap<u32, usize> = HashMap::new();
+            if table.entity.is_some() {
+                for &c in &table.primary_key {
+                    key_of.insert(c, table_id.index());
+                }
+            }
+            for &fk in &table.foreign_keys {
+                let fk = self.schema.foreign_key(fk);
+                for &c in &fk.columns {
+                    key_of.insert(c, fk.ref_table.index());
+                }
+            }
+            let mut normalized: Vec<Vec<Value>> = Vec::new();
+            for row in &rows[&table.name] {
+                let mut mapped = Vec::with_capacity(row.len());
+                for (c, value) in row.iter().enumerate() {
+                    mapped.push(match (key_of.get(&(c as u32)), value) {
+                        (Some(&t), Value::Integer(k)) => Value::Integer(
+                            *numbers
+                                .get(&(t, *k))
+                                .ok_or_else(|| format!("table {} holds unknown key {k}", table.name))?,
+                        ),
+                        _ => value.clone(),
+                    });
+                }
+                normalized.push(mapped);
+            }
+            normalized.sort_by(|a, b| compare_rows(a, b));
+            out.insert(table.name.clone(), normalized);
+        }
+        Ok(out)
+    }
+}
+
+/// Runs `ops` as [`run`] does and returns the normalized rows at the end
+/// (see [`SessionHarness::normalized_rows`]), for differential tests.
+///
+/// # Errors
+/// The first disagreement with the model.
+pub fn run_normalized(
+    schema: Arc<Schema>,
+    store: Box<dyn Store>,
+    reopen: Box<dyn FnMut() -> Box<dyn Store>>,
+    ops: &[Op],
+) -> Result<BTreeMap<String, Vec<Vec<Value>>>, String> {
+    let mut h = SessionHarness::new(schema, store, reopen);
+    for op in ops {
+        h.apply(op)?;
+    }
+    h.flush_and_check()?;
+    h.normalized_rows()
+}
+
 /// Every table's rows, sorted, by table name.
 ///
 /// # Errors
