@@ -5,14 +5,17 @@
 //!
 //! The mappings are in `crates/relgraph-testkit/src/seed.rs`, written next
 //! to the Python they mirror. Run with `cargo run --example seed`; the
-//! database files go to the system's temporary folder.
+//! database files go to the system's temporary folder. With
+//! `cargo run --example seed -- --url postgres://postgres@127.0.0.1/test`
+//! the same walk runs on PostgreSQL, each pattern in a schema of its own
+//! (`relgraph_seed_*`, recreated on every run).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use relgraph::petgraph::Direction as PetDirection;
 use relgraph::petgraph::visit::IntoNeighborsDirected;
-use relgraph::{ObjectKey, RelationshipId, Schema, Session, SqliteStore};
+use relgraph::{ObjectKey, PostgresStore, RelationshipId, Schema, Session, SqliteStore, Store};
 use relgraph_testkit::seed::{self, SecondaryForm, Sides};
 
 /// A session on its own SQLite file, a label per object, and the SQL it sends.
@@ -25,6 +28,31 @@ struct Walk {
     shown: Vec<&'static str>,
 }
 
+/// Where the walk writes: SQLite files, or a PostgreSQL server given by `--url`.
+fn open_store(file: &str) -> Result<Box<dyn Store>, relgraph::Error> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == "--url").and_then(|i| args.get(i + 1)) {
+        Some(url) => {
+            let schema = format!("relgraph_seed_{file}");
+            let mut admin = PostgresStore::connect(url)?;
+            admin.client().batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).map_err(
+                |e| {
+                    relgraph::StoreError::new(relgraph::ErrorKind::Other, "dropping the walk's schema")
+                        .with_source(e)
+                },
+            )?;
+            println!("   (PostgreSQL schema {schema})");
+            Ok(Box::new(PostgresStore::connect_in_schema(url, &schema)?))
+        }
+        None => {
+            let path = std::env::temp_dir().join(format!("relgraph-seed-{file}.sqlite"));
+            let _ = std::fs::remove_file(&path);
+            println!("   (SQLite file {})", path.display());
+            Ok(Box::new(SqliteStore::open(&path)?))
+        }
+    }
+}
+
 impl Walk {
     fn new(
         title: &str,
@@ -33,10 +61,7 @@ impl Walk {
         shown: Vec<&'static str>,
     ) -> Result<Self, relgraph::Error> {
         println!("\n== {title} ==");
-        let path = std::env::temp_dir().join(format!("relgraph-seed-{file}.sqlite"));
-        let _ = std::fs::remove_file(&path);
-        println!("   (SQLite file {})", path.display());
-        let mut session = Session::new(schema.clone(), SqliteStore::open(&path)?)?;
+        let mut session = Session::with_store(schema.clone(), open_store(file)?)?;
         let sql = Arc::new(Mutex::new(Vec::new()));
         let sink = sql.clone();
         session.set_echo(Some(Box::new(move |s: &str| sink.lock().expect("echo lock").push(s.to_owned()))));
@@ -106,7 +131,8 @@ impl Walk {
 }
 
 fn main() -> Result<(), relgraph::Error> {
-    println!("relgraph: the seed's relationship patterns on SQLite; each step is flushed and its SQL shown");
+    let on = if std::env::args().any(|a| a == "--url") { "PostgreSQL" } else { "SQLite" };
+    println!("relgraph: the seed's relationship patterns on {on}; each step is flushed and its SQL shown");
 
     let mut w = Walk::new(
         "One To Many, back_populates",
