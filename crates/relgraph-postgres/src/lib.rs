@@ -199,9 +199,134 @@ impl PostgresStore {
             .map_err(|e| error(format_args!("writing table {}: {sql}", table.name), e))
     }
 
+    /// `UPDATE t SET c = v.c FROM unnest($1::type[], ...) AS v(...) WHERE t.k = v.k`
+    /// for a run of updates of one shape: one round trip instead of one per row.
+    fn update_many(
+        &mut self,
+        def: &TableDef,
+        columns: &[u32],
+        key_columns: &[u32],
+        run: &[RowOp],
+        keys: &[Option<i64>],
+    ) -> Result<u64, StoreError> {
+        let all: Vec<u32> = columns.iter().chain(key_columns).copied().collect();
+        let mut arrays: Vec<Column> =
+            all.iter().map(|&c| Column::new(def.columns[c as usize].ty, run.len())).collect();
+        for op in run {
+            let RowOp::Update { key, values, .. } = op else { unreachable!("the run holds updates only") };
+            for (array, cell) in arrays.iter_mut().zip(values.iter().chain(key.iter())) {
+                let value = match resolve(cell, keys)? {
+                    Arg::Value(v) => v.clone(),
+                    Arg::Key(k) => Value::Integer(k),
+                };
+                array.push(&value, &def.name)?;
+            }
+        }
+        let mut text = String::from("UPDATE ");
+        sql::quote(&mut text, &def.name);
+        text.push_str(" AS t SET ");
+        for (i, &c) in columns.iter().enumerate() {
+            if i > 0 {
+                text.push_str(", ");
+            }
+            sql::quote(&mut text, &def.columns[c as usize].name);
+            text.push_str(&format!(" = v.c{i}"));
+        }
+        text.push_str(" FROM unnest(");
+        for (i, &c) in all.iter().enumerate() {
+            if i > 0 {
+                text.push_str(", ");
+            }
+            text.push_str(&format!("${}::{}[]", i + 1, sql_type(def.columns[c as usize].ty)));
+        }
+        text.push_str(") AS v(");
+        text.push_str(&(0..all.len()).map(|i| format!("c{i}")).collect::<Vec<_>>().join(", "));
+        text.push_str(") WHERE ");
+        for (i, &c) in key_columns.iter().enumerate() {
+            if i > 0 {
+                text.push_str(" AND ");
+            }
+            text.push_str("t.");
+            sql::quote(&mut text, &def.columns[c as usize].name);
+            text.push_str(&format!(" = v.c{}", columns.len() + i));
+        }
+        if self.echo.is_some() {
+            let line = format!("{text} -- {} rows", run.len());
+            self.emit(&line);
+        }
+        let params: Vec<&(dyn ToSql + Sync)> = arrays.iter().map(Column::as_param).collect();
+        self.client
+            .execute(&text, &params)
+            .map_err(|e| error(format_args!("writing table {}: {text}", def.name), e))
+    }
+
     fn simple(&mut self, sql: &str) -> Result<(), StoreError> {
         self.emit(sql);
         self.client.batch_execute(sql).map_err(|e| error(sql, e))
+    }
+}
+
+/// The PostgreSQL spelling of a column type, for array casts.
+fn sql_type(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Integer => "bigint",
+        ColumnType::Float => "double precision",
+        ColumnType::Text => "text",
+        ColumnType::Boolean => "boolean",
+        ColumnType::Blob => "bytea",
+    }
+}
+
+/// One column of a set-based statement, as a typed array parameter.
+enum Column {
+    Integer(Vec<Option<i64>>),
+    Float(Vec<Option<f64>>),
+    Text(Vec<Option<String>>),
+    Boolean(Vec<Option<bool>>),
+    Blob(Vec<Option<Vec<u8>>>),
+}
+
+impl Column {
+    fn new(ty: ColumnType, n: usize) -> Self {
+        match ty {
+            ColumnType::Integer => Column::Integer(Vec::with_capacity(n)),
+            ColumnType::Float => Column::Float(Vec::with_capacity(n)),
+            ColumnType::Text => Column::Text(Vec::with_capacity(n)),
+            ColumnType::Boolean => Column::Boolean(Vec::with_capacity(n)),
+            ColumnType::Blob => Column::Blob(Vec::with_capacity(n)),
+        }
+    }
+
+    fn push(&mut self, value: &Value, table: &str) -> Result<(), StoreError> {
+        match (self, value) {
+            (Column::Integer(a), Value::Integer(i)) => a.push(Some(*i)),
+            (Column::Integer(a), Value::Null) => a.push(None),
+            (Column::Float(a), Value::Float(f)) => a.push(Some(*f)),
+            (Column::Float(a), Value::Null) => a.push(None),
+            (Column::Text(a), Value::Text(t)) => a.push(Some(t.to_string())),
+            (Column::Text(a), Value::Null) => a.push(None),
+            (Column::Boolean(a), Value::Boolean(b)) => a.push(Some(*b)),
+            (Column::Boolean(a), Value::Null) => a.push(None),
+            (Column::Blob(a), Value::Blob(b)) => a.push(Some(b.to_vec())),
+            (Column::Blob(a), Value::Null) => a.push(None),
+            (_, value) => {
+                return Err(StoreError::new(
+                    ErrorKind::Other,
+                    format!("a value {value} does not fit its column's type in table {table}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn as_param(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            Column::Integer(a) => a,
+            Column::Float(a) => a,
+            Column::Text(a) => a,
+            Column::Boolean(a) => a,
+            Column::Blob(a) => a,
+        }
     }
 }
 
@@ -347,23 +472,42 @@ impl Store for PostgresStore {
                     self.execute(&text, &args, def.columns.len(), def)?;
                     i = end;
                 }
-                RowOp::Update { table, key_columns, key, columns, values } => {
+                RowOp::Update { table, key_columns, columns, .. } => {
+                    // A run of updates of one shape: one set-based statement per batch.
                     let def = schema.table(*table);
-                    for cell in values.iter().chain(key.iter()) {
-                        args.push(resolve(cell, &keys)?);
+                    let mut end = i + 1;
+                    while end < ops.len() && end - i < BATCH_ROWS {
+                        match &ops[end] {
+                            RowOp::Update { table: t, key_columns: k, columns: c, .. }
+                                if t == table && k == key_columns && c == columns =>
+                            {
+                                end += 1
+                            }
+                            _ => break,
+                        }
                     }
-                    let text = sql::update(def, columns, key_columns, Dialect::Postgres);
-                    let width = args.len();
-                    if self.execute(&text, &args, width, def)? != 1 {
+                    let updated = if end - i == 1 {
+                        let RowOp::Update { key, values, .. } = &ops[i] else { unreachable!("an update") };
+                        for cell in values.iter().chain(key.iter()) {
+                            args.push(resolve(cell, &keys)?);
+                        }
+                        let text = sql::update(def, columns, key_columns, Dialect::Postgres);
+                        let width = args.len();
+                        self.execute(&text, &args, width, def)?
+                    } else {
+                        self.update_many(def, columns, key_columns, &ops[i..end], &keys)?
+                    };
+                    if updated != (end - i) as u64 {
                         return Err(StoreError::new(
                             ErrorKind::Other,
                             format!(
-                                "UPDATE of table {} matched no row: it was deleted outside this session",
-                                def.name
+                                "UPDATE of table {} matched {updated} of {} rows: some were deleted outside this session",
+                                def.name,
+                                end - i
                             ),
                         ));
                     }
-                    i += 1;
+                    i = end;
                 }
                 RowOp::Delete { table, columns, .. } => {
                     let def = schema.table(*table);

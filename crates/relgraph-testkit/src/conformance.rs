@@ -198,6 +198,23 @@ fn updates(s: &mut Suite) {
         (row[1].clone(), row[3].clone(), row[5].clone()),
         (Value::Integer(2), Value::Float(1.0), Value::from("m"))
     );
+    // A run of updates of one shape (a store may send them as one statement).
+    s.commit(&[s.insert("child", vec![v(11), v(1), null(), null(), null(), null()])]);
+    let relabel = |id: i64, label: &str, parent: Cell| RowOp::Update {
+        table: child,
+        key_columns: Box::new([0]),
+        key: Box::new([v(id)]),
+        columns: Box::new([1, 5]),
+        values: Box::new([parent, v(label)]),
+    };
+    s.commit(&[relabel(10, "x", v(1)), relabel(11, "y", null())]);
+    let labels: Vec<(Value, Value)> = s.all("child").iter().map(|r| (r[1].clone(), r[5].clone())).collect();
+    assert_eq!(labels, [(Value::Integer(1), Value::from("x")), (Value::Null, Value::from("y"))]);
+    // An update of a row that is not there fails: the session's record would be wrong otherwise.
+    s.store.begin().expect("begin");
+    assert!(s.store.apply(&s.schema, &[relabel(10, "z", v(1)), relabel(99, "z", v(1))]).is_err());
+    s.store.rollback().expect("rollback");
+    assert_eq!(s.all("child")[0][5], Value::from("x"));
 }
 
 fn loads(s: &mut Suite) {
