@@ -29,6 +29,8 @@ pub enum Workload {
 pub enum StoreKind {
     /// The embedded SQLite store (a file in the temporary folder).
     Sqlite,
+    /// A PostgreSQL server (see --url); each run works in a schema of its own.
+    Postgres,
 }
 
 /// Options of `relgraph bench`.
@@ -40,6 +42,10 @@ pub struct BenchArgs {
     /// Flush into this store (W1, W2, W3); without it, W4 runs in memory.
     #[arg(long, value_enum)]
     store: Option<StoreKind>,
+    /// The PostgreSQL server, as a URL or libpq string (default: $RELGRAPH_PG_URL,
+    /// then the local server).
+    #[arg(long)]
+    url: Option<String>,
     /// Runs per figure; the median is reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
@@ -66,20 +72,29 @@ pub fn run(args: &BenchArgs, allocated: &dyn Fn() -> usize) -> anyhow::Result<()
         (None, None | Some(Workload::W4)) => w4(args, allocated),
         (None, Some(w)) => anyhow::bail!("{w:?} flushes into a store: add --store sqlite"),
         (Some(_), Some(Workload::W4)) => anyhow::bail!("W4 runs in memory: drop --store"),
-        (Some(StoreKind::Sqlite), Some(w)) => sqlite(args, &[w]),
-        (Some(StoreKind::Sqlite), None) => sqlite(args, &[Workload::W1, Workload::W2, Workload::W3]),
+        (Some(store), Some(w)) => flush(args, store, &[w]),
+        (Some(store), None) => flush(args, store, &[Workload::W1, Workload::W2, Workload::W3]),
     }
 }
 
 /// The baseline the SQLite figures are compared with.
 const SQLITE_BASELINE: &str = "rusqlite, one prepared statement per row, foreign keys on";
 
-fn sqlite(args: &BenchArgs, workloads: &[Workload]) -> anyhow::Result<()> {
-    use relgraph_cli::sqlite_bench;
+fn flush(args: &BenchArgs, store: StoreKind, workloads: &[Workload]) -> anyhow::Result<()> {
+    use relgraph_cli::{pg_bench, sqlite_bench};
     let scratch = sqlite_bench::Scratch::new()?;
+    let url = args
+        .url
+        .clone()
+        .or_else(|| std::env::var("RELGRAPH_PG_URL").ok())
+        .unwrap_or_else(|| "host=127.0.0.1 port=5432 user=postgres dbname=test".into());
     let n = 10_000 / args.scale_down as usize;
+    let (name, baseline_name) = match store {
+        StoreKind::Sqlite => ("sqlite", SQLITE_BASELINE),
+        StoreKind::Postgres => ("postgres", pg_bench::BASELINE),
+    };
     if !args.json {
-        println!("SQLite (file), median of {} runs; baseline: {SQLITE_BASELINE}, in the same run", args.runs);
+        println!("{name}, median of {} runs; baseline: {baseline_name}, in the same run", args.runs);
         println!(
             "{:<9} {:>8} {:>12} {:>12} {:>7} {:>14}",
             "workload", "rows", "relgraph s", "baseline s", "ratio", "load s (W3)"
@@ -87,10 +102,13 @@ fn sqlite(args: &BenchArgs, workloads: &[Workload]) -> anyhow::Result<()> {
     }
     for &w in workloads {
         let runs = (0..args.runs)
-            .map(|_| match w {
-                Workload::W1 => sqlite_bench::w1(&scratch.0, n),
-                Workload::W2 => sqlite_bench::w2(&scratch.0, n),
-                _ => sqlite_bench::w3(&scratch.0, n),
+            .map(|_| match (store, w) {
+                (StoreKind::Sqlite, Workload::W1) => sqlite_bench::w1(&scratch.0, n),
+                (StoreKind::Sqlite, Workload::W2) => sqlite_bench::w2(&scratch.0, n),
+                (StoreKind::Sqlite, _) => sqlite_bench::w3(&scratch.0, n),
+                (StoreKind::Postgres, Workload::W1) => pg_bench::w1(&url, n),
+                (StoreKind::Postgres, Workload::W2) => pg_bench::w2(&url, n),
+                (StoreKind::Postgres, _) => pg_bench::w3(&url, n),
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let relgraph = median(runs.iter().map(|r| r.relgraph.as_secs_f64()).collect());
@@ -99,7 +117,7 @@ fn sqlite(args: &BenchArgs, workloads: &[Workload]) -> anyhow::Result<()> {
         let ratio = baseline / relgraph;
         if args.json {
             println!(
-                "{{\"workload\":\"{w:?}\",\"store\":\"sqlite\",\"relgraph_s\":{relgraph:.6},\"baseline\":\"{SQLITE_BASELINE}\",\"baseline_s\":{baseline:.6},\"ratio\":{ratio:.3}}}"
+                "{{\"workload\":\"{w:?}\",\"store\":\"{name}\",\"relgraph_s\":{relgraph:.6},\"baseline\":\"{baseline_name}\",\"baseline_s\":{baseline:.6},\"ratio\":{ratio:.3}}}"
             );
         } else {
             let load = if w == Workload::W3 { format!("{setup:.3}") } else { "-".into() };

@@ -69,7 +69,6 @@ fn raw_w1(conn: &rusqlite::Connection, parents: usize) -> Result<()> {
 /// IO and SQLite errors.
 pub fn w1(dir: &Path, parents: usize) -> Result<Run> {
     let schema = workloads::schema();
-    let h = Handles::new(&schema);
     let path = fresh(dir, "w1-raw", &schema)?;
     let conn = raw(&path)?;
     let start = Instant::now();
@@ -77,33 +76,7 @@ pub fn w1(dir: &Path, parents: usize) -> Result<Run> {
     let baseline = start.elapsed();
 
     let path = fresh(dir, "w1-relgraph", &schema)?;
-    let mut session = Session::new(schema.clone(), SqliteStore::open(&path)?)?;
-    let col = |e, n| schema.entity_column(e, n).expect("workload column");
-    let (pid, pname) = (col(h.parent, "id"), col(h.parent, "name"));
-    let (cid, cname, cvalue) = (col(h.child, "id"), col(h.child, "name"), col(h.child, "value"));
-    let (ps, cs) = w1_rows(parents);
-    let mut parent_keys = Vec::with_capacity(ps.len());
-    for (id, name) in ps {
-        let p = session.new_with(h.parent, [(pid, Value::from(id)), (pname, Value::from(name))])?;
-        session.add(p)?;
-        parent_keys.push(p);
-    }
-    for (id, parent, name, value) in cs {
-        let c = session.new_with(
-            h.child,
-            [(cid, Value::from(id)), (cname, Value::from(name)), (cvalue, Value::from(value))],
-        )?;
-        session.append(parent_keys[parent as usize - 1], h.children, c)?;
-    }
-    let start = Instant::now();
-    let stats = session.flush()?;
-    let relgraph = start.elapsed();
-    anyhow::ensure!(
-        stats.inserts == parents * 11,
-        "W1 inserted {} rows, not {}",
-        stats.inserts,
-        parents * 11
-    );
+    let relgraph = relgraph_w1(Box::new(SqliteStore::open(&path)?), parents)?;
     Ok(Run { relgraph, baseline, rows: parents * 11, setup: Duration::ZERO })
 }
 
@@ -113,7 +86,6 @@ pub fn w1(dir: &Path, parents: usize) -> Result<Run> {
 /// IO and SQLite errors.
 pub fn w2(dir: &Path, n: usize) -> Result<Run> {
     let schema = workloads::schema();
-    let h = Handles::new(&schema);
     let links = w2_links(n);
     let path = fresh(dir, "w2-raw", &schema)?;
     let conn = raw(&path)?;
@@ -135,30 +107,7 @@ pub fn w2(dir: &Path, n: usize) -> Result<Run> {
     let baseline = start.elapsed();
 
     let path = fresh(dir, "w2-relgraph", &schema)?;
-    let mut session = Session::new(schema.clone(), SqliteStore::open(&path)?)?;
-    let lid = schema.entity_column(h.left, "id").expect("left.id");
-    let rid = schema.entity_column(h.right, "id").expect("right.id");
-    let mut lefts = Vec::with_capacity(n);
-    let mut rights = Vec::with_capacity(n);
-    for i in 1..=n as i64 {
-        let l = session.new_with(h.left, [(lid, Value::from(i))])?;
-        let r = session.new_with(h.right, [(rid, Value::from(i))])?;
-        session.add(l)?;
-        session.add(r)?;
-        lefts.push(l);
-        rights.push(r);
-    }
-    for (l, r) in &links {
-        session.append(lefts[*l as usize - 1], h.rights, rights[*r as usize - 1])?;
-    }
-    let start = Instant::now();
-    let stats = session.flush()?;
-    let relgraph = start.elapsed();
-    anyhow::ensure!(
-        stats.association_inserts == links.len(),
-        "W2 wrote {} association rows",
-        stats.association_inserts
-    );
+    let relgraph = relgraph_w2(Box::new(SqliteStore::open(&path)?), n)?;
     Ok(Run { relgraph, baseline, rows: 2 * n + links.len(), setup: Duration::ZERO })
 }
 
@@ -169,7 +118,6 @@ pub fn w2(dir: &Path, n: usize) -> Result<Run> {
 /// IO and SQLite errors.
 pub fn w3(dir: &Path, parents: usize) -> Result<Run> {
     let schema = workloads::schema();
-    let h = Handles::new(&schema);
     let changes = w3_changes(parents);
     let changed =
         changes.moves.len() + changes.renames.len() + changes.deletes.len() + changes.child_deletes.len();
@@ -203,8 +151,111 @@ pub fn w3(dir: &Path, parents: usize) -> Result<Run> {
 
     let path = fresh(dir, "w3-relgraph", &schema)?;
     raw_w1(&raw(&path)?, parents)?;
+    let (relgraph, setup) = relgraph_w3(Box::new(SqliteStore::open(&path)?), parents)?;
+    check_w3_end_state(&raw(&path)?, parents)?;
+    Ok(Run { relgraph, baseline, rows: changed, setup })
+}
+
+fn check_w3_end_state(conn: &rusqlite::Connection, parents: usize) -> Result<()> {
+    let count = |table: &str| -> Result<usize> {
+        Ok(conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0))? as usize)
+    };
+    let (p, c) = (count("parent")?, count("child")?);
+    anyhow::ensure!(
+        p == parents * 9 / 10 && c == parents * 91 / 10,
+        "W3 end state: {p} parents and {c} children, not {} and {}",
+        parents * 9 / 10,
+        parents * 91 / 10
+    );
+    Ok(())
+}
+
+/// relgraph's side of W1 on `store`: objects built and linked (not timed),
+/// then one timed flush.
+///
+/// # Errors
+/// The store's and the session's.
+pub fn relgraph_w1(store: Box<dyn Store>, parents: usize) -> Result<Duration> {
+    let schema = workloads::schema();
+    let h = Handles::new(&schema);
+    let mut session = Session::with_store(schema.clone(), store)?;
+    let col = |e, n| schema.entity_column(e, n).expect("workload column");
+    let (pid, pname) = (col(h.parent, "id"), col(h.parent, "name"));
+    let (cid, cname, cvalue) = (col(h.child, "id"), col(h.child, "name"), col(h.child, "value"));
+    let (ps, cs) = w1_rows(parents);
+    let mut parent_keys = Vec::with_capacity(ps.len());
+    for (id, name) in ps {
+        let p = session.new_with(h.parent, [(pid, Value::from(id)), (pname, Value::from(name))])?;
+        session.add(p)?;
+        parent_keys.push(p);
+    }
+    for (id, parent, name, value) in cs {
+        let c = session.new_with(
+            h.child,
+            [(cid, Value::from(id)), (cname, Value::from(name)), (cvalue, Value::from(value))],
+        )?;
+        session.append(parent_keys[parent as usize - 1], h.children, c)?;
+    }
     let start = Instant::now();
-    let mut session = Session::new(schema.clone(), SqliteStore::open(&path)?)?;
+    let stats = session.flush()?;
+    let elapsed = start.elapsed();
+    anyhow::ensure!(
+        stats.inserts == parents * 11,
+        "W1 inserted {} rows, not {}",
+        stats.inserts,
+        parents * 11
+    );
+    Ok(elapsed)
+}
+
+/// relgraph's side of W2 on `store`.
+///
+/// # Errors
+/// The store's and the session's.
+pub fn relgraph_w2(store: Box<dyn Store>, n: usize) -> Result<Duration> {
+    let schema = workloads::schema();
+    let h = Handles::new(&schema);
+    let links = w2_links(n);
+    let mut session = Session::with_store(schema.clone(), store)?;
+    let lid = schema.entity_column(h.left, "id").expect("left.id");
+    let rid = schema.entity_column(h.right, "id").expect("right.id");
+    let mut lefts = Vec::with_capacity(n);
+    let mut rights = Vec::with_capacity(n);
+    for i in 1..=n as i64 {
+        let l = session.new_with(h.left, [(lid, Value::from(i))])?;
+        let r = session.new_with(h.right, [(rid, Value::from(i))])?;
+        session.add(l)?;
+        session.add(r)?;
+        lefts.push(l);
+        rights.push(r);
+    }
+    for (l, r) in &links {
+        session.append(lefts[*l as usize - 1], h.rights, rights[*r as usize - 1])?;
+    }
+    let start = Instant::now();
+    let stats = session.flush()?;
+    let elapsed = start.elapsed();
+    anyhow::ensure!(
+        stats.association_inserts == links.len(),
+        "W2 wrote {} association rows",
+        stats.association_inserts
+    );
+    Ok(elapsed)
+}
+
+/// relgraph's side of W3 on `store`, which already holds W1's rows: load
+/// everything (returned second, not in the flush time), mutate, one timed flush.
+///
+/// # Errors
+/// The store's and the session's.
+pub fn relgraph_w3(store: Box<dyn Store>, parents: usize) -> Result<(Duration, Duration)> {
+    let schema = workloads::schema();
+    let h = Handles::new(&schema);
+    let changes = w3_changes(parents);
+    let changed =
+        changes.moves.len() + changes.renames.len() + changes.deletes.len() + changes.child_deletes.len();
+    let start = Instant::now();
+    let mut session = Session::with_store(schema.clone(), store)?;
     let all_parents = session.load_all(h.parent)?;
     let children = session.load_all(h.child)?;
     session.load_relationship(&all_parents, h.children)?;
@@ -223,25 +274,10 @@ pub fn w3(dir: &Path, parents: usize) -> Result<Run> {
     }
     let start = Instant::now();
     let stats = session.flush()?;
-    let relgraph = start.elapsed();
+    let elapsed = start.elapsed();
     let written = stats.inserts + stats.updates + stats.deletes;
     anyhow::ensure!(written == changed, "W3 wrote {written} rows, not {changed}: {stats:?}");
-    check_w3_end_state(&raw(&path)?, parents)?;
-    Ok(Run { relgraph, baseline, rows: changed, setup })
-}
-
-fn check_w3_end_state(conn: &rusqlite::Connection, parents: usize) -> Result<()> {
-    let count = |table: &str| -> Result<usize> {
-        Ok(conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0))? as usize)
-    };
-    let (p, c) = (count("parent")?, count("child")?);
-    anyhow::ensure!(
-        p == parents * 9 / 10 && c == parents * 91 / 10,
-        "W3 end state: {p} parents and {c} children, not {} and {}",
-        parents * 9 / 10,
-        parents * 91 / 10
-    );
-    Ok(())
+    Ok((elapsed, setup))
 }
 
 /// A scratch folder for the benchmark databases, removed on drop.
