@@ -237,6 +237,38 @@ impl SqliteStore {
     }
 }
 
+/// `WITH v(c0, .., k0, ..) AS (VALUES (?, ..), ..) UPDATE t SET col = v.c0, ..
+/// FROM v WHERE t.key = v.k0 AND ..`: `rows` updates of one shape in one statement.
+fn update_from_values(def: &TableDef, columns: &[u32], key_columns: &[u32], rows: usize) -> String {
+    let names: Vec<String> = (0..columns.len())
+        .map(|i| format!("c{i}"))
+        .chain((0..key_columns.len()).map(|i| format!("k{i}")))
+        .collect();
+    let row = format!("({})", vec!["?"; names.len()].join(", "));
+    let mut text =
+        format!("WITH v({}) AS (VALUES {}) UPDATE ", names.join(", "), vec![row.as_str(); rows].join(", "));
+    sql::quote(&mut text, &def.name);
+    text.push_str(" SET ");
+    for (i, &c) in columns.iter().enumerate() {
+        if i > 0 {
+            text.push_str(", ");
+        }
+        sql::quote(&mut text, &def.columns[c as usize].name);
+        text.push_str(&format!(" = v.c{i}"));
+    }
+    text.push_str(" FROM v WHERE ");
+    for (i, &c) in key_columns.iter().enumerate() {
+        if i > 0 {
+            text.push_str(" AND ");
+        }
+        sql::quote(&mut text, &def.name);
+        text.push('.');
+        sql::quote(&mut text, &def.columns[c as usize].name);
+        text.push_str(&format!(" = v.k{i}"));
+    }
+    text
+}
+
 /// The autoincrement key column of a table: its single integer primary key
 /// when that is autoincrement.
 fn autoincrement_column(table: &TableDef) -> Option<usize> {
@@ -351,35 +383,60 @@ impl Store for SqliteStore {
                     self.execute(&sql, &args, def.columns.len(), def)?;
                     i = end;
                 }
-                RowOp::Update { table, key_columns, key, columns, values } => {
+                RowOp::Update { table, key_columns, columns, .. } => {
+                    // A run of updates of one shape: `UPDATE ... FROM (VALUES ...)` per batch.
                     let def = schema.table(*table);
-                    for cell in values.iter().chain(key.iter()) {
-                        args.push(resolve(cell, &keys)?);
+                    let width = columns.len() + key_columns.len();
+                    let rows = BATCH_ROWS.min(MAX_PARAMS / width.max(1)).max(1);
+                    let mut end = i + 1;
+                    while end < ops.len() && end - i < rows {
+                        match &ops[end] {
+                            RowOp::Update { table: t, key_columns: k, columns: c, .. }
+                                if t == table && k == key_columns && c == columns =>
+                            {
+                                end += 1
+                            }
+                            _ => break,
+                        }
                     }
-                    let cached = matches!(&self.last_update,
-                        Some(u) if u.table == *table && u.columns == *columns && u.key_columns == *key_columns);
-                    if !cached {
-                        self.last_update = Some(UpdateText {
-                            table: *table,
-                            columns: columns.clone(),
-                            key_columns: key_columns.clone(),
-                            sql: sql::update(def, columns, key_columns, Dialect::Sqlite),
-                        });
+                    for op in &ops[i..end] {
+                        let RowOp::Update { key, values, .. } = op else {
+                            unreachable!("the run holds updates only")
+                        };
+                        for cell in values.iter().chain(key.iter()) {
+                            args.push(resolve(cell, &keys)?);
+                        }
                     }
-                    let sql = std::mem::take(&mut self.last_update.as_mut().expect("just set").sql);
-                    let width = args.len();
-                    let updated = self.execute(&sql, &args, width, def);
-                    self.last_update.as_mut().expect("just set").sql = sql;
-                    if updated? != 1 {
+                    let updated = if end - i == 1 {
+                        let cached = matches!(&self.last_update,
+                            Some(u) if u.table == *table && u.columns == *columns && u.key_columns == *key_columns);
+                        if !cached {
+                            self.last_update = Some(UpdateText {
+                                table: *table,
+                                columns: columns.clone(),
+                                key_columns: key_columns.clone(),
+                                sql: sql::update(def, columns, key_columns, Dialect::Sqlite),
+                            });
+                        }
+                        let text = std::mem::take(&mut self.last_update.as_mut().expect("just set").sql);
+                        let updated = self.execute(&text, &args, width, def);
+                        self.last_update.as_mut().expect("just set").sql = text;
+                        updated?
+                    } else {
+                        let text = update_from_values(def, columns, key_columns, end - i);
+                        self.execute(&text, &args, width, def)?
+                    };
+                    if updated != end - i {
                         return Err(StoreError::new(
                             ErrorKind::Other,
                             format!(
-                                "UPDATE of table {} matched no row: it was deleted outside this session",
-                                def.name
+                                "UPDATE of table {} matched {updated} of {} rows: some were deleted outside this session",
+                                def.name,
+                                end - i
                             ),
                         ));
                     }
-                    i += 1;
+                    i = end;
                 }
                 RowOp::Delete { table, columns, .. } => {
                     // A run of deletes on one table by the same columns: one statement per batch.
