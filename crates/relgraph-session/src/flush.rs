@@ -366,10 +366,32 @@ impl Session {
 
         // 1. save-update cascades, from everything that could have gained a link.
         let mut cascaded: HashSet<ObjectKey> = HashSet::default();
+        // A transient object can only be reached through a link added since
+        // the last flush: the walk starts from the pending objects and from
+        // the transient ends of added links whose other side cascades.
+        // The result is a set (sorted below), so the order does not matter.
         let mut roots: Vec<ObjectKey> = pending.clone();
-        // The cascade's result is a set (sorted below), so the roots' order does not matter.
-        let touched: HashSet<ObjectKey> = self.net.keys().flat_map(|&(_, s, t)| [s, t]).collect();
-        roots.extend(touched.iter().copied().filter(|&k| self.state(k) == State::Persistent));
+        for (&(link, s, t), &n) in &self.net {
+            if n <= 0 {
+                continue;
+            }
+            for (near, far, end) in [(s, t, End::Source), (t, s, End::Target)] {
+                let cascades = self
+                    .schema
+                    .link(link)
+                    .end(end)
+                    .relationship
+                    .is_some_and(|r| self.schema.relationship(r).cascade.contains(Cascade::SAVE_UPDATE));
+                if cascades
+                    && self.state(far) == State::Transient
+                    && matches!(self.state(near), State::Persistent | State::Pending)
+                    && cascaded.insert(far)
+                {
+                    work.cascaded.push(far);
+                    roots.push(far);
+                }
+            }
+        }
         while let Some(key) = roots.pop() {
             let Ok(entity) = self.graph.entity_of(key) else {
                 continue;
@@ -696,7 +718,7 @@ impl Session {
             }
             let entity = self.graph.entity_of(o)?;
             let table = self.schema.entity(entity).table;
-            let committed: Row = self.stored(o).expect("persistent").into();
+            let committed = self.stored(o).expect("persistent");
             let mut cells: Vec<Cell> = self.graph.row(o)?.iter().map(v).collect();
             // Unloaded foreign keys keep what the store has.
             for (link, fk) in self.fk_links(entity) {
