@@ -71,6 +71,104 @@ impl RowOp {
             RowOp::Insert { table, .. } | RowOp::Update { table, .. } | RowOp::Delete { table, .. } => *table,
         }
     }
+
+    /// Whether this INSERT asks the store to generate its key (its table's
+    /// autoincrement key is NULL); such rows are inserted one at a time so
+    /// the key can be read back.
+    pub fn generates_key(&self, schema: &Schema) -> bool {
+        match self {
+            RowOp::Insert { table, row } => schema
+                .table(*table)
+                .autoincrement_column()
+                .is_some_and(|c| row[c as usize] == Cell::Value(Value::Null)),
+            _ => false,
+        }
+    }
+
+    /// Whether `other` can share one statement with this operation: the same
+    /// kind on the same table and columns (INSERTs: neither generating a key).
+    pub fn same_shape(&self, other: &RowOp, schema: &Schema) -> bool {
+        match (self, other) {
+            (RowOp::Insert { table: a, .. }, RowOp::Insert { table: b, .. }) => {
+                a == b && !self.generates_key(schema) && !other.generates_key(schema)
+            }
+            (
+                RowOp::Update { table: a, key_columns: ka, columns: ca, .. },
+                RowOp::Update { table: b, key_columns: kb, columns: cb, .. },
+            ) => a == b && ka == kb && ca == cb,
+            (RowOp::Delete { table: a, columns: ca, .. }, RowOp::Delete { table: b, columns: cb, .. }) => {
+                a == b && ca == cb
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The end of the run of operations that share `ops[start]`'s shape, at most
+/// `limit` long: `ops[start..end]` can go as one batched statement.
+pub fn run_end(ops: &[RowOp], start: usize, limit: usize, schema: &Schema) -> usize {
+    let mut end = start + 1;
+    while end < ops.len() && end - start < limit && ops[start].same_shape(&ops[end], schema) {
+        end += 1;
+    }
+    end
+}
+
+/// A cell with its placeholder resolved: a value, or a key the store generated.
+#[derive(Clone, Copy, Debug)]
+pub enum Resolved<'a> {
+    /// A literal value.
+    Value(&'a Value),
+    /// A key generated earlier in the batch.
+    Key(i64),
+}
+
+impl Cell {
+    /// Resolves a [`Cell::Generated`] against the keys generated so far in the batch.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Usage`] when it refers to an operation that generated no key.
+    pub fn resolve<'a>(&'a self, keys: &[Option<i64>]) -> Result<Resolved<'a>, StoreError> {
+        match self {
+            Cell::Value(v) => Ok(Resolved::Value(v)),
+            Cell::Generated(op) => {
+                keys.get(*op as usize).copied().flatten().map(Resolved::Key).ok_or_else(|| {
+                    StoreError::new(
+                        ErrorKind::Usage,
+                        format!("a cell refers to operation {op}, which generated no key"),
+                    )
+                })
+            }
+        }
+    }
+}
+
+impl fmt::Display for Resolved<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Resolved::Value(v) => write!(f, "{v}"),
+            Resolved::Key(k) => write!(f, "{k}"),
+        }
+    }
+}
+
+/// An echo line: the statement, then its parameters grouped `width` to a
+/// row, the first three rows shown and the rest counted.
+pub fn echo_line(sql: &str, args: &[impl fmt::Display], width: usize) -> String {
+    let mut text = sql.to_owned();
+    if !args.is_empty() {
+        let rows: Vec<String> = args
+            .chunks(width.max(1))
+            .map(|row| format!("({})", row.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")))
+            .collect();
+        let shown = rows.len().min(3);
+        text.push_str(" -- ");
+        text.push_str(&rows[..shown].join(", "));
+        if rows.len() > shown {
+            text.push_str(&format!(" ... ({} rows)", rows.len()));
+        }
+    }
+    text
 }
 
 /// Why a store operation failed, the same on every backend.

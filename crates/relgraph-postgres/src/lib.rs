@@ -17,8 +17,10 @@ use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls};
 use relgraph_core::sql::{self, Dialect};
+use relgraph_core::store;
 use relgraph_core::{
-    Cell, ColumnType, Echo, ErrorKind, Row, RowOp, Schema, Store, StoreError, TableDef, TableId, Value,
+    Cell, ColumnType, Echo, ErrorKind, Resolved, Row, RowOp, Schema, Store, StoreError, TableDef, TableId,
+    Value,
 };
 
 /// Rows per multi-row INSERT or DELETE; PostgreSQL allows 65,535 parameters a statement.
@@ -44,23 +46,20 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// One bound parameter: a value, or a key generated earlier in the batch.
+/// One bound parameter: a cell resolved against the keys generated so far.
 #[derive(Debug)]
-enum Arg<'a> {
-    Value(&'a Value),
-    Key(i64),
-}
+struct Arg<'a>(Resolved<'a>);
 
 impl ToSql for Arg<'_> {
     fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
-        match self {
-            Arg::Key(k) => k.to_sql(ty, out),
-            Arg::Value(Value::Null) => Ok(IsNull::Yes),
-            Arg::Value(Value::Integer(i)) => i.to_sql(ty, out),
-            Arg::Value(Value::Float(f)) => f.to_sql(ty, out),
-            Arg::Value(Value::Text(t)) => (&**t).to_sql(ty, out),
-            Arg::Value(Value::Boolean(b)) => b.to_sql(ty, out),
-            Arg::Value(Value::Blob(b)) => (&**b).to_sql(ty, out),
+        match &self.0 {
+            Resolved::Key(k) => k.to_sql(ty, out),
+            Resolved::Value(Value::Null) => Ok(IsNull::Yes),
+            Resolved::Value(Value::Integer(i)) => i.to_sql(ty, out),
+            Resolved::Value(Value::Float(f)) => f.to_sql(ty, out),
+            Resolved::Value(Value::Text(t)) => (&t[..]).to_sql(ty, out),
+            Resolved::Value(Value::Boolean(b)) => b.to_sql(ty, out),
+            Resolved::Value(Value::Blob(b)) => (&b[..]).to_sql(ty, out),
         }
     }
 
@@ -75,11 +74,20 @@ impl ToSql for Arg<'_> {
 
 impl std::fmt::Display for Arg<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Arg::Value(v) => write!(f, "{v}"),
-            Arg::Key(k) => write!(f, "{k}"),
-        }
+        self.0.fmt(f)
     }
+}
+
+fn arg<'a>(cell: &'a Cell, keys: &[Option<i64>]) -> Result<Arg<'a>, StoreError> {
+    cell.resolve(keys).map(Arg)
+}
+
+/// A resolved cell as an owned value, for array parameters.
+fn owned(cell: &Cell, keys: &[Option<i64>]) -> Result<Value, StoreError> {
+    Ok(match cell.resolve(keys)? {
+        Resolved::Value(v) => v.clone(),
+        Resolved::Key(k) => Value::Integer(k),
+    })
 }
 
 /// Maps a driver error to the backend-neutral kind.
@@ -109,25 +117,6 @@ fn kind_of(error: &postgres::Error) -> ErrorKind {
 
 fn error(context: impl std::fmt::Display, e: postgres::Error) -> StoreError {
     StoreError::new(kind_of(&e), context.to_string()).with_source(e)
-}
-
-fn resolve<'a>(cell: &'a Cell, keys: &[Option<i64>]) -> Result<Arg<'a>, StoreError> {
-    match cell {
-        Cell::Value(v) => Ok(Arg::Value(v)),
-        Cell::Generated(op) => keys.get(*op as usize).copied().flatten().map(Arg::Key).ok_or_else(|| {
-            StoreError::new(
-                ErrorKind::Usage,
-                format!("a cell refers to operation {op}, which generated no key"),
-            )
-        }),
-    }
-}
-
-fn autoincrement_column(table: &TableDef) -> Option<usize> {
-    match table.primary_key.as_slice() {
-        [pk] if table.columns[*pk as usize].autoincrement => Some(*pk as usize),
-        _ => None,
-    }
 }
 
 impl PostgresStore {
@@ -166,25 +155,10 @@ impl PostgresStore {
     }
 
     fn echo_statement(&mut self, sql: &str, args: &[Arg<'_>], width: usize) {
-        if self.echo.is_none() {
-            return;
+        if self.echo.is_some() {
+            let line = store::echo_line(sql, args, width);
+            self.emit(&line);
         }
-        let mut text = sql.to_owned();
-        if !args.is_empty() {
-            let rows: Vec<String> = args
-                .chunks(width.max(1))
-                .map(|row| {
-                    format!("({})", row.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
-                })
-                .collect();
-            let shown = rows.len().min(3);
-            text.push_str(" -- ");
-            text.push_str(&rows[..shown].join(", "));
-            if rows.len() > shown {
-                text.push_str(&format!(" ... ({} rows)", rows.len()));
-            }
-        }
-        self.emit(&text);
     }
 
     fn params<'a>(args: &'a [Arg<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
@@ -221,11 +195,7 @@ impl PostgresStore {
         for op in run {
             let RowOp::Update { key, values, .. } = op else { unreachable!("the run holds updates only") };
             for (array, cell) in arrays.iter_mut().zip(values.iter().chain(key.iter())) {
-                let value = match resolve(cell, keys)? {
-                    Arg::Value(v) => v.clone(),
-                    Arg::Key(k) => Value::Integer(k),
-                };
-                array.push(&value, &def.name)?;
+                array.push(&owned(cell, keys)?, &def.name)?;
             }
         }
         let mut text = String::from("UPDATE ");
@@ -426,76 +396,47 @@ impl Store for PostgresStore {
         let mut i = 0;
         while i < ops.len() {
             args.clear();
+            let def = schema.table(ops[i].table());
             match &ops[i] {
-                RowOp::Insert { table, row } => {
-                    let def = schema.table(*table);
-                    let auto = autoincrement_column(def).filter(|&c| row[c] == Cell::Value(Value::Null));
-                    if let Some(auto) = auto {
-                        let columns: Vec<u32> =
-                            (0..def.columns.len() as u32).filter(|&c| c as usize != auto).collect();
-                        for &c in &columns {
-                            args.push(resolve(&row[c as usize], &keys)?);
-                        }
-                        let mut text = sql::insert_columns(def, &columns, 1, Dialect::Postgres);
-                        text.push_str(" RETURNING ");
-                        sql::quote(&mut text, &def.columns[auto].name);
-                        self.echo_statement(&text, &args, columns.len());
-                        let statement = self
-                            .client
-                            .prepare(&text)
-                            .map_err(|e| error(format_args!("preparing {text}"), e))?;
-                        let row = self
-                            .client
-                            .query_one(&statement, &Self::params(&args))
-                            .map_err(|e| error(format_args!("writing table {}: {text}", def.name), e))?;
-                        keys[i] = Some(row.get(0));
-                        i += 1;
-                        continue;
+                RowOp::Insert { row, .. } if ops[i].generates_key(schema) => {
+                    let auto = def.autoincrement_column().expect("generating tables have one");
+                    let columns: Vec<u32> = (0..def.columns.len() as u32).filter(|&c| c != auto).collect();
+                    for &c in &columns {
+                        args.push(arg(&row[c as usize], &keys)?);
                     }
-                    let rows = BATCH_ROWS.min(MAX_PARAMS / def.columns.len().max(1)).max(1);
-                    let mut end = i + 1;
-                    while end < ops.len() && end - i < rows {
-                        match &ops[end] {
-                            RowOp::Insert { table: t, row: r }
-                                if t == table
-                                    && autoincrement_column(def)
-                                        .is_none_or(|c| r[c] != Cell::Value(Value::Null)) =>
-                            {
-                                end += 1
-                            }
-                            _ => break,
-                        }
-                    }
+                    let mut text = sql::insert_columns(def, &columns, 1, Dialect::Postgres);
+                    text.push_str(" RETURNING ");
+                    sql::quote(&mut text, &def.columns[auto as usize].name);
+                    self.echo_statement(&text, &args, columns.len());
+                    let statement =
+                        self.client.prepare(&text).map_err(|e| error(format_args!("preparing {text}"), e))?;
+                    let row = self
+                        .client
+                        .query_one(&statement, &Self::params(&args))
+                        .map_err(|e| error(format_args!("writing table {}: {text}", def.name), e))?;
+                    keys[i] = Some(row.get(0));
+                    i += 1;
+                }
+                RowOp::Insert { .. } => {
+                    let limit = BATCH_ROWS.min(MAX_PARAMS / def.columns.len().max(1)).max(1);
+                    let end = store::run_end(ops, i, limit, schema);
                     for op in &ops[i..end] {
-                        let RowOp::Insert { row, .. } = op else {
-                            unreachable!("the run holds inserts only")
-                        };
+                        let RowOp::Insert { row, .. } = op else { unreachable!("a run holds one kind") };
                         for cell in row.iter() {
-                            args.push(resolve(cell, &keys)?);
+                            args.push(arg(cell, &keys)?);
                         }
                     }
                     let text = sql::insert(def, end - i, Dialect::Postgres);
                     self.execute(&text, &args, def.columns.len(), def)?;
                     i = end;
                 }
-                RowOp::Update { table, key_columns, columns, .. } => {
-                    // A run of updates of one shape: one set-based statement per batch.
-                    let def = schema.table(*table);
-                    let mut end = i + 1;
-                    while end < ops.len() && end - i < SET_ROWS {
-                        match &ops[end] {
-                            RowOp::Update { table: t, key_columns: k, columns: c, .. }
-                                if t == table && k == key_columns && c == columns =>
-                            {
-                                end += 1
-                            }
-                            _ => break,
-                        }
-                    }
+                RowOp::Update { key_columns, columns, .. } => {
+                    // A run of updates of one shape: one set-based statement.
+                    let end = store::run_end(ops, i, SET_ROWS, schema);
                     let updated = if end - i == 1 {
                         let RowOp::Update { key, values, .. } = &ops[i] else { unreachable!("an update") };
                         for cell in values.iter().chain(key.iter()) {
-                            args.push(resolve(cell, &keys)?);
+                            args.push(arg(cell, &keys)?);
                         }
                         let text = sql::update(def, columns, key_columns, Dialect::Postgres);
                         let width = args.len();
@@ -515,33 +456,20 @@ impl Store for PostgresStore {
                     }
                     i = end;
                 }
-                RowOp::Delete { table, columns, .. } => {
-                    let def = schema.table(*table);
+                RowOp::Delete { columns, .. } => {
                     // One column: `= ANY($1)`, one array; several: `OR`ed conditions in batches.
                     let limit = match columns.len() {
                         1 => SET_ROWS,
                         n => BATCH_ROWS.min(MAX_PARAMS / n),
                     };
-                    let mut end = i + 1;
-                    while end < ops.len() && end - i < limit {
-                        match &ops[end] {
-                            RowOp::Delete { table: t, columns: c, .. } if t == table && c == columns => {
-                                end += 1
-                            }
-                            _ => break,
-                        }
-                    }
+                    let end = store::run_end(ops, i, limit, schema);
                     if let ([column], true) = (&columns[..], end - i > 1) {
                         let mut array = Column::new(def.columns[*column as usize].ty, end - i);
                         for op in &ops[i..end] {
                             let RowOp::Delete { values, .. } = op else {
-                                unreachable!("the run holds deletes only")
+                                unreachable!("a run holds one kind")
                             };
-                            let value = match resolve(&values[0], &keys)? {
-                                Arg::Value(v) => v.clone(),
-                                Arg::Key(k) => Value::Integer(k),
-                            };
-                            array.push(&value, &def.name)?;
+                            array.push(&owned(&values[0], &keys)?, &def.name)?;
                         }
                         let mut text = String::from("DELETE FROM ");
                         sql::quote(&mut text, &def.name);
@@ -561,10 +489,10 @@ impl Store for PostgresStore {
                     } else {
                         for op in &ops[i..end] {
                             let RowOp::Delete { values, .. } = op else {
-                                unreachable!("the run holds deletes only")
+                                unreachable!("a run holds one kind")
                             };
                             for cell in values.iter() {
-                                args.push(resolve(cell, &keys)?);
+                                args.push(arg(cell, &keys)?);
                             }
                         }
                         let text = sql::delete_many(def, columns, end - i, Dialect::Postgres);
@@ -605,7 +533,8 @@ impl Store for PostgresStore {
         let per = (MAX_PARAMS / columns.len().max(1)).clamp(1, 1000);
         for chunk in keys.chunks(per) {
             let text = sql::select_where(def, columns, chunk.len(), Dialect::Postgres);
-            let args: Vec<Arg<'_>> = chunk.iter().flat_map(|k| k.iter().map(Arg::Value)).collect();
+            let args: Vec<Arg<'_>> =
+                chunk.iter().flat_map(|k| k.iter().map(|v| Arg(Resolved::Value(v)))).collect();
             self.echo_statement(&text, &args, columns.len());
             let statement =
                 self.client.prepare(&text).map_err(|e| error(format_args!("preparing {text}"), e))?;

@@ -28,8 +28,10 @@
 use std::path::Path;
 
 use relgraph_core::sql::{self, Dialect};
+use relgraph_core::store;
 use relgraph_core::{
-    Cell, ColumnType, Echo, ErrorKind, Row, RowOp, Schema, Store, StoreError, TableDef, TableId, Value,
+    Cell, ColumnType, Echo, ErrorKind, Resolved, Row, RowOp, Schema, Store, StoreError, TableDef, TableId,
+    Value,
 };
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql};
@@ -70,17 +72,14 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-/// One bound parameter: a borrowed value or a key generated earlier in the batch.
-enum Arg<'a> {
-    Value(&'a Value),
-    Key(i64),
-}
+/// One bound parameter: a cell resolved against the keys generated so far.
+struct Arg<'a>(Resolved<'a>);
 
 impl ToSql for Arg<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Borrowed(match self {
-            Arg::Key(k) => ValueRef::Integer(*k),
-            Arg::Value(v) => match v {
+        Ok(ToSqlOutput::Borrowed(match &self.0 {
+            Resolved::Key(k) => ValueRef::Integer(*k),
+            Resolved::Value(v) => match v {
                 Value::Null => ValueRef::Null,
                 Value::Integer(i) => ValueRef::Integer(*i),
                 Value::Float(f) => ValueRef::Real(*f),
@@ -94,11 +93,12 @@ impl ToSql for Arg<'_> {
 
 impl std::fmt::Display for Arg<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Arg::Value(v) => write!(f, "{v}"),
-            Arg::Key(k) => write!(f, "{k}"),
-        }
+        self.0.fmt(f)
     }
+}
+
+fn arg<'a>(cell: &'a Cell, keys: &[Option<i64>]) -> Result<Arg<'a>, StoreError> {
+    cell.resolve(keys).map(Arg)
 }
 
 /// Maps a driver error to the backend-neutral kind.
@@ -196,25 +196,10 @@ impl SqliteStore {
 
     /// Echoes `sql` with its parameters, one group of `width` per row.
     fn echo_statement(&mut self, sql: &str, args: &[Arg<'_>], width: usize) {
-        if !self.echoing() {
-            return;
+        if self.echoing() {
+            let line = store::echo_line(sql, args, width);
+            self.emit(&line);
         }
-        let mut text = sql.to_owned();
-        if !args.is_empty() {
-            let rows: Vec<String> = args
-                .chunks(width.max(1))
-                .map(|row| {
-                    format!("({})", row.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
-                })
-                .collect();
-            let shown = rows.len().min(3);
-            text.push_str(" -- ");
-            text.push_str(&rows[..shown].join(", "));
-            if rows.len() > shown {
-                text.push_str(&format!(" ... ({} rows)", rows.len()));
-            }
-        }
-        self.emit(&text);
     }
 
     fn execute(
@@ -229,6 +214,28 @@ impl SqliteStore {
             self.conn.prepare_cached(sql).map_err(|e| error(format_args!("preparing {sql}"), e))?;
         stmt.execute(rusqlite::params_from_iter(args.iter()))
             .map_err(|e| error(format_args!("writing table {}: {sql}", table.name), e))
+    }
+
+    /// The single-row UPDATE text for a shape, reused while runs keep that
+    /// shape; the caller puts the text back into the cache after use.
+    fn update_text(
+        &mut self,
+        def: &TableDef,
+        table: TableId,
+        columns: &[u32],
+        key_columns: &[u32],
+    ) -> String {
+        let cached = matches!(&self.last_update,
+            Some(u) if u.table == table && *u.columns == *columns && *u.key_columns == *key_columns);
+        if !cached {
+            self.last_update = Some(UpdateText {
+                table,
+                columns: columns.into(),
+                key_columns: key_columns.into(),
+                sql: sql::update(def, columns, key_columns, Dialect::Sqlite),
+            });
+        }
+        std::mem::take(&mut self.last_update.as_mut().expect("just set").sql)
     }
 
     fn simple(&mut self, sql: &str) -> Result<(), StoreError> {
@@ -267,27 +274,6 @@ fn update_from_values(def: &TableDef, columns: &[u32], key_columns: &[u32], rows
         text.push_str(&format!(" = v.k{i}"));
     }
     text
-}
-
-/// The autoincrement key column of a table: its single integer primary key
-/// when that is autoincrement.
-fn autoincrement_column(table: &TableDef) -> Option<usize> {
-    match table.primary_key.as_slice() {
-        [pk] if table.columns[*pk as usize].autoincrement => Some(*pk as usize),
-        _ => None,
-    }
-}
-
-fn resolve<'a>(cell: &'a Cell, keys: &[Option<i64>]) -> Result<Arg<'a>, StoreError> {
-    match cell {
-        Cell::Value(v) => Ok(Arg::Value(v)),
-        Cell::Generated(op) => keys.get(*op as usize).copied().flatten().map(Arg::Key).ok_or_else(|| {
-            StoreError::new(
-                ErrorKind::Usage,
-                format!("a cell refers to operation {op}, which generated no key"),
-            )
-        }),
-    }
 }
 
 impl Store for SqliteStore {
@@ -339,88 +325,55 @@ impl Store for SqliteStore {
         let mut i = 0;
         while i < ops.len() {
             args.clear();
+            let def = schema.table(ops[i].table());
             match &ops[i] {
-                RowOp::Insert { table, row } => {
-                    let def = schema.table(*table);
-                    let auto = autoincrement_column(def).filter(|&c| row[c] == Cell::Value(Value::Null));
-                    if let Some(auto) = auto {
-                        // The key is generated: insert the other columns alone and read it back.
-                        let columns: Vec<u32> =
-                            (0..def.columns.len() as u32).filter(|&c| c as usize != auto).collect();
-                        for &c in &columns {
-                            args.push(resolve(&row[c as usize], &keys)?);
-                        }
-                        let sql = sql::insert_columns(def, &columns, 1, Dialect::Sqlite);
-                        self.execute(&sql, &args, columns.len(), def)?;
-                        keys[i] = Some(self.conn.last_insert_rowid());
-                        i += 1;
-                        continue;
+                RowOp::Insert { row, .. } if ops[i].generates_key(schema) => {
+                    // The key is generated: insert the other columns alone and read it back.
+                    let auto = def.autoincrement_column().expect("generating tables have one");
+                    let columns: Vec<u32> = (0..def.columns.len() as u32).filter(|&c| c != auto).collect();
+                    for &c in &columns {
+                        args.push(arg(&row[c as usize], &keys)?);
                     }
-                    // A run of inserts into one table with their keys given: one statement per batch.
-                    let rows = BATCH_ROWS.min(MAX_PARAMS / def.columns.len().max(1)).max(1);
-                    let mut end = i + 1;
-                    while end < ops.len() && end - i < rows {
-                        match &ops[end] {
-                            RowOp::Insert { table: t, row: r }
-                                if t == table
-                                    && autoincrement_column(def)
-                                        .is_none_or(|c| r[c] != Cell::Value(Value::Null)) =>
-                            {
-                                end += 1
-                            }
-                            _ => break,
-                        }
-                    }
+                    let text = sql::insert_columns(def, &columns, 1, Dialect::Sqlite);
+                    self.execute(&text, &args, columns.len(), def)?;
+                    keys[i] = Some(self.conn.last_insert_rowid());
+                    i += 1;
+                }
+                RowOp::Insert { .. } => {
+                    // A run of inserts with their keys given: one statement per batch.
+                    let end = store::run_end(
+                        ops,
+                        i,
+                        BATCH_ROWS.min(MAX_PARAMS / def.columns.len().max(1)).max(1),
+                        schema,
+                    );
                     for op in &ops[i..end] {
-                        let RowOp::Insert { row, .. } = op else {
-                            unreachable!("the run holds inserts only")
-                        };
+                        let RowOp::Insert { row, .. } = op else { unreachable!("a run holds one kind") };
                         for cell in row.iter() {
-                            args.push(resolve(cell, &keys)?);
+                            args.push(arg(cell, &keys)?);
                         }
                     }
-                    let sql = sql::insert(def, end - i, Dialect::Sqlite);
-                    self.execute(&sql, &args, def.columns.len(), def)?;
+                    let text = sql::insert(def, end - i, Dialect::Sqlite);
+                    self.execute(&text, &args, def.columns.len(), def)?;
                     i = end;
                 }
-                RowOp::Update { table, key_columns, columns, .. } => {
+                RowOp::Update { key_columns, columns, .. } => {
                     // A run of updates of one shape: `UPDATE ... FROM (VALUES ...)` per batch.
-                    let def = schema.table(*table);
                     let width = columns.len() + key_columns.len();
-                    let rows = BATCH_ROWS.min(MAX_PARAMS / width.max(1)).max(1);
-                    let mut end = i + 1;
-                    while end < ops.len() && end - i < rows {
-                        match &ops[end] {
-                            RowOp::Update { table: t, key_columns: k, columns: c, .. }
-                                if t == table && k == key_columns && c == columns =>
-                            {
-                                end += 1
-                            }
-                            _ => break,
-                        }
-                    }
+                    let end =
+                        store::run_end(ops, i, BATCH_ROWS.min(MAX_PARAMS / width.max(1)).max(1), schema);
                     for op in &ops[i..end] {
                         let RowOp::Update { key, values, .. } = op else {
-                            unreachable!("the run holds updates only")
+                            unreachable!("a run holds one kind")
                         };
                         for cell in values.iter().chain(key.iter()) {
-                            args.push(resolve(cell, &keys)?);
+                            args.push(arg(cell, &keys)?);
                         }
                     }
                     let updated = if end - i == 1 {
-                        let cached = matches!(&self.last_update,
-                            Some(u) if u.table == *table && u.columns == *columns && u.key_columns == *key_columns);
-                        if !cached {
-                            self.last_update = Some(UpdateText {
-                                table: *table,
-                                columns: columns.clone(),
-                                key_columns: key_columns.clone(),
-                                sql: sql::update(def, columns, key_columns, Dialect::Sqlite),
-                            });
-                        }
-                        let text = std::mem::take(&mut self.last_update.as_mut().expect("just set").sql);
+                        let text = self.update_text(def, ops[i].table(), columns, key_columns);
                         let updated = self.execute(&text, &args, width, def);
-                        self.last_update.as_mut().expect("just set").sql = text;
+                        self.last_update.as_mut().expect("just cached").sql = text;
                         updated?
                     } else {
                         let text = update_from_values(def, columns, key_columns, end - i);
@@ -438,30 +391,22 @@ impl Store for SqliteStore {
                     }
                     i = end;
                 }
-                RowOp::Delete { table, columns, .. } => {
-                    // A run of deletes on one table by the same columns: one statement per batch.
-                    let def = schema.table(*table);
-                    let rows = DELETE_BATCH.min(MAX_PARAMS / columns.len().max(1)).max(1);
-                    let mut end = i + 1;
-                    while end < ops.len() && end - i < rows {
-                        match &ops[end] {
-                            RowOp::Delete { table: t, columns: c, .. } if t == table && c == columns => {
-                                end += 1
-                            }
-                            _ => break,
-                        }
-                    }
+                RowOp::Delete { columns, .. } => {
+                    // A run of deletes by the same columns: one statement per batch.
+                    let end = store::run_end(
+                        ops,
+                        i,
+                        DELETE_BATCH.min(MAX_PARAMS / columns.len().max(1)).max(1),
+                        schema,
+                    );
                     for op in &ops[i..end] {
-                        let RowOp::Delete { values, .. } = op else {
-                            unreachable!("the run holds deletes only")
-                        };
+                        let RowOp::Delete { values, .. } = op else { unreachable!("a run holds one kind") };
                         for cell in values.iter() {
-                            args.push(resolve(cell, &keys)?);
+                            args.push(arg(cell, &keys)?);
                         }
                     }
-                    let sql = sql::delete_many(def, columns, end - i, Dialect::Sqlite);
-                    let width = columns.len();
-                    self.execute(&sql, &args, width, def)?;
+                    let text = sql::delete_many(def, columns, end - i, Dialect::Sqlite);
+                    self.execute(&text, &args, columns.len(), def)?;
                     i = end;
                 }
             }
@@ -497,7 +442,8 @@ impl Store for SqliteStore {
         let mut out = Vec::new();
         for chunk in keys.chunks(LOAD_KEYS) {
             let sql = sql::select_where(def, columns, chunk.len(), Dialect::Sqlite);
-            let args: Vec<Arg<'_>> = chunk.iter().flat_map(|k| k.iter().map(Arg::Value)).collect();
+            let args: Vec<Arg<'_>> =
+                chunk.iter().flat_map(|k| k.iter().map(|v| Arg(Resolved::Value(v)))).collect();
             let width = columns.len();
             self.echo_statement(&sql, &args, width);
             out.extend(query(&self.conn, def, &sql, &args)?);

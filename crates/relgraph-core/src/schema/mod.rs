@@ -110,6 +110,15 @@ pub struct TableDef {
 }
 
 impl TableDef {
+    /// The autoincrement key column: the single integer primary key, when it
+    /// is autoincrement.
+    pub fn autoincrement_column(&self) -> Option<u32> {
+        match self.primary_key.as_slice() {
+            [pk] if self.columns[*pk as usize].autoincrement => Some(*pk),
+            _ => None,
+        }
+    }
+
     /// The position of the column named `name`. O(columns).
     pub fn column_index(&self, name: &str) -> Option<u32> {
         self.columns.iter().position(|c| c.name == name).map(|i| i as u32)
