@@ -52,6 +52,8 @@ pub struct Model {
     objects: Vec<Option<EntityId>>,
     /// `(link, end, object)` to the objects at the other end, in order.
     lists: HashMap<(usize, usize, usize), Vec<usize>>,
+    /// Each object's `name` column (every family table has one), `None` for NULL.
+    names: HashMap<usize, Option<String>>,
 }
 
 impl Model {
@@ -68,7 +70,7 @@ impl Model {
             .iter()
             .map(|e| e.slots.iter().map(|&(link, end)| (link.index(), end.index())).collect())
             .collect();
-        Model { rels, many, ends_of, objects: Vec::new(), lists: HashMap::new() }
+        Model { rels, many, ends_of, objects: Vec::new(), lists: HashMap::new(), names: HashMap::new() }
     }
 
     /// Creates an object and returns its number.
@@ -261,6 +263,18 @@ impl Model {
         }
         self.objects[object] = None;
         Ok(Outcome::Done)
+    }
+
+    /// Writes an object's `name`.
+    pub fn set_name(&mut self, object: usize, name: Option<String>) -> Result<Outcome, Refusal> {
+        self.entity(object).ok_or(Refusal::Stale)?;
+        self.names.insert(object, name);
+        Ok(Outcome::Done)
+    }
+
+    /// An object's `name` (`None` for NULL or never written).
+    pub fn name(&self, object: usize) -> Option<&str> {
+        self.names.get(&object).and_then(|n| n.as_deref())
     }
 
     /// The end index of relationship `rel`.

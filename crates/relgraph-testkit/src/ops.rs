@@ -70,8 +70,22 @@ pub enum Op {
         /// Owner selector.
         object: usize,
     },
+    /// Write the object's `name` column (`None` writes NULL).
+    SetName {
+        /// Object selector.
+        object: usize,
+        /// The name, as `n<value>`.
+        name: Option<u16>,
+    },
     /// Flush the session (a no-op for the bare graph).
     Flush,
+}
+
+impl Op {
+    /// The value a [`Op::SetName`] writes.
+    pub fn name_value(name: Option<u16>) -> Option<String> {
+        name.map(|n| format!("n{n}"))
+    }
 }
 
 /// Picks an object for a selector: usually one of `entity` (removed ones
@@ -99,8 +113,10 @@ pub fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(rel, object, target)| Op::Set { rel, object, target }),
         1 => (sel.clone(), sel.clone(), proptest::collection::vec(sel.clone(), 0..6))
             .prop_map(|(rel, object, members)| Op::Replace { rel, object, members }),
-        1 => (sel.clone(), sel).prop_map(|(rel, object)| Op::Clear { rel, object }),
+        1 => (sel.clone(), sel.clone()).prop_map(|(rel, object)| Op::Clear { rel, object }),
         1 => Just(Op::Flush),
+        2 => (sel, proptest::option::weighted(0.9, any::<u16>()))
+            .prop_map(|(object, name)| Op::SetName { object, name }),
     ]
 }
 
@@ -158,6 +174,23 @@ impl Harness {
         self.steps += 1;
         let (expected, actual): (Result<Outcome, Refusal>, Result<Outcome, GraphError>) = match *op {
             Op::Flush => return Ok(()),
+            Op::SetName { object, name } => {
+                if self.keys.is_empty() {
+                    return Ok(());
+                }
+                let object = object % self.keys.len();
+                let key = self.keys[object];
+                let value = Op::name_value(name);
+                let actual = match self.graph.entity_of(key) {
+                    Ok(entity) => {
+                        let column =
+                            self.schema.entity_column(entity, "name").expect("family tables have a name");
+                        self.graph.set_value(key, column, value.clone()).map(|_| Outcome::Done)
+                    }
+                    Err(e) => Err(e),
+                };
+                (self.model.set_name(object, value), actual)
+            }
             Op::Insert { entity } => {
                 let count = self.schema.entities().len();
                 let entity = self.schema.entity_ids().nth(entity % count).expect("index below count");
@@ -378,7 +411,11 @@ impl Reader<'_> {
     }
 
     fn op(&mut self) -> Option<Op> {
-        Some(match self.byte()? % 8 {
+        Some(match self.byte()? % 9 {
+            8 => {
+                let (object, name) = (self.sel()?, self.sel()?);
+                Op::SetName { object, name: (name % 7 != 0).then_some(name as u16) }
+            }
             7 => Op::Flush,
             0 => Op::Insert { entity: self.sel()? },
             1 => Op::Remove { object: self.sel()? },

@@ -75,6 +75,26 @@ impl SessionHarness {
         };
         let (model_ok, session): (bool, Result<(), String>) = match *op {
             Op::Flush => return self.flush_and_check(),
+            Op::SetName { object, name } => {
+                if self.keys.is_empty() {
+                    return Ok(());
+                }
+                let object = object % self.keys.len();
+                let key = self.keys[object];
+                let value = Op::name_value(name);
+                let session = match self.session.graph().entity_of(key) {
+                    Ok(entity) => {
+                        let column =
+                            self.schema.entity_column(entity, "name").expect("family tables have a name");
+                        self.session
+                            .set_value(key, column, value.clone())
+                            .map(drop)
+                            .map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                (self.model.set_name(object, value).is_ok(), session)
+            }
             Op::Insert { entity } => {
                 let count = self.schema.entities().len();
                 let entity = self.schema.entity_ids().nth(entity % count).expect("below count");
@@ -205,6 +225,7 @@ impl SessionHarness {
             let def = self.schema.table(table);
             let mut row = vec![Value::Null; def.columns.len()];
             row[0] = Value::Integer(pks[&number]);
+            row[1] = self.model.name(number).map_or(Value::Null, Value::from);
             for link in self.schema.link_ids() {
                 let LinkKind::ForeignKey(fk) = self.schema.link(link).kind else { continue };
                 let fk = self.schema.foreign_key(fk);
