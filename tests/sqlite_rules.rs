@@ -236,3 +236,39 @@ fn the_dry_run_lists_operations_and_reasons_without_sending() {
     // The same plan twice: deterministic.
     assert_eq!(db.session.plan().unwrap().to_string(), text);
 }
+
+#[test]
+fn two_objects_claiming_one_key_fail_before_any_sql() {
+    let mut db = Db::new(relgraph_testkit::workloads::schema(), "dupkey");
+    let parent = db.schema.entity_id("Parent").unwrap();
+    let id = db.schema.entity_column(parent, "id").unwrap();
+    let with_id = |db: &mut Db, i: i64| {
+        let p = db.session.new_with(parent, [(id, Value::from(i))]).unwrap();
+        db.session.add(p).unwrap();
+        p
+    };
+    // Two new objects with one key.
+    let (a, b) = (with_id(&mut db, 1), with_id(&mut db, 1));
+    db.statements();
+    let err = db.session.flush().unwrap_err();
+    assert!(matches!(err, FlushError::DuplicateKey { .. }), "{err}");
+    assert!(db.statements().is_empty());
+    db.session.delete(b).unwrap();
+    db.session.flush().unwrap();
+    // A new object with the key of a live persisted one.
+    let c = with_id(&mut db, 1);
+    let err = db.session.flush().unwrap_err();
+    assert_eq!(err.to_string(), "Parent(id=1) and Parent(id=1) have the same primary key in table 'parent'");
+    db.session.delete(c).unwrap();
+    // After a delete, one new object takes the key (an UPDATE); a second one is a duplicate of it.
+    db.session.delete(a).unwrap();
+    let (d, e) = (with_id(&mut db, 1), with_id(&mut db, 1));
+    let err = db.session.flush().unwrap_err();
+    let FlushError::DuplicateKey { first, second, .. } = &err else { panic!("{err}") };
+    assert_eq!((first.as_str(), second.as_str()), ("Parent(id=1)", "Parent(id=1)"));
+    assert_eq!(db.session.state(d), State::Pending, "nothing pending was lost");
+    db.session.delete(e).unwrap();
+    db.session.flush().unwrap();
+    assert_eq!(db.session.state(d), State::Persistent);
+    assert_eq!(db.query("SELECT count(*) FROM parent"), ["1"]);
+}

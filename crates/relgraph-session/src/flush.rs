@@ -17,8 +17,8 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::fmt::Write as _;
 
 use relgraph_core::{
-    Cascade, Cell, ColumnId, End, EntityId, ForeignKeyId, LinkId, LinkKind, PassiveDeletes, RelationshipId,
-    Row, RowOp, TableId, Value,
+    Cascade, Cell, ColumnId, End, ForeignKeyId, LinkId, LinkKind, PassiveDeletes, RelationshipId, Row, RowOp,
+    TableId, Value,
 };
 use relgraph_graph::ObjectKey;
 use slotmap::SecondaryMap;
@@ -111,12 +111,12 @@ struct Work {
     insert_node: SecondaryMap<ObjectKey, u32>,
     /// Object to its DELETE node.
     delete_node: SecondaryMap<ObjectKey, u32>,
-    inserted: Vec<ObjectKey>,
-    updated: Vec<ObjectKey>,
+    /// Objects whose rows go: deleted ones, and those whose key a new object takes.
     deleted: Vec<ObjectKey>,
+    /// Pending objects that lost their parent under delete-orphan: never inserted.
     dropped: Vec<ObjectKey>,
+    /// Transient objects the save-update cascade brought in.
     cascaded: Vec<ObjectKey>,
-    rekeyed: Vec<(ObjectKey, ObjectKey)>,
 }
 
 impl Work {
@@ -161,9 +161,12 @@ impl Session {
         let mut work = self.collect()?;
         let order = self.order(&mut work)?;
         if order.is_empty() {
+            // Nothing to send, but the session's record may still move: a
+            // re-key whose row did not change, pending orphans never inserted.
+            self.committed(work, &[], &[], &[]);
             return Ok(FlushStats::default());
         }
-        let (ops, position) = Self::sequence(&mut work, &order);
+        let (ops, _) = Self::sequence(&mut work, &order);
         let fail = |operation: String, source| FlushError::Store { operation, source };
         self.store.begin().map_err(|e| fail("begin".into(), e))?;
         let keys = match self.store.apply(&self.schema, &ops) {
@@ -184,7 +187,7 @@ impl Session {
             return Err(fail("commit".into(), e));
         }
         let stats = Self::stats(&ops, &work, &order);
-        self.committed(work, &ops, &order, &keys, &position);
+        self.committed(work, &ops, &order, &keys);
         Ok(stats)
     }
 
@@ -298,11 +301,6 @@ impl Session {
 
     fn effective(&self, key: ObjectKey, cascaded: &HashSet<ObjectKey>) -> State {
         if cascaded.contains(&key) { State::Pending } else { self.state(key) }
-    }
-
-    /// Foreign-key links whose source end is `entity` (the row holds the key).
-    fn fk_links(&self, entity: EntityId) -> Vec<(LinkId, ForeignKeyId)> {
-        self.fk_links[entity.index()].to_vec()
     }
 
     /// Records that the store now holds `o`'s row: the values written to
@@ -603,7 +601,6 @@ impl Session {
             pending.iter().chain(work.cascaded.iter()).copied().filter(|k| !dropped.contains(k)).collect();
         new_objects.sort_by_key(|&k| self.seq(k));
         work.nodes.reserve(new_objects.len());
-        work.inserted.reserve(new_objects.len());
         // Nodes first, rows in the pass below: a child can then refer to its
         // parent's INSERT whichever of the two comes first.
         for &o in &new_objects {
@@ -611,8 +608,9 @@ impl Session {
             let table = self.schema.entity(entity).table;
             let node = work.push(RowOp::Insert { table, row: Box::new([]) }, Reason::Insert(o), Kind::Insert);
             work.insert_node.insert(o, node);
-            work.inserted.push(o);
         }
+        // Objects whose key a new object takes (rule 20): their rows stay, as the new object's.
+        let mut retired: HashSet<ObjectKey> = HashSet::default();
         let mut seen_keys: Vec<crate::identity::IdentityMap> =
             (0..self.schema.tables().len()).map(|_| crate::identity::IdentityMap::default()).collect();
         for &o in &new_objects {
@@ -685,9 +683,11 @@ impl Session {
                     // The insert node stays empty: the update stands for it.
                     work.nodes[node as usize].kind = Kind::Update;
                     work.edge(node, delete, Dep::Must);
-                    work.rekeyed.push((o, old));
                     doomed.remove(&old);
+                    retired.insert(old);
                     work.deleted.push(old);
+                    // A third object claiming this key is a duplicate of `o`.
+                    seen_keys[table.index()].insert(pk, o);
                     continue;
                 }
                 seen_keys[table.index()].insert(pk, o);
@@ -697,10 +697,10 @@ impl Session {
 
         // 3c. Updates of persistent objects: changed columns, foreign keys from links.
         let mut candidates: Vec<ObjectKey> = self
-            .tracked
+            .written
             .iter()
-            .filter(|(_, t)| t.state == State::Persistent && t.dirty)
-            .map(|(k, _)| k)
+            .copied()
+            .filter(|&k| self.tracked.get(k).is_some_and(|t| t.state == State::Persistent && t.dirty))
             .collect();
         for &(link, s, _) in self.net.keys() {
             if matches!(self.schema.link(link).kind, LinkKind::ForeignKey(_))
@@ -721,7 +721,7 @@ impl Session {
             let committed = self.stored(o).expect("persistent");
             let mut cells: Vec<Cell> = self.graph.row(o)?.iter().map(v).collect();
             // Unloaded foreign keys keep what the store has.
-            for (link, fk) in self.fk_links(entity) {
+            for &(link, fk) in self.fk_links[entity.index()].iter() {
                 for &c in &self.schema.foreign_key(fk).columns {
                     cells[c as usize] = v(&committed[c as usize]);
                 }
@@ -749,7 +749,7 @@ impl Session {
             }
             let pk = &self.schema.table(table).primary_key;
             // Moving a foreign key away from a deleted row must happen before its DELETE.
-            for (_, fk) in self.fk_links(entity) {
+            for &(_, fk) in self.fk_links[entity.index()].iter() {
                 if let Some(old) = self.committed_target(o, fk) {
                     if let Some(&delete) = work.delete_node.get(old) {
                         work.edge(node, delete, Dep::Must);
@@ -763,7 +763,6 @@ impl Session {
                 columns: columns.into(),
                 values: values.into(),
             };
-            work.updated.push(o);
         }
 
         // A deleted child goes before its deleted parent.
@@ -772,7 +771,7 @@ impl Session {
                 continue;
             };
             let entity = self.graph.entity_of(d)?;
-            for (_, fk) in self.fk_links(entity) {
+            for &(_, fk) in self.fk_links[entity.index()].iter() {
                 if let Some(parent) = self.committed_target(d, fk) {
                     if let Some(&parent_node) = work.delete_node.get(parent) {
                         // In a cycle of deletes, the child's key can be nulled first instead.
@@ -797,7 +796,7 @@ impl Session {
             let LinkKind::Secondary { table, foreign_keys } = self.schema.link(link).kind else {
                 continue;
             };
-            let gone = |k: &ObjectKey| doomed.contains(k) || dropped.contains(k) || work.deleted.contains(k);
+            let gone = |k: &ObjectKey| doomed.contains(k) || dropped.contains(k) || retired.contains(k);
             if n > 0 {
                 if gone(&s) || gone(&t) || !in_uow(self, s) || !in_uow(self, t) {
                     continue;
@@ -1205,14 +1204,7 @@ impl Session {
 
     /// After the store committed: the session's record moves to the flushed
     /// state, read from the operations as they ran.
-    fn committed(
-        &mut self,
-        work: Work,
-        ops: &[RowOp],
-        order: &[u32],
-        keys: &[Option<i64>],
-        position: &[u32],
-    ) {
+    fn committed(&mut self, work: Work, ops: &[RowOp], order: &[u32], keys: &[Option<i64>]) {
         let resolve = |cell: &Cell| -> Value {
             match cell {
                 Cell::Value(v) => v.clone(),
@@ -1221,7 +1213,6 @@ impl Session {
                 }
             }
         };
-        let _ = position;
         self.graph.set_journaling(false);
         for (p, (&node, op)) in order.iter().zip(ops).enumerate() {
             match (work.nodes[node as usize].reason, op) {
@@ -1246,36 +1237,33 @@ impl Session {
                     }
                     self.record(o, columns, &mut values.iter().map(&resolve));
                 }
-                (Reason::Rekey { new, old }, RowOp::Update { .. }) => {
-                    // The new object's row is in the graph already; the old one is gone.
-                    self.record(new, &[], &mut std::iter::empty());
-                    if let Some(t) = self.tracked.get_mut(old) {
-                        t.persisted = false;
-                    }
-                }
                 _ => {}
             }
         }
-        for (new, old) in &work.rekeyed {
-            if let Some(t) = self.tracked.get_mut(*old) {
-                t.state = State::Detached;
+        // A re-key (rule 20) holds even when its UPDATE had no column to
+        // change and so never ran: the new object's row is in the graph, the
+        // old object's row is now the new one's.
+        for node in &work.nodes {
+            if let Reason::Rekey { new, old } = node.reason {
+                self.record(new, &[], &mut std::iter::empty());
+                if let Some(t) = self.tracked.get_mut(old) {
+                    t.persisted = false;
+                }
             }
-            let _ = (new, old);
         }
         for &d in &work.deleted {
-            let row: Option<Row> = self.stored(d).map(Row::from);
+            let entity = self.graph.entity_of(d).expect("deleted objects are live until now");
+            let table = self.schema.entity(entity).table;
+            // A re-keyed object is no longer persisted, and the identity map holds its successor.
+            if let Some(pk) = self.stored(d).map(|row| self.pk_of_row(table, row)) {
+                if self.identity[table.index()].get(&pk) == Some(d) {
+                    self.identity[table.index()].remove(&pk);
+                }
+            }
             if let Some(t) = self.tracked.get_mut(d) {
                 t.state = State::Detached;
                 t.persisted = false;
                 t.snapshot = None;
-            }
-            if let Some(row) = row {
-                let entity = self.graph.entity_of(d).expect("deleted objects are live until now");
-                let table = self.schema.entity(entity).table;
-                let pk = self.pk_of_row(table, &row);
-                if self.identity[table.index()].get(&pk) == Some(d) {
-                    self.identity[table.index()].remove(&pk);
-                }
             }
             // The deleted object leaves every collection and scalar now that the flush committed (rule 18).
             let _ = self.graph.remove(d);
@@ -1286,9 +1274,11 @@ impl Session {
             }
         }
         // Every stored row now equals its graph row, written columns included.
-        for t in self.tracked.values_mut() {
-            t.dirty = false;
-            t.snapshot = None;
+        for key in std::mem::take(&mut self.written) {
+            if let Some(t) = self.tracked.get_mut(key) {
+                t.dirty = false;
+                t.snapshot = None;
+            }
         }
         self.net.clear();
         self.graph.take_journal();

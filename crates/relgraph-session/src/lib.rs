@@ -102,6 +102,9 @@ pub struct Session {
     identity: Box<[identity::IdentityMap]>,
     /// Net link changes since the last flush: +1 added, -1 removed.
     net: HashMap<(LinkId, ObjectKey, ObjectKey), i8>,
+    /// Objects with a column written since the last flush, so a flush looks
+    /// at them rather than at every tracked object.
+    written: Vec<ObjectKey>,
     next_seq: u64,
     /// Per entity, the foreign-key links whose source end it is (its row holds the key).
     fk_links: FkLinks,
@@ -167,6 +170,7 @@ impl Session {
             tracked: SecondaryMap::new(),
             identity: tables.into_iter().map(|()| identity::IdentityMap::default()).collect(),
             net: HashMap::default(),
+            written: Vec::new(),
             next_seq: 0,
         })
     }
@@ -361,8 +365,8 @@ impl Session {
     ) -> Result<Value, SessionError> {
         self.refuse_deleted(&[key])?;
         let value = value.into();
-        // Check before the snapshot is taken, so a refused write costs nothing.
-        let current = self.graph.value(key, column)?.clone();
+        // A stale key or a foreign column is refused before a snapshot is taken.
+        self.graph.value(key, column)?;
         if let Some(t) = self.tracked.get_mut(key) {
             if t.persisted && t.snapshot.is_none() {
                 t.snapshot = Some(self.graph.row(key)?.into());
@@ -379,9 +383,11 @@ impl Session {
                 return Err(e.into());
             }
         };
-        debug_assert_eq!(old, current);
         if let Some(t) = self.tracked.get_mut(key) {
-            t.dirty = true;
+            if !t.dirty {
+                t.dirty = true;
+                self.written.push(key);
+            }
         }
         Ok(old)
     }
@@ -551,6 +557,7 @@ impl Session {
         }
         self.graph.take_journal();
         self.graph.set_journaling(true);
+        self.written.clear();
         let keys: Vec<ObjectKey> = self.tracked.keys().collect();
         for key in keys {
             let t = &mut self.tracked[key];
