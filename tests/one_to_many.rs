@@ -114,3 +114,21 @@ fn wrong_entity_null_and_scalar_misuse_are_refused() {
     assert!(matches!(fx.graph.set(p, children, Some(c)), Err(GraphError::NotAScalar { .. })));
     assert_eq!(fx.graph.link_count(), 0, "refused operations change nothing");
 }
+
+#[test]
+fn the_journal_records_every_link_change_including_displacements() {
+    let mut fx = Fx::new(one_to_many(Sides::BackPopulates).unwrap());
+    let (p1, p2, c) = (fx.new_obj("Parent"), fx.new_obj("Parent"), fx.new_obj("Child"));
+    let children = fx.rel("Parent.children");
+    fx.graph.append(p1, children, c).unwrap();
+    assert!(fx.graph.take_journal().is_empty(), "nothing is recorded while the journal is off");
+    fx.graph.set_journaling(true);
+    fx.graph.append(p2, children, c).unwrap(); // displaces the link to p1
+    let link = fx.schema.relationship(children).link;
+    let changes: Vec<_> =
+        fx.graph.drain_journal().map(|ch| (ch.link, ch.source, ch.target, ch.added)).collect();
+    assert_eq!(changes, [(link, c, p1, false), (link, c, p2, true)]);
+    assert_eq!(fx.graph.drain_journal().count(), 0, "draining empties it");
+    fx.graph.remove(p2).unwrap();
+    assert_eq!(fx.graph.take_journal().len(), 1, "removing an object records its links going");
+}

@@ -297,6 +297,12 @@ impl Graph {
         std::mem::take(&mut self.journal)
     }
 
+    /// As [`Graph::take_journal`], but keeps the journal's buffer, so that a
+    /// caller draining it after every edit does not allocate each time.
+    pub fn drain_journal(&mut self) -> std::vec::Drain<'_, LinkChange> {
+        self.journal.drain(..)
+    }
+
     /// Writes a column value without the foreign-key check of
     /// [`Graph::set_value`]: for the session, which writes foreign-key
     /// columns from links after a flush and from rows when loading. The type

@@ -344,7 +344,7 @@ impl Session {
 
     /// Folds the graph's journal into the net link changes.
     fn absorb_journal(&mut self) {
-        for LinkChange { link, source, target, added } in self.graph.take_journal() {
+        for LinkChange { link, source, target, added } in self.graph.drain_journal() {
             let entry = self.net.entry((link, source, target)).or_insert(0);
             *entry += if added { 1 } else { -1 };
             if *entry == 0 {
@@ -408,20 +408,20 @@ impl Session {
         rel: RelationshipId,
         others: &[ObjectKey],
     ) -> Result<(), SessionError> {
-        let mut all = vec![key];
-        all.extend_from_slice(others);
-        self.refuse_deleted(&all)?;
-        let def = self.schema.relationship(rel).clone();
-        self.ensure_loaded(key, def.link, def.end)?;
+        self.refuse_deleted(&[key])?;
+        self.refuse_deleted(others)?;
+        let def = self.schema.relationship(rel);
+        let (link, end, target, uselist) = (def.link, def.end, def.target, def.uselist);
+        self.ensure_loaded(key, link, end)?;
         for &other in others {
-            if self.graph.entity_of(other)? == def.target {
-                self.ensure_loaded(other, def.link, def.end.opposite())?;
+            if self.graph.entity_of(other)? == target {
+                self.ensure_loaded(other, link, end.opposite())?;
             }
         }
         // Members displaced from `key`'s scalar side lose a link too: their side must be loaded.
-        if !def.uselist {
-            if let Some(held) = self.graph.link_members(key, def.link, def.end)?.next() {
-                self.ensure_loaded(held, def.link, def.end.opposite())?;
+        if !uselist {
+            if let Some(held) = self.graph.link_members(key, link, end)?.next() {
+                self.ensure_loaded(held, link, end.opposite())?;
             }
         }
         Ok(())
@@ -444,11 +444,12 @@ impl Session {
 
     /// Loads the members `key.rel` holds now, so that unlinking them merges with the store.
     fn load_current_members(&mut self, key: ObjectKey, rel: RelationshipId) -> Result<(), SessionError> {
-        let def = self.schema.relationship(rel).clone();
-        self.ensure_loaded(key, def.link, def.end)?;
+        let def = self.schema.relationship(rel);
+        let (link, end) = (def.link, def.end);
+        self.ensure_loaded(key, link, end)?;
         let old: Vec<ObjectKey> = self.graph.members(key, rel)?.collect();
         for o in old {
-            self.ensure_loaded(o, def.link, def.end.opposite())?;
+            self.ensure_loaded(o, link, end.opposite())?;
         }
         Ok(())
     }
