@@ -558,24 +558,21 @@ impl Session {
         }
         self.graph.take_journal();
         self.graph.set_journaling(true);
-        self.written.clear();
-        let keys: Vec<ObjectKey> = self.tracked.keys().collect();
-        for key in keys {
-            let t = &mut self.tracked[key];
+        // Written values go back to the stored row (only written objects have a snapshot).
+        for key in std::mem::take(&mut self.written) {
+            let Some(t) = self.tracked.get_mut(key) else { continue };
+            t.dirty = false;
+            let (Some(row), Ok(entity)) = (t.snapshot.take(), self.graph.entity_of(key)) else { continue };
+            let table = self.schema.entity(entity).table;
+            for (i, v) in row.iter().enumerate() {
+                let _ = self.graph.set_derived_value(key, ColumnId { table, index: i as u32 }, v.clone());
+            }
+        }
+        for t in self.tracked.values_mut() {
             match t.state {
                 State::Pending => t.state = State::Transient,
                 State::Deleted => t.state = State::Persistent,
                 _ => {}
-            }
-            if t.dirty {
-                t.dirty = false;
-                if let Some(row) = t.snapshot.take() {
-                    for (i, v) in row.iter().enumerate() {
-                        let entity = self.graph.entity_of(key).expect("tracked");
-                        let column = ColumnId { table: self.schema.entity(entity).table, index: i as u32 };
-                        let _ = self.graph.set_derived_value(key, column, v.clone());
-                    }
-                }
             }
         }
     }
