@@ -8,16 +8,7 @@ use relgraph::petgraph::algo::{has_path_connecting, toposort};
 use relgraph::{Column, Entity, GraphError, Registry, Relationship, Table};
 
 fn adjacency() -> Fx {
-    let mut base = Registry::new();
-    base.entity(
-        Entity::new("Node", "node")
-            .column(Column::integer("id").primary_key())
-            .column(Column::integer("parent_id").foreign_key("node.id"))
-            .relationship("children", Relationship::new("Node").back_populates("parent"))
-            .relationship("parent", Relationship::new("Node").back_populates("children").remote_side(["id"])),
-    )
-    .unwrap();
-    Fx::new(base.configure().unwrap())
+    Fx::new(relgraph_testkit::seed::adjacency_list().unwrap())
 }
 
 #[test]

@@ -49,16 +49,7 @@ fn one_to_one_replacement_frees_the_unique_value_first() {
 
 #[test]
 fn self_referential_rows_insert_parents_first_and_cycles_break() {
-    let mut base = Registry::new();
-    base.entity(
-        Entity::new("Node", "node")
-            .column(Column::integer("id").primary_key())
-            .column(Column::integer("parent_id").foreign_key("node.id"))
-            .relationship("children", Relationship::new("Node").back_populates("parent"))
-            .relationship("parent", Relationship::new("Node").back_populates("children").remote_side(["id"])),
-    )
-    .unwrap();
-    let mut db = Db::new(base.configure().unwrap(), "selfref");
+    let mut db = Db::new(relgraph_testkit::seed::adjacency_list().unwrap(), "selfref");
     let [leaf, mid, root] = std::array::from_fn(|_| db.new_obj("Node"));
     let parent = db.rel("Node.parent");
     db.session.set(leaf, parent, Some(mid)).unwrap();

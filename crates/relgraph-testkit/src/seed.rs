@@ -144,6 +144,31 @@ pub fn one_to_one_backref() -> Result<Arc<Schema>, ConfigError> {
     base.configure()
 }
 
+/// A self-referential adjacency list (DESIGN rule 14): `Node.children` /
+/// `Node.parent`, the foreign key `node.parent_id` on the same table.
+///
+/// ```python
+/// class Node(Base):
+///     id = Column(Integer, primary_key=True)
+///     parent_id = Column(Integer, ForeignKey('node.id'))
+///     children = relationship("Node", back_populates="parent")
+///     parent = relationship("Node", back_populates="children", remote_side=[id])
+/// ```
+///
+/// # Errors
+/// None for this mapping.
+pub fn adjacency_list() -> Result<Arc<Schema>, ConfigError> {
+    let mut base = Registry::new();
+    base.entity(
+        Entity::new("Node", "node")
+            .column(Column::integer("id").primary_key())
+            .column(Column::integer("parent_id").foreign_key("node.id"))
+            .relationship("children", Relationship::new("Node").back_populates("parent"))
+            .relationship("parent", Relationship::new("Node").back_populates("children").remote_side(["id"])),
+    )?;
+    base.configure()
+}
+
 /// Defines the seed's `association` table.
 ///
 /// ```python
