@@ -100,6 +100,77 @@ pub fn pick(by_entity: &[Vec<usize>], count: usize, selector: usize, entity: Ent
     }
 }
 
+/// An operation with its selectors resolved to a relationship and object
+/// numbers (numbers index the objects created so far, removed ones included).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Create an object.
+    Insert(EntityId),
+    /// Remove (delete) an object.
+    Remove(usize),
+    /// `append`.
+    Append(RelationshipId, usize, usize),
+    /// `remove_member`.
+    RemoveMember(RelationshipId, usize, usize),
+    /// `set`.
+    Set(RelationshipId, usize, Option<usize>),
+    /// `replace`.
+    Replace(RelationshipId, usize, Vec<usize>),
+    /// `clear`.
+    Clear(RelationshipId, usize),
+    /// Write the `name` column.
+    SetName(usize, Option<String>),
+    /// Flush.
+    Flush,
+}
+
+/// Resolves `op`'s selectors against `schema` and the objects created so far
+/// (`by_entity`, `count` in all); `None` when it has nothing to act on.
+pub fn resolve(op: &Op, schema: &Schema, by_entity: &[Vec<usize>], count: usize) -> Option<Step> {
+    let rel = |selector: usize| {
+        let n = schema.relationships().len();
+        (n > 0).then(|| schema.relationship_ids().nth(selector % n).expect("index below count"))
+    };
+    let pick = |selector, entity| pick(by_entity, count, selector, entity);
+    Some(match *op {
+        Op::Flush => Step::Flush,
+        Op::Insert { entity } => {
+            let n = schema.entities().len();
+            Step::Insert(schema.entity_ids().nth(entity % n).expect("index below count"))
+        }
+        Op::Remove { object } => Step::Remove((count > 0).then(|| object % count)?),
+        Op::SetName { object, name } => {
+            Step::SetName((count > 0).then(|| object % count)?, Op::name_value(name))
+        }
+        Op::Append { rel: r, object, member } | Op::RemoveMember { rel: r, object, member } => {
+            let r = rel(r)?;
+            let def = schema.relationship(r);
+            let (a, b) = (pick(object, def.entity)?, pick(member, def.target)?);
+            if matches!(op, Op::Append { .. }) { Step::Append(r, a, b) } else { Step::RemoveMember(r, a, b) }
+        }
+        Op::Set { rel: r, object, target } => {
+            let r = rel(r)?;
+            let def = schema.relationship(r);
+            let a = pick(object, def.entity)?;
+            let t = match target {
+                Some(t) => Some(pick(t, def.target)?),
+                None => None,
+            };
+            Step::Set(r, a, t)
+        }
+        Op::Replace { rel: r, object, ref members } => {
+            let r = rel(r)?;
+            let def = schema.relationship(r);
+            let a = pick(object, def.entity)?;
+            Step::Replace(r, a, members.iter().filter_map(|&m| pick(m, def.target)).collect())
+        }
+        Op::Clear { rel: r, object } => {
+            let r = rel(r)?;
+            Step::Clear(r, pick(object, schema.relationship(r).entity)?)
+        }
+    })
+}
+
 /// A strategy over single operations.
 pub fn op() -> impl Strategy<Value = Op> {
     let sel = any::<u16>().prop_map(usize::from);
@@ -150,18 +221,6 @@ impl Harness {
         }
     }
 
-    fn pick(&self, selector: usize, entity: EntityId) -> Option<usize> {
-        pick(&self.by_entity, self.keys.len(), selector, entity)
-    }
-
-    fn rel(&self, selector: usize) -> Option<(usize, RelationshipId)> {
-        let count = self.schema.relationships().len();
-        (count > 0).then(|| {
-            let index = selector % count;
-            (index, self.schema.relationship_ids().nth(index).expect("index below count"))
-        })
-    }
-
     fn number(&self, key: ObjectKey) -> usize {
         self.numbers[&key]
     }
@@ -172,106 +231,49 @@ impl Harness {
     /// A description of the first disagreement.
     pub fn apply(&mut self, op: &Op) -> Result<(), String> {
         self.steps += 1;
-        let (expected, actual): (Result<Outcome, Refusal>, Result<Outcome, GraphError>) = match *op {
-            Op::Flush => return Ok(()),
-            Op::SetName { object, name } => {
-                if self.keys.is_empty() {
-                    return Ok(());
-                }
-                let object = object % self.keys.len();
-                let key = self.keys[object];
-                let value = Op::name_value(name);
-                let actual = match self.graph.entity_of(key) {
-                    Ok(entity) => {
-                        let column =
-                            self.schema.entity_column(entity, "name").expect("family tables have a name");
-                        self.graph.set_value(key, column, value.clone()).map(|_| Outcome::Done)
-                    }
-                    Err(e) => Err(e),
-                };
-                (self.model.set_name(object, value), actual)
-            }
-            Op::Insert { entity } => {
-                let count = self.schema.entities().len();
-                let entity = self.schema.entity_ids().nth(entity % count).expect("index below count");
+        let Some(step) = resolve(op, &self.schema, &self.by_entity, self.keys.len()) else { return Ok(()) };
+        let key = |n: usize| self.keys[n];
+        let (expected, actual): (Result<Outcome, Refusal>, Result<Outcome, GraphError>) = match step {
+            Step::Flush => return Ok(()),
+            Step::Insert(entity) => {
                 let number = self.model.insert(entity);
-                let key = self.graph.insert(entity);
-                self.keys.push(key);
-                self.numbers.insert(key, number);
+                let k = self.graph.insert(entity);
+                self.keys.push(k);
+                self.numbers.insert(k, number);
                 self.by_entity[entity.index()].push(number);
-                (Ok(Outcome::Done), Ok(Outcome::Done))
+                return Ok(());
             }
-            Op::Remove { object } => {
-                if self.keys.is_empty() {
-                    return Ok(());
-                }
-                let object = object % self.keys.len();
-                (self.model.remove(object), self.graph.remove(self.keys[object]).map(|_| Outcome::Done))
+            Step::Remove(o) => (self.model.remove(o), self.graph.remove(key(o)).map(|_| Outcome::Done)),
+            Step::SetName(o, value) => {
+                let actual = self.graph.entity_of(key(o)).and_then(|entity| {
+                    let column =
+                        self.schema.entity_column(entity, "name").expect("family tables have a name");
+                    self.graph.set_value(key(o), column, value.clone()).map(|_| Outcome::Done)
+                });
+                (self.model.set_name(o, value), actual)
             }
-            Op::Append { rel, object, member } | Op::RemoveMember { rel, object, member } => {
-                let Some((index, rel)) = self.rel(rel) else {
-                    return Ok(());
-                };
-                let def = self.schema.relationship(rel);
-                let (Some(a), Some(b)) = (self.pick(object, def.entity), self.pick(member, def.target))
-                else {
-                    return Ok(());
-                };
-                let (ka, kb) = (self.keys[a], self.keys[b]);
-                if matches!(op, Op::Append { .. }) {
-                    (self.model.append(index, a, b), self.graph.append(ka, rel, kb).map(Outcome::Changed))
-                } else {
-                    (
-                        self.model.remove_member(index, a, b),
-                        self.graph.remove_member(ka, rel, kb).map(Outcome::Changed),
-                    )
-                }
+            Step::Append(rel, a, b) => (
+                self.model.append(rel.index(), a, b),
+                self.graph.append(key(a), rel, key(b)).map(Outcome::Changed),
+            ),
+            Step::RemoveMember(rel, a, b) => (
+                self.model.remove_member(rel.index(), a, b),
+                self.graph.remove_member(key(a), rel, key(b)).map(Outcome::Changed),
+            ),
+            Step::Set(rel, a, t) => {
+                let actual = self.graph.set(key(a), rel, t.map(key));
+                let actual = actual.map(|p| Outcome::Previous(p.map(|k| self.number(k))));
+                (self.model.set(rel.index(), a, t), actual)
             }
-            Op::Set { rel, object, target } => {
-                let Some((index, rel)) = self.rel(rel) else {
-                    return Ok(());
-                };
-                let def = self.schema.relationship(rel);
-                let Some(a) = self.pick(object, def.entity) else {
-                    return Ok(());
-                };
-                let t = match target {
-                    Some(t) => match self.pick(t, def.target) {
-                        Some(t) => Some(t),
-                        None => return Ok(()),
-                    },
-                    None => None,
-                };
-                let actual = self
-                    .graph
-                    .set(self.keys[a], rel, t.map(|t| self.keys[t]))
-                    .map(|p| Outcome::Previous(p.map(|k| self.number(k))));
-                (self.model.set(index, a, t), actual)
-            }
-            Op::Replace { rel, object, ref members } => {
-                let Some((index, rel)) = self.rel(rel) else {
-                    return Ok(());
-                };
-                let def = self.schema.relationship(rel);
-                let Some(a) = self.pick(object, def.entity) else {
-                    return Ok(());
-                };
-                let members: Vec<usize> = members.iter().filter_map(|&m| self.pick(m, def.target)).collect();
-                let keys: Vec<ObjectKey> = members.iter().map(|&m| self.keys[m]).collect();
+            Step::Replace(rel, a, members) => {
+                let keys: Vec<ObjectKey> = members.iter().map(|&m| key(m)).collect();
                 (
-                    self.model.replace(index, a, &members),
-                    self.graph.replace(self.keys[a], rel, &keys).map(|()| Outcome::Done),
+                    self.model.replace(rel.index(), a, &members),
+                    self.graph.replace(key(a), rel, &keys).map(|()| Outcome::Done),
                 )
             }
-            Op::Clear { rel, object } => {
-                let Some((index, rel)) = self.rel(rel) else {
-                    return Ok(());
-                };
-                let def = self.schema.relationship(rel);
-                let Some(a) = self.pick(object, def.entity) else {
-                    return Ok(());
-                };
-                (self.model.clear(index, a), self.graph.clear(self.keys[a], rel).map(Outcome::Count))
+            Step::Clear(rel, a) => {
+                (self.model.clear(rel.index(), a), self.graph.clear(key(a), rel).map(Outcome::Count))
             }
         };
         let actual = actual.map_err(|e| refusal_of(&e));

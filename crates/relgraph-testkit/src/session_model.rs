@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use relgraph_core::{LinkKind, Row, Schema, Store, Value};
 use relgraph_graph::ObjectKey;
-use relgraph_session::Session;
+use relgraph_session::{Session, SessionError};
 
 use crate::memory_store::compare_rows;
 use crate::model::Model;
-use crate::ops::{Op, check_graph};
+use crate::ops::{Op, Step, check_graph, resolve};
 
 /// A session and the model side by side. `reopen` gives a new store over
 /// the same database, for the fresh-session check.
@@ -57,128 +57,65 @@ impl SessionHarness {
         }
     }
 
-    fn pick(&self, selector: usize, entity: relgraph_core::EntityId) -> Option<usize> {
-        crate::ops::pick(&self.by_entity, self.keys.len(), selector, entity)
-    }
-
-    /// Applies one operation to both.
+    /// Applies one operation to both. Between flushes only success or
+    /// refusal is compared (see the module doc).
     ///
     /// # Errors
     /// A description of the first disagreement.
     pub fn apply(&mut self, op: &Op) -> Result<(), String> {
         self.steps += 1;
-        let step = self.steps;
-        let rel_of = |s: &Self, sel: usize| {
-            let count = s.schema.relationships().len();
-            let index = sel % count;
-            (index, s.schema.relationship_ids().nth(index).expect("below count"))
-        };
-        let (model_ok, session): (bool, Result<(), String>) = match *op {
-            Op::Flush => return self.flush_and_check(),
-            Op::SetName { object, name } => {
-                if self.keys.is_empty() {
-                    return Ok(());
-                }
-                let object = object % self.keys.len();
-                let key = self.keys[object];
-                let value = Op::name_value(name);
-                let session = match self.session.graph().entity_of(key) {
-                    Ok(entity) => {
-                        let column =
-                            self.schema.entity_column(entity, "name").expect("family tables have a name");
-                        self.session
-                            .set_value(key, column, value.clone())
-                            .map(drop)
-                            .map_err(|e| e.to_string())
-                    }
-                    Err(e) => Err(e.to_string()),
-                };
-                (self.model.set_name(object, value).is_ok(), session)
-            }
-            Op::Insert { entity } => {
-                let count = self.schema.entities().len();
-                let entity = self.schema.entity_ids().nth(entity % count).expect("below count");
+        let Some(step) = resolve(op, &self.schema, &self.by_entity, self.keys.len()) else { return Ok(()) };
+        let key = |n: usize| self.keys[n];
+        let text = |e: SessionError| e.to_string();
+        let (model_ok, session): (bool, Result<(), String>) = match step {
+            Step::Flush => return self.flush_and_check(),
+            Step::Insert(entity) => {
                 let number = self.model.insert(entity);
-                let key = self.session.new_object(entity);
-                self.session.add(key).map_err(|e| e.to_string())?;
-                self.keys.push(key);
-                self.numbers.insert(key, number);
+                let k = self.session.new_object(entity);
+                self.session.add(k).map_err(text)?;
+                self.keys.push(k);
+                self.numbers.insert(k, number);
                 self.by_entity[entity.index()].push(number);
                 return Ok(());
             }
-            Op::Remove { object } => {
-                if self.keys.is_empty() {
-                    return Ok(());
-                }
-                let object = object % self.keys.len();
-                (
-                    self.model.remove(object).is_ok(),
-                    self.session.delete(self.keys[object]).map_err(|e| e.to_string()),
-                )
-            }
-            Op::Append { rel, object, member } | Op::RemoveMember { rel, object, member } => {
-                let (index, rel) = rel_of(self, rel);
-                let def = self.schema.relationship(rel);
-                let (Some(a), Some(b)) = (self.pick(object, def.entity), self.pick(member, def.target))
-                else {
-                    return Ok(());
+            Step::Remove(o) => (self.model.remove(o).is_ok(), self.session.delete(key(o)).map_err(text)),
+            Step::SetName(o, value) => {
+                let session = match self.session.graph().entity_of(key(o)) {
+                    Ok(entity) => {
+                        let column =
+                            self.schema.entity_column(entity, "name").expect("family tables have a name");
+                        self.session.set_value(key(o), column, value.clone()).map(drop).map_err(text)
+                    }
+                    Err(e) => Err(e.to_string()),
                 };
-                let (ka, kb) = (self.keys[a], self.keys[b]);
-                if matches!(op, Op::Append { .. }) {
-                    (
-                        self.model.append(index, a, b).is_ok(),
-                        self.session.append(ka, rel, kb).map(drop).map_err(|e| e.to_string()),
-                    )
-                } else {
-                    (
-                        self.model.remove_member(index, a, b).is_ok(),
-                        self.session.remove_member(ka, rel, kb).map(drop).map_err(|e| e.to_string()),
-                    )
-                }
+                (self.model.set_name(o, value).is_ok(), session)
             }
-            Op::Set { rel, object, target } => {
-                let (index, rel) = rel_of(self, rel);
-                let def = self.schema.relationship(rel);
-                let Some(a) = self.pick(object, def.entity) else { return Ok(()) };
-                let t = match target {
-                    Some(t) => match self.pick(t, def.target) {
-                        Some(t) => Some(t),
-                        None => return Ok(()),
-                    },
-                    None => None,
-                };
-                let key = self.keys[a];
-                let tk = t.map(|t| self.keys[t]);
+            Step::Append(rel, a, b) => (
+                self.model.append(rel.index(), a, b).is_ok(),
+                self.session.append(key(a), rel, key(b)).map(drop).map_err(text),
+            ),
+            Step::RemoveMember(rel, a, b) => (
+                self.model.remove_member(rel.index(), a, b).is_ok(),
+                self.session.remove_member(key(a), rel, key(b)).map(drop).map_err(text),
+            ),
+            Step::Set(rel, a, t) => (
+                self.model.set(rel.index(), a, t).is_ok(),
+                self.session.set(key(a), rel, t.map(key)).map(drop).map_err(text),
+            ),
+            Step::Replace(rel, a, members) => {
+                let keys: Vec<ObjectKey> = members.iter().map(|&m| key(m)).collect();
                 (
-                    self.model.set(index, a, t).is_ok(),
-                    self.session.set(key, rel, tk).map(drop).map_err(|e| e.to_string()),
+                    self.model.replace(rel.index(), a, &members).is_ok(),
+                    self.session.replace(key(a), rel, &keys).map_err(text),
                 )
             }
-            Op::Replace { rel, object, ref members } => {
-                let (index, rel) = rel_of(self, rel);
-                let def = self.schema.relationship(rel);
-                let Some(a) = self.pick(object, def.entity) else { return Ok(()) };
-                let members: Vec<usize> = members.iter().filter_map(|&m| self.pick(m, def.target)).collect();
-                let keys: Vec<ObjectKey> = members.iter().map(|&m| self.keys[m]).collect();
-                let key = self.keys[a];
-                (
-                    self.model.replace(index, a, &members).is_ok(),
-                    self.session.replace(key, rel, &keys).map_err(|e| e.to_string()),
-                )
-            }
-            Op::Clear { rel, object } => {
-                let (index, rel) = rel_of(self, rel);
-                let def = self.schema.relationship(rel);
-                let Some(a) = self.pick(object, def.entity) else { return Ok(()) };
-                let key = self.keys[a];
-                (
-                    self.model.clear(index, a).is_ok(),
-                    self.session.clear(key, rel).map(drop).map_err(|e| e.to_string()),
-                )
-            }
+            Step::Clear(rel, a) => (
+                self.model.clear(rel.index(), a).is_ok(),
+                self.session.clear(key(a), rel).map(drop).map_err(text),
+            ),
         };
         if model_ok != session.is_ok() {
-            return Err(format!("step {step}: {op:?}: model ok: {model_ok}, session: {session:?}"));
+            return Err(format!("step {}: {op:?}: model ok: {model_ok}, session: {session:?}", self.steps));
         }
         Ok(())
     }
