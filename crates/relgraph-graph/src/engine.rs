@@ -446,6 +446,18 @@ impl Graph {
         Ok(())
     }
 
+    /// Checks both objects' ends of `link` and finds their edge, if any.
+    fn link_edge(
+        &self,
+        link: LinkId,
+        source: ObjectKey,
+        target: ObjectKey,
+    ) -> Result<Option<EdgeIx>, GraphError> {
+        self.at_end(source, link, End::Source)?;
+        self.at_end(target, link, End::Target)?;
+        Ok(self.find_edge(link, End::Source, source, target))
+    }
+
     /// The objects linked to `key` by `link`, where `key` sits at `end`,
     /// whether or not that end has a named relationship. O(1) to create.
     ///
@@ -468,9 +480,7 @@ impl Graph {
         source: ObjectKey,
         target: ObjectKey,
     ) -> Result<bool, GraphError> {
-        self.at_end(source, link, End::Source)?;
-        self.at_end(target, link, End::Target)?;
-        if self.find_edge(link, End::Source, source, target).is_some() {
+        if self.link_edge(link, source, target)?.is_some() {
             return Ok(false);
         }
         self.link_pair(link, End::Source, source, target);
@@ -487,15 +497,11 @@ impl Graph {
         source: ObjectKey,
         target: ObjectKey,
     ) -> Result<bool, GraphError> {
-        self.at_end(source, link, End::Source)?;
-        self.at_end(target, link, End::Target)?;
-        match self.find_edge(link, End::Source, source, target) {
-            Some(edge) => {
-                self.disconnect(edge);
-                Ok(true)
-            }
-            None => Ok(false),
+        let edge = self.link_edge(link, source, target)?;
+        if let Some(edge) = edge {
+            self.disconnect(edge);
         }
+        Ok(edge.is_some())
     }
 
     /// The target of the scalar `rel` at `key`. O(1).
