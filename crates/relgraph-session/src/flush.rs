@@ -352,15 +352,18 @@ impl Session {
         let mut work = Work::default();
         let mut pending: Vec<ObjectKey> = Vec::new();
         let mut deleted: Vec<ObjectKey> = Vec::new();
-        for (key, t) in &self.tracked {
-            match t.state {
-                State::Pending => pending.push(key),
-                State::Deleted => deleted.push(key),
+        for &key in &self.staged {
+            match self.tracked.get(key).map(|t| t.state) {
+                Some(State::Pending) => pending.push(key),
+                Some(State::Deleted) => deleted.push(key),
                 _ => {}
             }
         }
+        // An object staged twice (added, deleted, added again) counts once.
         pending.sort_by_key(|&k| self.seq(k));
+        pending.dedup();
         deleted.sort_by_key(|&k| self.seq(k));
+        deleted.dedup();
 
         // 1. save-update cascades, from everything that could have gained a link.
         let mut cascaded: HashSet<ObjectKey> = HashSet::default();
@@ -1273,6 +1276,7 @@ impl Session {
                 t.state = State::Transient;
             }
         }
+        self.staged.clear();
         // Every stored row now equals its graph row, written columns included.
         for key in std::mem::take(&mut self.written) {
             if let Some(t) = self.tracked.get_mut(key) {

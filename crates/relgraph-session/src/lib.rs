@@ -105,6 +105,9 @@ pub struct Session {
     /// Objects with a column written since the last flush, so a flush looks
     /// at them rather than at every tracked object.
     written: Vec<ObjectKey>,
+    /// Objects added or deleted since the last flush (their state at flush
+    /// time decides), so a flush need not scan every tracked object.
+    staged: Vec<ObjectKey>,
     next_seq: u64,
     /// Per entity, the foreign-key links whose source end it is (its row holds the key).
     fk_links: FkLinks,
@@ -171,6 +174,7 @@ impl Session {
             identity: tables.into_iter().map(|()| identity::IdentityMap::default()).collect(),
             net: HashMap::default(),
             written: Vec::new(),
+            staged: Vec::new(),
             next_seq: 0,
         })
     }
@@ -280,6 +284,9 @@ impl Session {
             (State::Deleted, _) | (State::Detached, true) => State::Persistent,
             (other, _) => other,
         };
+        if tracked.state == State::Pending {
+            self.staged.push(key);
+        }
         Ok(())
     }
 
@@ -303,7 +310,10 @@ impl Session {
                 self.absorb_journal();
                 return Ok(());
             }
-            State::Persistent => State::Deleted,
+            State::Persistent => {
+                self.staged.push(key);
+                State::Deleted
+            }
             State::Deleted => return Err(SessionError::Deleted { object }),
             State::Transient | State::Detached => return Err(SessionError::NotInSession { object }),
         };
@@ -568,11 +578,13 @@ impl Session {
                 let _ = self.graph.set_derived_value(key, ColumnId { table, index: i as u32 }, v.clone());
             }
         }
-        for t in self.tracked.values_mut() {
-            match t.state {
-                State::Pending => t.state = State::Transient,
-                State::Deleted => t.state = State::Persistent,
-                _ => {}
+        for key in std::mem::take(&mut self.staged) {
+            if let Some(t) = self.tracked.get_mut(key) {
+                match t.state {
+                    State::Pending => t.state = State::Transient,
+                    State::Deleted => t.state = State::Persistent,
+                    _ => {}
+                }
             }
         }
     }
