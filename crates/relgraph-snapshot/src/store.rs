@@ -1,0 +1,924 @@
+//! [`SnapshotStore`]: the base image read in place, an overlay of the rows
+//! changed since, constraint checks through indexes on both, transactions by
+//! undo record, and the file writes (append a batch, or compact).
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use relgraph_core::{
+    Cell, Echo, ErrorKind, OnDelete, Resolved, Row, RowOp, Schema, Store, StoreError, TableId, Value,
+};
+use rkyv::util::AlignedVec;
+use rustc_hash::FxHashMap;
+
+use crate::SnapshotError;
+use crate::describe::{TableDesc, describe};
+use crate::format::{
+    ALIGN, ArchivedCellRec, BatchRec, CellRec, ChangeRec, Frame, HEADER_LEN, Header, access_batch,
+    decode_frame, encode_frame, padded, to_bytes,
+};
+use crate::image::{Base, ValueRef, cmp_keys, write_image};
+
+/// How a [`SnapshotStore`] writes.
+#[derive(Clone, Copy, Debug)]
+pub struct SnapshotOptions {
+    /// Whether each commit and compaction waits for the disk (`fsync`).
+    /// Without it a crash may lose the latest commits, never older ones.
+    pub sync: bool,
+    /// Whether a commit compacts the file once its log outgrows the base
+    /// image (and 1 MiB): the log then never costs more than the image to
+    /// replay at open, and compaction's cost spreads over the flushes that
+    /// grew the log.
+    pub auto_compact: bool,
+}
+
+impl Default for SnapshotOptions {
+    fn default() -> Self {
+        SnapshotOptions { sync: true, auto_compact: true }
+    }
+}
+
+/// What a snapshot file holds, for `relgraph inspect`.
+#[derive(Clone, Debug)]
+pub struct SnapshotInfo {
+    /// The header.
+    pub header: Header,
+    /// Bytes of the file that hold committed data.
+    pub file_len: u64,
+    /// Committed batches in the log.
+    pub batches: u32,
+    /// Bytes of the log.
+    pub log_len: u64,
+    /// Whether a torn append (a crash mid-commit) follows the last batch.
+    pub torn_tail: bool,
+}
+
+/// A row's identity within its table: its position in the base image, or a
+/// number past it for a row inserted since.
+type RowId = u64;
+/// An overlay entry: `Some(row)` for a row inserted or updated since the
+/// image, `None` for a base row deleted since.
+type Entry = Option<Row>;
+
+struct TableState {
+    desc: TableDesc,
+    base_rows: u32,
+    next_row: RowId,
+    indexes: Vec<Vec<u32>>,
+    changed: FxHashMap<RowId, Entry>,
+    /// Per index: key to the overlay rows holding it.
+    overlay: Vec<FxHashMap<Row, Vec<RowId>>>,
+    /// Foreign keys of other tables referencing this one: (table, foreign key position).
+    referenced_by: Vec<(usize, usize)>,
+    max_key: Option<i64>,
+}
+
+/// An opened file: its base image, the overlay replayed from its log, and
+/// where the next append goes.
+struct Db {
+    base: Base,
+    tables: Vec<TableState>,
+    header: Header,
+    /// End of the last committed batch.
+    valid_len: u64,
+    log_len: u64,
+    batches: u32,
+    torn_tail: bool,
+}
+
+struct Tx {
+    undo: FxHashMap<(usize, RowId), Option<Entry>>,
+    next_rows: Vec<RowId>,
+    max_keys: Vec<Option<i64>>,
+}
+
+/// The snapshot store. See the crate docs for an example.
+///
+/// Reads go to the base image in place (binary search over the indexes
+/// stored in the file) and to the overlay of rows changed since; writes go
+/// to the overlay and, at commit, to the end of the file as one checksummed
+/// batch. O(log rows) per row read by key, O(change) per commit.
+pub struct SnapshotStore {
+    path: PathBuf,
+    options: SnapshotOptions,
+    db: Option<Db>,
+    tx: Option<Tx>,
+    echo: Option<Echo>,
+}
+
+impl std::fmt::Debug for SnapshotStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Io { path: path.to_owned(), source }
+}
+
+fn usage(message: &str) -> StoreError {
+    StoreError::new(ErrorKind::Usage, message)
+}
+
+fn key_of(row: &[Value], columns: &[u32]) -> Option<Row> {
+    columns.iter().map(|&c| Some(row[c as usize].clone()).filter(|v| !v.is_null())).collect()
+}
+
+fn archived_value(cell: &ArchivedCellRec) -> Value {
+    ValueRef::from(cell).to_value()
+}
+
+fn resolve(cell: &Cell, keys: &[Option<i64>]) -> Result<Value, StoreError> {
+    Ok(match cell.resolve(keys)? {
+        Resolved::Value(v) => v.clone(),
+        Resolved::Key(k) => Value::Integer(k),
+    })
+}
+
+impl TableState {
+    fn new(desc: TableDesc, base_rows: u32) -> Self {
+        let indexes = desc.index_columns();
+        TableState {
+            base_rows,
+            next_row: RowId::from(base_rows),
+            overlay: vec![FxHashMap::default(); indexes.len()],
+            indexes,
+            changed: FxHashMap::default(),
+            referenced_by: Vec::new(),
+            max_key: None,
+            desc,
+        }
+    }
+
+    fn index_on(&self, columns: &[u32]) -> Option<usize> {
+        self.indexes.iter().position(|ix| ix == columns)
+    }
+
+    /// Replaces the overlay entry of `row` (`None`: no entry, the base row
+    /// shows through), keeping the overlay indexes in step; returns the old one.
+    fn put(&mut self, row: RowId, entry: Option<Entry>) -> Option<Entry> {
+        let old = match entry {
+            Some(entry) => self.changed.insert(row, entry),
+            None => self.changed.remove(&row),
+        };
+        if let Some(Some(old_row)) = &old {
+            for (i, columns) in self.indexes.iter().enumerate() {
+                if let Some(key) = key_of(old_row, columns)
+                    && let Some(rows) = self.overlay[i].get_mut(&key)
+                {
+                    rows.retain(|&r| r != row);
+                    if rows.is_empty() {
+                        self.overlay[i].remove(&key);
+                    }
+                }
+            }
+        }
+        if let Some(Some(new_row)) = self.changed.get(&row) {
+            for (i, columns) in self.indexes.iter().enumerate() {
+                if let Some(key) = key_of(new_row, columns) {
+                    self.overlay[i].entry(key).or_default().push(row);
+                }
+            }
+            if let Some(k) = self.autoincrement_key(new_row) {
+                self.max_key = Some(self.max_key.map_or(k, |m| m.max(k)));
+            }
+        }
+        old
+    }
+
+    fn autoincrement_key(&self, row: &[Value]) -> Option<i64> {
+        match self.desc.primary_key.as_slice() {
+            [pk] if self.desc.columns[*pk as usize].autoincrement => row[*pk as usize].as_i64(),
+            _ => None,
+        }
+    }
+
+    /// Sets `row`'s state: a row, or deleted. A row inserted since the image
+    /// and deleted again leaves no entry.
+    fn set(&mut self, row: RowId, new: Option<Row>) -> Option<Entry> {
+        let entry = match new {
+            Some(r) => Some(Some(r)),
+            None if row < RowId::from(self.base_rows) => Some(None),
+            None => None,
+        };
+        self.put(row, entry)
+    }
+}
+
+impl Db {
+    /// Parses a whole file: header, base image and log.
+    fn parse(file: AlignedVec) -> Result<Db, SnapshotError> {
+        let header = Header::decode(&file)?;
+        let (base, descs) = Base::open(file, &header)?;
+        let mut tables: Vec<TableState> =
+            descs.into_iter().enumerate().map(|(t, desc)| TableState::new(desc, base.rows(t))).collect();
+        for t in 0..tables.len() {
+            for f in 0..tables[t].desc.foreign_keys.len() {
+                let target = tables[t].desc.foreign_keys[f].ref_table;
+                tables[target].referenced_by.push((t, f));
+            }
+        }
+        let mut db = Db { base, tables, header, valid_len: 0, log_len: 0, batches: 0, torn_tail: false };
+        db.replay_log()?;
+        for t in 0..db.tables.len() {
+            db.tables[t].max_key = db.base_max_key(t);
+        }
+        Ok(db)
+    }
+
+    fn replay_log(&mut self) -> Result<(), SnapshotError> {
+        let log_start = HEADER_LEN + padded(self.header.base_len as usize);
+        let mut at = log_start;
+        let mut changes = Vec::new();
+        loop {
+            let bytes = self.base.bytes();
+            match decode_frame(bytes, at, self.batches + 1)? {
+                Frame::End => break,
+                Frame::TornTail => {
+                    self.torn_tail = true;
+                    break;
+                }
+                Frame::Batch { payload, end } => {
+                    // Frames start aligned, so the payload is aligned for rkyv.
+                    debug_assert_eq!(at % ALIGN, 0);
+                    let batch = access_batch(payload, at)?;
+                    for change in batch.changes.iter() {
+                        let table = change.table.to_native() as usize;
+                        let width = self.tables.get(table).map(|t| t.desc.columns.len());
+                        let cells: Option<Row> = change.cells.as_ref().map(|cells| {
+                            cells.iter().map(archived_value).collect::<Vec<_>>().into_boxed_slice()
+                        });
+                        if width.is_none() || cells.as_ref().is_some_and(|c| Some(c.len()) != width) {
+                            return Err(SnapshotError::Corrupt {
+                                offset: at as u64,
+                                what: "a log batch names a missing table or has a row of the wrong width"
+                                    .into(),
+                            });
+                        }
+                        changes.push((table, change.row.to_native(), cells));
+                    }
+                    self.batches += 1;
+                    at = end;
+                }
+            }
+            for (table, row, cells) in changes.drain(..) {
+                let t = &mut self.tables[table];
+                t.next_row = t.next_row.max(row + 1);
+                t.set(row, cells);
+            }
+        }
+        self.valid_len = at as u64;
+        self.log_len = (at - log_start) as u64;
+        Ok(())
+    }
+
+    fn base_max_key(&self, t: usize) -> Option<i64> {
+        let state = &self.tables[t];
+        let overlay = state.max_key;
+        let base = match state.desc.primary_key.as_slice() {
+            // Rows are stored in primary-key order, so the largest key is the last live one.
+            [pk] if state.desc.columns[*pk as usize].autoincrement => (0..state.base_rows)
+                .rev()
+                .find(|r| !state.changed.contains_key(&RowId::from(*r)))
+                .and_then(|r| ValueRef::from(&self.base.row(t, r)[*pk as usize]).to_value().as_i64()),
+            _ => None,
+        };
+        overlay.max(base)
+    }
+
+    /// The current state of a row.
+    fn row(&self, t: usize, row: RowId) -> Option<Row> {
+        match self.tables[t].changed.get(&row) {
+            Some(entry) => entry.clone(),
+            None if row < RowId::from(self.tables[t].base_rows) => {
+                Some(self.base.row(t, row as u32).iter().map(archived_value).collect())
+            }
+            None => None,
+        }
+    }
+
+    /// The live rows of `t` whose `columns` equal `key` (no NULLs in it).
+    fn find(&self, t: usize, columns: &[u32], key: &[Value]) -> Vec<RowId> {
+        let state = &self.tables[t];
+        match state.index_on(columns) {
+            Some(i) => {
+                let mut out: Vec<RowId> = self
+                    .base
+                    .find(t, i, columns, key)
+                    .into_iter()
+                    .map(RowId::from)
+                    .filter(|r| !state.changed.contains_key(r))
+                    .collect();
+                if let Some(rows) = state.overlay[i].get(key) {
+                    out.extend_from_slice(rows);
+                }
+                out
+            }
+            None => self
+                .live_rows(t)
+                .into_iter()
+                .filter(|&r| {
+                    self.row(t, r)
+                        .is_some_and(|row| columns.iter().zip(key).all(|(&c, v)| &row[c as usize] == v))
+                })
+                .collect(),
+        }
+    }
+
+    fn live_rows(&self, t: usize) -> Vec<RowId> {
+        let state = &self.tables[t];
+        (0..RowId::from(state.base_rows))
+            .filter(|r| !state.changed.contains_key(r))
+            .chain(state.changed.iter().filter(|(_, e)| e.is_some()).map(|(&r, _)| r))
+            .collect()
+    }
+
+    fn error(&self, kind: ErrorKind, message: String) -> StoreError {
+        StoreError::new(kind, message)
+    }
+
+    /// NOT NULL, keys and unique constraints of `row`, ignoring `itself`.
+    fn check_row(&self, t: usize, row: &[Value], itself: Option<RowId>) -> Result<(), StoreError> {
+        let desc = &self.tables[t].desc;
+        for (c, column) in desc.columns.iter().enumerate() {
+            if row[c].is_null() && !column.nullable {
+                return Err(self.error(
+                    ErrorKind::NotNull,
+                    format!("NOT NULL constraint failed: {}.{}", desc.name, column.name),
+                ));
+            }
+        }
+        let keys = std::iter::once(&desc.primary_key).filter(|pk| !pk.is_empty()).chain(&desc.uniques);
+        for columns in keys {
+            if let Some(key) = key_of(row, columns)
+                && self.find(t, columns, &key).into_iter().any(|r| Some(r) != itself)
+            {
+                let names: Vec<&str> =
+                    columns.iter().map(|&c| desc.columns[c as usize].name.as_str()).collect();
+                return Err(self.error(
+                    ErrorKind::Unique,
+                    format!("UNIQUE constraint failed: {}.{}", desc.name, names.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The outgoing foreign keys of `row`: each non-NULL one must find its row.
+    fn check_references(&self, t: usize, row: &[Value]) -> Result<(), StoreError> {
+        let desc = &self.tables[t].desc;
+        for fk in &desc.foreign_keys {
+            let Some(key) = key_of(row, &fk.columns) else { continue };
+            if self.find(fk.ref_table, &fk.ref_columns, &key).is_empty() {
+                return Err(self.error(
+                    ErrorKind::ForeignKey,
+                    format!(
+                        "FOREIGN KEY constraint failed: {} references a missing {} row",
+                        desc.name, self.tables[fk.ref_table].desc.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SnapshotStore {
+    /// Opens the snapshot at `path`, validating it, or prepares a new one
+    /// there (written by [`Store::create_tables`]) when there is no file or
+    /// an empty one.
+    ///
+    /// # Errors
+    /// [`SnapshotError`] converted to a [`StoreError`]: [`ErrorKind::Corrupt`]
+    /// for a damaged, truncated or foreign file, [`ErrorKind::Other`] for a
+    /// newer format version or an IO error. The source is the
+    /// [`SnapshotError`] itself.
+    pub fn open(path: impl AsRef<Path>) -> Result<SnapshotStore, StoreError> {
+        SnapshotStore::with_options(path, SnapshotOptions::default())
+    }
+
+    /// As [`SnapshotStore::open`], with options.
+    ///
+    /// # Errors
+    /// As [`SnapshotStore::open`].
+    pub fn with_options(
+        path: impl AsRef<Path>,
+        options: SnapshotOptions,
+    ) -> Result<SnapshotStore, StoreError> {
+        let path = path.as_ref().to_owned();
+        let db = match File::open(&path) {
+            Ok(mut file) => {
+                let len = file.metadata().map_err(io(&path))?.len();
+                if len == 0 {
+                    None
+                } else {
+                    let mut bytes = AlignedVec::with_capacity(len as usize);
+                    let mut buf = vec![0u8; 1 << 20];
+                    loop {
+                        let n = file.read(&mut buf).map_err(io(&path))?;
+                        if n == 0 {
+                            break;
+                        }
+                        bytes.extend_from_slice(&buf[..n]);
+                    }
+                    Some(Db::parse(bytes)?)
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io(&path)(e).into()),
+        };
+        Ok(SnapshotStore { path, options, db, tx: None, echo: None })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The tables the file describes (empty before `create_tables` on a new file).
+    pub fn tables(&self) -> impl ExactSizeIterator<Item = &TableDesc> {
+        self.db.as_ref().map_or(&[][..], |db| &db.tables[..]).iter().map(|t| &t.desc)
+    }
+
+    fn db(&self) -> Result<&Db, StoreError> {
+        self.db.as_ref().ok_or_else(|| {
+            StoreError::new(ErrorKind::Schema, "the snapshot has no tables yet: call create_tables first")
+        })
+    }
+}
+
+/// Records `row`'s new state, remembering its state before the transaction.
+fn write_row(db: &mut Db, tx: &mut Tx, t: usize, row: RowId, new: Option<Row>) {
+    let old = db.tables[t].set(row, new);
+    tx.undo.entry((t, row)).or_insert(old);
+}
+
+fn insert(db: &mut Db, tx: &mut Tx, t: usize, mut values: Vec<Value>) -> Result<Option<i64>, StoreError> {
+    let state = &db.tables[t];
+    let mut generated = None;
+    if let [pk] = state.desc.primary_key.as_slice() {
+        let pk = *pk as usize;
+        if state.desc.columns[pk].autoincrement && values[pk].is_null() {
+            let next = state.max_key.unwrap_or(0) + 1;
+            values[pk] = Value::Integer(next);
+            generated = Some(next);
+        }
+    }
+    db.check_row(t, &values, None)?;
+    let id = db.tables[t].next_row;
+    db.tables[t].next_row += 1;
+    write_row(db, tx, t, id, Some(values.into_boxed_slice()));
+    // Checked after the write, so that a row may reference itself.
+    let db: &Db = db;
+    if let Some(Some(row)) = db.tables[t].changed.get(&id) {
+        db.check_references(t, row)?;
+    }
+    Ok(generated)
+}
+
+fn update(
+    db: &mut Db,
+    tx: &mut Tx,
+    t: usize,
+    key_columns: &[u32],
+    key: &[Value],
+    columns: &[u32],
+    values: Vec<Value>,
+) -> Result<(), StoreError> {
+    let rows = if key.iter().any(Value::is_null) { Vec::new() } else { db.find(t, key_columns, key) };
+    if rows.is_empty() {
+        return Err(StoreError::new(
+            ErrorKind::Other,
+            format!("UPDATE of table {} matched no row", db.tables[t].desc.name),
+        ));
+    }
+    for id in rows {
+        let old = db.row(t, id).ok_or_else(|| usage("an index names a deleted row"))?;
+        let mut row = old.to_vec();
+        for (&c, v) in columns.iter().zip(&values) {
+            row[c as usize] = v.clone();
+        }
+        db.check_row(t, &row, Some(id))?;
+        db.check_references(t, &row)?;
+        // Changing a referenced key under rows that reference it is refused, as ON UPDATE NO ACTION.
+        for &(rt, f) in &db.tables[t].referenced_by {
+            let fk = &db.tables[rt].desc.foreign_keys[f];
+            let Some(old_key) = key_of(&old, &fk.ref_columns) else { continue };
+            if key_of(&row, &fk.ref_columns).as_ref() != Some(&old_key)
+                && !db.find(rt, &fk.columns, &old_key).is_empty()
+            {
+                return Err(StoreError::new(
+                    ErrorKind::ForeignKey,
+                    format!(
+                        "FOREIGN KEY constraint failed: {} rows still reference the updated {} key",
+                        db.tables[rt].desc.name, db.tables[t].desc.name
+                    ),
+                ));
+            }
+        }
+        write_row(db, tx, t, id, Some(row.into_boxed_slice()));
+    }
+    Ok(())
+}
+
+/// Deletes `rows` of `t` and applies the ON DELETE actions of the foreign
+/// keys that reference them.
+fn delete(db: &mut Db, tx: &mut Tx, t: usize, rows: Vec<RowId>) -> Result<(), StoreError> {
+    let mut removed = Vec::with_capacity(rows.len());
+    for id in rows {
+        if let Some(row) = db.row(t, id) {
+            write_row(db, tx, t, id, None);
+            removed.push(row);
+        }
+    }
+    let referencing: Vec<_> = db.tables[t]
+        .referenced_by
+        .iter()
+        .map(|&(rt, f)| (rt, db.tables[rt].desc.foreign_keys[f].clone()))
+        .collect();
+    for row in &removed {
+        for (rt, fk) in &referencing {
+            let Some(key) = key_of(row, &fk.ref_columns) else { continue };
+            let found = db.find(*rt, &fk.columns, &key);
+            if found.is_empty() {
+                continue;
+            }
+            match fk.on_delete {
+                OnDelete::NoAction => {
+                    return Err(StoreError::new(
+                        ErrorKind::ForeignKey,
+                        format!(
+                            "FOREIGN KEY constraint failed: a {} row still references the deleted {} row",
+                            db.tables[*rt].desc.name, db.tables[t].desc.name
+                        ),
+                    ));
+                }
+                OnDelete::SetNull => {
+                    for id in found {
+                        let mut row =
+                            db.row(*rt, id).ok_or_else(|| usage("an index names a deleted row"))?.to_vec();
+                        for &c in &fk.columns {
+                            row[c as usize] = Value::Null;
+                        }
+                        db.check_row(*rt, &row, Some(id))?;
+                        write_row(db, tx, *rt, id, Some(row.into_boxed_slice()));
+                    }
+                }
+                OnDelete::Cascade => delete(db, tx, *rt, found)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file beside it, synced,
+/// renamed over it, and the directory synced so the rename itself survives.
+fn write_atomically(path: &Path, bytes: &[u8], sync: bool) -> Result<(), SnapshotError> {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".compact-tmp");
+    let tmp = path.with_file_name(name);
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        if sync {
+            file.sync_all()?;
+        }
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        if sync && let Some(dir) = path.parent() {
+            let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io(path))
+}
+
+impl SnapshotStore {
+    /// The header and log of the opened file (`None` before a new file is created).
+    pub fn info(&self) -> Option<SnapshotInfo> {
+        self.db.as_ref().map(|db| SnapshotInfo {
+            header: db.header,
+            file_len: db.valid_len,
+            batches: db.batches,
+            log_len: db.log_len,
+            torn_tail: db.torn_tail,
+        })
+    }
+
+    /// Every row of table `t` (by position), in primary-key order.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Schema`] when there is no such table.
+    pub fn rows(&self, t: usize) -> Result<Vec<Row>, StoreError> {
+        let db = self.db()?;
+        if t >= db.tables.len() {
+            return Err(StoreError::new(ErrorKind::Schema, format!("the snapshot has no table {t}")));
+        }
+        let mut rows: Vec<Row> = db.live_rows(t).into_iter().filter_map(|r| db.row(t, r)).collect();
+        let order = db.tables[t].desc.order_columns();
+        rows.sort_by(|a, b| {
+            cmp_keys(
+                order.iter().map(|&c| ValueRef::from(&a[c as usize])),
+                order.iter().map(|&c| ValueRef::from(&b[c as usize])),
+            )
+        });
+        Ok(rows)
+    }
+
+    /// Rewrites the file as one base image with no log, atomically.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Usage`] inside a transaction; IO errors.
+    pub fn compact(&mut self) -> Result<(), StoreError> {
+        if self.tx.is_some() {
+            return Err(usage("compact inside a transaction"));
+        }
+        self.compact_now()
+    }
+
+    fn compact_now(&mut self) -> Result<(), StoreError> {
+        let db = self.db()?;
+        let descs: Vec<TableDesc> = db.tables.iter().map(|t| t.desc.clone()).collect();
+        let rows: Vec<Vec<Vec<CellRec>>> = (0..db.tables.len())
+            .map(|t| {
+                db.live_rows(t)
+                    .into_iter()
+                    .map(|r| match db.tables[t].changed.get(&r) {
+                        Some(Some(row)) => row.iter().map(|v| ValueRef::from(v).to_rec()).collect(),
+                        _ => db.base.row(t, r as u32).iter().map(|c| ValueRef::from(c).to_rec()).collect(),
+                    })
+                    .collect()
+            })
+            .collect();
+        let bytes = write_image(&descs, rows, db.header.fingerprint, db.header.generation + 1)?;
+        write_atomically(&self.path, &bytes, self.options.sync)?;
+        if let Some(echo) = &mut self.echo {
+            echo(&format!("COMPACT {} -- {} bytes", self.path.display(), bytes.len()));
+        }
+        self.db = Some(Db::parse(bytes)?);
+        Ok(())
+    }
+
+    /// A full check: the indexes stored in the file are sorted, and every
+    /// row meets its table's keys, unique constraints, NOT NULLs and foreign
+    /// keys. O(rows log rows).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Corrupt`] for the first problem found.
+    pub fn verify(&self) -> Result<(), StoreError> {
+        let db = self.db()?;
+        let descs: Vec<TableDesc> = db.tables.iter().map(|t| t.desc.clone()).collect();
+        db.base.verify_order(&descs)?;
+        for t in 0..db.tables.len() {
+            for id in db.live_rows(t) {
+                let row = db.row(t, id).ok_or_else(|| usage("a live row vanished"))?;
+                db.check_row(t, &row, Some(id))
+                    .and_then(|()| db.check_references(t, &row))
+                    .map_err(|e| StoreError::new(ErrorKind::Corrupt, e.message))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, rows: usize, payload: &[u8]) -> Result<(), SnapshotError> {
+        let Some(db) = self.db.as_mut() else { return Ok(()) };
+        let mut frame = Vec::with_capacity(payload.len() + 32);
+        encode_frame(&mut frame, db.batches + 1, payload);
+        let path = &self.path;
+        let mut file = OpenOptions::new().write(true).open(path).map_err(io(path))?;
+        let result = (|| {
+            if db.torn_tail {
+                file.set_len(db.valid_len)?;
+            }
+            file.seek(SeekFrom::Start(db.valid_len))?;
+            file.write_all(&frame)?;
+            if self.options.sync {
+                file.sync_data()?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            // Cut the partial frame off so the file ends at its last commit.
+            let _ = file.set_len(db.valid_len);
+            db.torn_tail = false;
+            return Err(io(path)(e));
+        }
+        if let Some(echo) = &mut self.echo {
+            echo(&format!("APPEND batch {} -- {rows} rows, {} bytes", db.batches + 1, frame.len()));
+        }
+        db.valid_len += frame.len() as u64;
+        db.log_len += frame.len() as u64;
+        db.batches += 1;
+        db.torn_tail = false;
+        Ok(())
+    }
+
+    fn batch(&self, tx: &Tx) -> BatchRec {
+        let Some(db) = self.db.as_ref() else { return BatchRec { changes: Vec::new() } };
+        let mut keys: Vec<(usize, RowId)> = tx
+            .undo
+            .iter()
+            .filter(|((t, r), old)| db.tables[*t].changed.get(r) != old.as_ref())
+            .map(|(&k, _)| k)
+            .collect();
+        keys.sort_unstable();
+        BatchRec {
+            changes: keys
+                .into_iter()
+                .map(|(t, r)| ChangeRec {
+                    table: t as u32,
+                    row: r,
+                    cells: db.tables[t]
+                        .changed
+                        .get(&r)
+                        .and_then(Option::as_ref)
+                        .map(|row| row.iter().map(|v| ValueRef::from(v).to_rec()).collect()),
+                })
+                .collect(),
+        }
+    }
+
+    fn echo_op(&mut self, schema: &Schema, op: &RowOp, keys: &[Option<i64>]) {
+        let Some(echo) = &mut self.echo else { return };
+        let show = |cells: &[Cell]| -> Vec<String> {
+            cells.iter().map(|c| c.resolve(keys).map_or_else(|_| "?".into(), |r| r.to_string())).collect()
+        };
+        let name = &schema.table(op.table()).name;
+        let line = match op {
+            RowOp::Insert { row, .. } => {
+                relgraph_core::store::echo_line(&format!("INSERT {name}"), &show(row), row.len())
+            }
+            RowOp::Update { key, values, .. } => relgraph_core::store::echo_line(
+                &format!("UPDATE {name}"),
+                &[show(values), show(key)].concat(),
+                values.len() + key.len(),
+            ),
+            RowOp::Delete { values, .. } => {
+                relgraph_core::store::echo_line(&format!("DELETE {name}"), &show(values), values.len())
+            }
+        };
+        echo(&line);
+    }
+}
+
+impl Store for SnapshotStore {
+    fn create_tables(&mut self, schema: &Schema) -> Result<(), StoreError> {
+        if self.tx.is_some() {
+            return Err(usage("create_tables inside a transaction"));
+        }
+        let wanted = describe(schema);
+        if let Some(db) = &self.db {
+            let found: Vec<&TableDesc> = db.tables.iter().map(|t| &t.desc).collect();
+            if db.header.fingerprint != schema.fingerprint() || found.iter().copied().ne(wanted.iter()) {
+                let names = |tables: &mut dyn Iterator<Item = &TableDesc>| {
+                    tables.map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+                };
+                return Err(SnapshotError::ForeignSchema(format!(
+                    "the file {} holds tables [{}] with fingerprint {:#018x}; the registry has [{}] with fingerprint {:#018x}",
+                    self.path.display(),
+                    names(&mut found.into_iter()),
+                    db.header.fingerprint,
+                    names(&mut wanted.iter()),
+                    schema.fingerprint()
+                ))
+                .into());
+            }
+            return Ok(());
+        }
+        let bytes = write_image(&wanted, vec![Vec::new(); wanted.len()], schema.fingerprint(), 0)?;
+        write_atomically(&self.path, &bytes, self.options.sync)?;
+        self.db = Some(Db::parse(bytes)?);
+        Ok(())
+    }
+
+    fn begin(&mut self) -> Result<(), StoreError> {
+        if self.tx.is_some() {
+            return Err(usage("begin inside an open transaction"));
+        }
+        let db = self.db()?;
+        self.tx = Some(Tx {
+            undo: FxHashMap::default(),
+            next_rows: db.tables.iter().map(|t| t.next_row).collect(),
+            max_keys: db.tables.iter().map(|t| t.max_key).collect(),
+        });
+        Ok(())
+    }
+
+    fn apply(&mut self, schema: &Schema, ops: &[RowOp]) -> Result<Vec<Option<i64>>, StoreError> {
+        if self.tx.is_none() {
+            return Err(usage("apply outside a transaction"));
+        }
+        let mut keys = Vec::with_capacity(ops.len());
+        for op in ops {
+            self.echo_op(schema, op, &keys);
+            let (Some(db), Some(tx)) = (self.db.as_mut(), self.tx.as_mut()) else {
+                return Err(usage("apply outside a transaction"));
+            };
+            let t = op.table().index();
+            if t >= db.tables.len() {
+                return Err(StoreError::new(ErrorKind::Schema, format!("the snapshot has no table {t}")));
+            }
+            let cells =
+                |cells: &[Cell]| cells.iter().map(|c| resolve(c, &keys)).collect::<Result<Vec<_>, _>>();
+            let key = match op {
+                RowOp::Insert { row, .. } => {
+                    let row = cells(row)?;
+                    if row.len() != db.tables[t].desc.columns.len() {
+                        return Err(usage("an INSERT row of the wrong width"));
+                    }
+                    insert(db, tx, t, row)?
+                }
+                RowOp::Update { key_columns, key, columns, values, .. } => {
+                    let (key, values) = (cells(key)?, cells(values)?);
+                    update(db, tx, t, key_columns, &key, columns, values)?;
+                    None
+                }
+                RowOp::Delete { columns, values, .. } => {
+                    let values = cells(values)?;
+                    let rows = if values.iter().any(Value::is_null) {
+                        Vec::new()
+                    } else {
+                        db.find(t, columns, &values)
+                    };
+                    delete(db, tx, t, rows)?;
+                    None
+                }
+            };
+            keys.push(key);
+        }
+        Ok(keys)
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        let tx = self.tx.take().ok_or_else(|| usage("commit without a transaction"))?;
+        let batch = self.batch(&tx);
+        if batch.changes.is_empty() {
+            return Ok(());
+        }
+        let result = (|| {
+            let payload = to_bytes(&batch)?;
+            let db = self.db()?;
+            let log_len = db.log_len + payload.len() as u64;
+            if self.options.auto_compact && log_len > db.header.base_len.max(1 << 20) {
+                self.compact_now()
+            } else {
+                Ok(self.append(batch.changes.len(), &payload)?)
+            }
+        })();
+        if result.is_err() {
+            // The caller rolls back; the undo record must still be there for it.
+            self.tx = Some(tx);
+        }
+        result
+    }
+
+    fn rollback(&mut self) -> Result<(), StoreError> {
+        let (Some(tx), Some(db)) = (self.tx.take(), self.db.as_mut()) else { return Ok(()) };
+        for ((t, row), old) in tx.undo {
+            db.tables[t].put(row, old);
+        }
+        for (t, state) in db.tables.iter_mut().enumerate() {
+            state.next_row = tx.next_rows[t];
+            state.max_key = tx.max_keys[t];
+        }
+        Ok(())
+    }
+
+    fn load(
+        &mut self,
+        _schema: &Schema,
+        table: TableId,
+        columns: &[u32],
+        keys: &[Row],
+    ) -> Result<Vec<Row>, StoreError> {
+        let db = self.db()?;
+        let t = table.index();
+        if t >= db.tables.len() {
+            return Err(StoreError::new(ErrorKind::Schema, format!("the snapshot has no table {t}")));
+        }
+        let mut ids: Vec<RowId> = Vec::new();
+        for key in keys {
+            if !key.iter().any(Value::is_null) {
+                ids.extend(db.find(t, columns, key));
+            }
+        }
+        if keys.len() > 1 {
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        Ok(ids.into_iter().filter_map(|id| db.row(t, id)).collect())
+    }
+
+    fn load_all(&mut self, _schema: &Schema, table: TableId) -> Result<Vec<Row>, StoreError> {
+        self.rows(table.index())
+    }
+
+    fn set_echo(&mut self, echo: Option<Echo>) {
+        self.echo = echo;
+    }
+}
