@@ -58,6 +58,8 @@ pub use relgraph_graph::{Graph, GraphError, LinkEdge, LinkView, Members, ObjectK
 #[cfg(feature = "postgres")]
 pub use relgraph_postgres::PostgresStore;
 pub use relgraph_session::{FlushError, FlushStats, Plan, PlannedOp, Session, SessionError, State};
+#[cfg(feature = "snapshot")]
+pub use relgraph_snapshot::SnapshotStore;
 #[cfg(feature = "sqlite")]
 pub use relgraph_sqlite::SqliteStore;
 
@@ -89,6 +91,8 @@ pub mod layers {
     #[cfg(feature = "postgres")]
     pub use relgraph_postgres as postgres;
     pub use relgraph_session as session;
+    #[cfg(feature = "snapshot")]
+    pub use relgraph_snapshot as snapshot;
     #[cfg(feature = "sqlite")]
     pub use relgraph_sqlite as sqlite;
 }

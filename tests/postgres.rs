@@ -7,10 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 use relgraph::{ErrorKind, PostgresStore, Schema, Session, State, Store};
-use relgraph_testkit::family::schema_spec;
-use relgraph_testkit::ops::op;
 use relgraph_testkit::seed::{SecondaryForm, Sides, many_to_many};
 use relgraph_testkit::session_model;
 
@@ -106,84 +103,68 @@ fn a_lost_connection_is_a_typed_error_and_loses_nothing() {
 
 #[test]
 fn session_and_postgres_match_the_model() {
-    let seed: u64 = std::env::var("RELGRAPH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
-    });
-    println!("postgres session model seed: RELGRAPH_SEED={seed}");
-    let mut bytes = [0u8; 32];
-    bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let cases = std::env::var("RELGRAPH_PG_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(12);
-    let config = Config { cases, failure_persistence: None, ..Config::default() };
-    let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes));
-    let result = runner.run(&(schema_spec(), proptest::collection::vec(op(), 1..50)), |(spec, ops)| {
+    session_model::property("postgres session model", "RELGRAPH_PG_CASES", 12, 50, 0, |_, schema, ops| {
         let db = TestSchema::new("model");
         let name = db.0.clone();
         let reopen = Box::new(move || {
             Box::new(PostgresStore::connect_in_schema(&url(), &name).expect("reachable")) as Box<dyn Store>
         });
-        let outcome = session_model::run(spec.build(), Box::new(db.store()), reopen, &ops);
-        outcome.map(drop).map_err(TestCaseError::fail)
+        session_model::run(schema, Box::new(db.store()), reopen, ops).map(drop)
     });
-    if let Err(e) = result {
-        panic!("{e}\nreplay with RELGRAPH_SEED={seed}");
-    }
 }
 
-/// The same operation sequences through SQLite and through PostgreSQL leave
-/// the same rows (keys mapped to the model's objects, since the two generate
-/// key values differently after deletes).
+/// The same operation sequences through SQLite, the snapshot store and
+/// PostgreSQL leave the same rows (keys mapped to the model's objects, since
+/// the stores generate key values differently after deletes).
 #[test]
-fn sqlite_and_postgres_leave_the_same_rows() {
-    let seed: u64 = std::env::var("RELGRAPH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
-    });
-    println!("differential seed: RELGRAPH_SEED={seed}");
-    let mut bytes = [0u8; 32];
-    bytes[..8].copy_from_slice(&(seed ^ 0xd1ff).to_le_bytes());
-    let cases = std::env::var("RELGRAPH_PG_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(12);
-    let config = Config { cases, failure_persistence: None, ..Config::default() };
-    let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes));
+fn sqlite_snapshot_and_postgres_leave_the_same_rows() {
     let dir = std::env::temp_dir().join(format!("relgraph-differential-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let counter = AtomicUsize::new(0);
-    let result = runner.run(&(schema_spec(), proptest::collection::vec(op(), 1..50)), |(spec, ops)| {
-        let schema = spec.build();
-        let path = dir.join(format!("case{}.sqlite", counter.fetch_add(1, Ordering::Relaxed)));
-        let _ = std::fs::remove_file(&path);
-        let again = path.clone();
-        let sqlite = session_model::run_normalized(
-            schema.clone(),
-            Box::new(relgraph::SqliteStore::open(&path).unwrap()),
-            Box::new(move || Box::new(relgraph::SqliteStore::open(&again).unwrap()) as Box<dyn Store>),
-            &ops,
-        )
-        .map_err(TestCaseError::fail)?;
-        let _ = std::fs::remove_file(&path);
-        let db = TestSchema::new("diff");
-        let name = db.0.clone();
-        let postgres = session_model::run_normalized(
-            schema,
-            Box::new(db.store()),
-            Box::new(move || {
-                Box::new(PostgresStore::connect_in_schema(&url(), &name).expect("reachable"))
-                    as Box<dyn Store>
-            }),
-            &ops,
-        )
-        .map_err(TestCaseError::fail)?;
-        if sqlite != postgres {
-            return Err(TestCaseError::fail(format!("SQLite rows {sqlite:?}\nPostgreSQL rows {postgres:?}")));
-        }
-        Ok(())
-    });
+    session_model::property(
+        "three-store differential",
+        "RELGRAPH_PG_CASES",
+        12,
+        50,
+        0xd1ff,
+        |n, schema, ops| {
+            let file = |ext: &str| {
+                let path = dir.join(format!("case{n}.{ext}"));
+                let _ = std::fs::remove_file(&path);
+                path
+            };
+            let (sqlite, snapshot) = (file("sqlite"), file("snap"));
+            let again = sqlite.clone();
+            let from_sqlite = session_model::run_normalized(
+                schema.clone(),
+                Box::new(relgraph::SqliteStore::open(&sqlite).unwrap()),
+                Box::new(move || Box::new(relgraph::SqliteStore::open(&again).unwrap()) as Box<dyn Store>),
+                ops,
+            )?;
+            let again = snapshot.clone();
+            let from_snapshot = session_model::run_normalized(
+                schema.clone(),
+                Box::new(relgraph::SnapshotStore::open(&snapshot).unwrap()),
+                Box::new(move || Box::new(relgraph::SnapshotStore::open(&again).unwrap()) as Box<dyn Store>),
+                ops,
+            )?;
+            let db = TestSchema::new("diff");
+            let name = db.0.clone();
+            let from_postgres = session_model::run_normalized(
+                schema,
+                Box::new(db.store()),
+                Box::new(move || {
+                    Box::new(PostgresStore::connect_in_schema(&url(), &name).expect("reachable"))
+                        as Box<dyn Store>
+                }),
+                ops,
+            )?;
+            if from_sqlite != from_snapshot || from_sqlite != from_postgres {
+                return Err(format!(
+                    "SQLite rows {from_sqlite:?}\nsnapshot rows {from_snapshot:?}\nPostgreSQL rows {from_postgres:?}"
+                ));
+            }
+            Ok(())
+        },
+    );
     let _ = std::fs::remove_dir_all(&dir);
-    if let Err(e) = result {
-        panic!("{e}\nreplay with RELGRAPH_SEED={seed}");
-    }
 }

@@ -1,52 +1,87 @@
-//! The session's model-based property test on SQLite files: random schemas
-//! of the family, random operations with flushes interleaved; after each
-//! flush the graph, the stored rows and a fresh session's view must all
-//! match the reference model. Replay a failure with the printed
-//! `RELGRAPH_SEED`; `RELGRAPH_CASES` sets the number of cases (default 64).
+//! The session's model-based property test on SQLite files and on snapshot
+//! files: random schemas of the family, random operations with flushes
+//! interleaved; after each flush the graph, the stored rows and a fresh
+//! session's view must all match the reference model. Then the
+//! differential: the same sequences leave the same rows in both stores.
+//! Replay a failure with the printed `RELGRAPH_SEED`; `RELGRAPH_CASES` sets
+//! the number of cases (default 64).
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
-use relgraph::SqliteStore;
-use relgraph_testkit::family::schema_spec;
-use relgraph_testkit::ops::op;
+use relgraph::{SnapshotStore, SqliteStore, Store};
 use relgraph_testkit::session_model;
 
-#[test]
-fn session_and_sqlite_match_the_model() {
-    let seed: u64 = std::env::var("RELGRAPH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
-    });
-    println!("session model seed: RELGRAPH_SEED={seed}");
-    let cases = std::env::var("RELGRAPH_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64);
-    let mut bytes = [0u8; 32];
-    bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let config = Config { cases, failure_persistence: None, ..Config::default() };
-    let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes));
-    let dir = std::env::temp_dir().join(format!("relgraph-session-model-{}", std::process::id()));
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("relgraph-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let counter = AtomicUsize::new(0);
+    dir
+}
+
+type Reopen = Box<dyn FnMut() -> Box<dyn Store>>;
+
+/// A fresh store at `path` and a way to open it again.
+fn stores<S: Store + 'static>(path: &Path, open: fn(&Path) -> S) -> (Box<dyn Store>, Reopen) {
+    let _ = std::fs::remove_file(path);
+    let again = path.to_owned();
+    (Box::new(open(path)), Box::new(move || Box::new(open(&again)) as Box<dyn Store>))
+}
+
+fn sqlite(path: &Path) -> SqliteStore {
+    SqliteStore::open(path).expect("open SQLite")
+}
+
+fn snapshot(path: &Path) -> SnapshotStore {
+    SnapshotStore::open(path).expect("open snapshot")
+}
+
+fn check_model<S: Store + 'static>(label: &str, ext: &str, open: fn(&Path) -> S) {
+    let dir = scratch(label);
     let (steps, flushes) = (AtomicUsize::new(0), AtomicUsize::new(0));
-    let result = runner.run(&(schema_spec(), proptest::collection::vec(op(), 1..80)), |(spec, ops)| {
-        let path = dir.join(format!("case{}.sqlite", counter.fetch_add(1, Ordering::Relaxed)));
+    session_model::property(label, "RELGRAPH_CASES", 64, 80, 0, |n, schema, ops| {
+        let path = dir.join(format!("case{n}.{ext}"));
+        let (store, reopen) = stores(&path, open);
+        let (s, f) = session_model::run(schema, store, reopen, ops)?;
         let _ = std::fs::remove_file(&path);
-        let store = Box::new(SqliteStore::open(&path).unwrap());
-        let again = path.clone();
-        let reopen =
-            Box::new(move || Box::new(SqliteStore::open(&again).unwrap()) as Box<dyn relgraph::Store>);
-        let outcome = session_model::run(spec.build(), store, reopen, &ops);
-        let _ = std::fs::remove_file(&path);
-        let (s, f) = outcome.map_err(TestCaseError::fail)?;
         steps.fetch_add(s, Ordering::Relaxed);
         flushes.fetch_add(f, Ordering::Relaxed);
         Ok(())
     });
     let _ = std::fs::remove_dir_all(&dir);
-    if let Err(e) = result {
-        panic!("{e}\nreplay with RELGRAPH_SEED={seed}");
-    }
-    println!("session model: {} steps, {} flushes checked", steps.into_inner(), flushes.into_inner());
+    println!("{label}: {} steps, {} flushes checked", steps.into_inner(), flushes.into_inner());
+}
+
+#[test]
+fn session_and_sqlite_match_the_model() {
+    check_model("sqlite session model", "sqlite", sqlite);
+}
+
+#[test]
+fn session_and_snapshot_match_the_model() {
+    check_model("snapshot session model", "snap", snapshot);
+}
+
+/// The same operation sequences through SQLite and through the snapshot
+/// store leave the same rows (keys mapped to the model's objects).
+#[test]
+fn sqlite_and_snapshot_leave_the_same_rows() {
+    let dir = scratch("differential-snapshot");
+    session_model::property(
+        "sqlite/snapshot differential",
+        "RELGRAPH_CASES",
+        64,
+        60,
+        0x5eed,
+        |n, schema, ops| {
+            let (store, reopen) = stores(&dir.join(format!("case{n}.sqlite")), sqlite);
+            let from_sqlite = session_model::run_normalized(schema.clone(), store, reopen, ops)?;
+            let (store, reopen) = stores(&dir.join(format!("case{n}.snap")), snapshot);
+            let from_snapshot = session_model::run_normalized(schema, store, reopen, ops)?;
+            if from_sqlite != from_snapshot {
+                return Err(format!("SQLite rows {from_sqlite:?}\nsnapshot rows {from_snapshot:?}"));
+            }
+            Ok(())
+        },
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

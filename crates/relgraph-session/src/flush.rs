@@ -1000,24 +1000,27 @@ impl Session {
         let columns = fk.columns.clone();
         // The edge stays in place, parked, so other edges' indices stay valid.
         work.edges[index].before = u32::MAX;
+        // Between INSERTs the child (the referencing row) is the edge's later
+        // end; between DELETEs it is the earlier one.
+        if let Reason::Delete(child, _) = work.nodes[edge.before as usize].reason {
+            let child_node = edge.before;
+            let table = work.nodes[child_node as usize].table;
+            let def = self.schema.table(table);
+            let committed: Row = self.stored(child).expect("deleted objects are persistent").into();
+            let op = RowOp::Update {
+                table,
+                key_columns: def.primary_key.clone().into(),
+                key: def.primary_key.iter().map(|&c| v(&committed[c as usize])).collect(),
+                columns: columns.clone().into(),
+                values: columns.iter().map(|_| Cell::Value(Value::Null)).collect(),
+            };
+            let null = work.push(op, Reason::PostUpdate(child), Kind::Update);
+            work.edge(null, edge.after, Dep::Must);
+            work.edge(null, child_node, Dep::Must);
+            return true;
+        }
         let child_node = edge.after;
         match work.nodes[child_node as usize].reason {
-            Reason::Delete(child, _) => {
-                let table = work.nodes[child_node as usize].table;
-                let def = self.schema.table(table);
-                let committed: Row = self.stored(child).expect("deleted objects are persistent").into();
-                let op = RowOp::Update {
-                    table,
-                    key_columns: def.primary_key.clone().into(),
-                    key: def.primary_key.iter().map(|&c| v(&committed[c as usize])).collect(),
-                    columns: columns.clone().into(),
-                    values: columns.iter().map(|_| Cell::Value(Value::Null)).collect(),
-                };
-                let null = work.push(op, Reason::PostUpdate(child), Kind::Update);
-                work.edge(null, edge.before, Dep::Must);
-                work.edge(null, child_node, Dep::Must);
-                true
-            }
             Reason::Insert(child) => {
                 let mut row = std::mem::take(work.row_mut(child_node));
                 let values: Vec<Cell> = columns

@@ -351,3 +351,45 @@ pub fn run(
     h.flush_and_check()?;
     Ok((h.steps, h.flushes))
 }
+
+/// Runs a model-based property over random schemas of the family and
+/// random operation sequences (up to `max_ops` long): the seed comes from
+/// `RELGRAPH_SEED` or the clock and is printed for replay; `cases_var` names
+/// the variable that overrides `default_cases`. `salt` keeps tests that
+/// share a seed on different sequences. `case` gets the case number.
+///
+/// # Panics
+/// On the first failing case, with the seed to replay it.
+pub fn property(
+    label: &str,
+    cases_var: &str,
+    default_cases: u32,
+    max_ops: usize,
+    salt: u64,
+    mut case: impl FnMut(usize, Arc<Schema>, &[Op]) -> Result<(), String>,
+) {
+    use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+    let seed: u64 = std::env::var("RELGRAPH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+    });
+    println!("{label} seed: RELGRAPH_SEED={seed}");
+    let cases = std::env::var(cases_var).ok().and_then(|c| c.parse().ok()).unwrap_or(default_cases);
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&(seed ^ salt).to_le_bytes());
+    let config = Config { cases, failure_persistence: None, ..Config::default() };
+    let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes));
+    // proptest takes a `Fn`; the case and its counter are mutable state of this one thread.
+    let n = std::cell::Cell::new(0);
+    let case = std::cell::RefCell::new(&mut case);
+    let strategy = (crate::family::schema_spec(), proptest::collection::vec(crate::ops::op(), 1..max_ops));
+    let result = runner.run(&strategy, |(spec, ops)| {
+        n.set(n.get() + 1);
+        (case.borrow_mut())(n.get(), spec.build(), &ops).map_err(TestCaseError::fail)
+    });
+    if let Err(e) = result {
+        panic!("{label}: {e}\nreplay with RELGRAPH_SEED={seed}");
+    }
+}
