@@ -431,6 +431,45 @@ impl SnapshotStore {
         Ok(SnapshotStore { path, options, db, tx: None, echo: None })
     }
 
+    /// Writes a new snapshot at `path` holding `rows` (per table of
+    /// `schema`, in its order) as one base image, replacing any file there
+    /// atomically, and opens it. The rows are checked afterwards, all at once
+    /// (see [`SnapshotStore::verify`]), so they may come in any order; on a
+    /// failed check the file is removed.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Corrupt`] when the rows break a key, unique constraint,
+    /// NOT NULL or foreign key; [`ErrorKind::Usage`] for rows of the wrong
+    /// width; IO errors.
+    pub fn create_with_rows(
+        path: impl AsRef<Path>,
+        schema: &Schema,
+        rows: Vec<Vec<Row>>,
+        options: SnapshotOptions,
+    ) -> Result<SnapshotStore, StoreError> {
+        let path = path.as_ref().to_owned();
+        let descs = describe(schema);
+        if rows.len() != descs.len()
+            || rows.iter().zip(&descs).any(|(rows, d)| rows.iter().any(|r| r.len() != d.columns.len()))
+        {
+            return Err(usage("rows do not match the schema's tables"));
+        }
+        let cells = rows
+            .into_iter()
+            .map(|rows| {
+                rows.into_iter().map(|row| row.iter().map(|v| ValueRef::from(v).to_rec()).collect()).collect()
+            })
+            .collect();
+        let bytes = write_image(&descs, cells, schema.fingerprint(), 0)?;
+        write_atomically(&path, &bytes, options.sync)?;
+        let store = SnapshotStore { path, options, db: Some(Db::parse(bytes)?), tx: None, echo: None };
+        if let Err(e) = store.verify() {
+            let _ = std::fs::remove_file(&store.path);
+            return Err(e);
+        }
+        Ok(store)
+    }
+
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
