@@ -100,6 +100,24 @@ pub enum SnapshotError {
     Encode(String),
 }
 
+/// Decodes a whole snapshot held in memory as opening a file does, then
+/// reads every row of every table, looks each row up again by every index,
+/// and runs [`SnapshotStore::verify`]: the decoder's full surface, for the
+/// fuzz target and the corpus test. Whatever the bytes, it returns, never
+/// panics.
+///
+/// # Errors
+/// What opening the same bytes as a file would report.
+pub fn decode(bytes: &[u8]) -> Result<Vec<Vec<relgraph_core::Row>>, StoreError> {
+    let store = SnapshotStore::from_bytes(bytes)?;
+    let tables: Vec<Vec<relgraph_core::Row>> =
+        (0..store.tables().len()).map(|t| store.rows(t)).collect::<Result<_, _>>()?;
+    store.lookup_every_row()?;
+    // A file can be well-formed and still break its own constraints; that is an error, not a panic.
+    let _ = store.verify();
+    Ok(tables)
+}
+
 impl SnapshotError {
     /// The backend-neutral kind of this error.
     pub fn kind(&self) -> ErrorKind {

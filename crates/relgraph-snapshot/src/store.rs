@@ -264,7 +264,7 @@ impl Db {
             }
             for (table, row, cells) in changes.drain(..) {
                 let t = &mut self.tables[table];
-                t.next_row = t.next_row.max(row + 1);
+                t.next_row = t.next_row.max(row.saturating_add(1));
                 t.set(row, cells);
             }
         }
@@ -468,6 +468,41 @@ impl SnapshotStore {
             return Err(e);
         }
         Ok(store)
+    }
+
+    /// A read-only store over a snapshot's bytes (writes would go nowhere).
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<SnapshotStore, StoreError> {
+        let mut aligned = AlignedVec::with_capacity(bytes.len());
+        aligned.extend_from_slice(bytes);
+        let db = Db::parse(aligned)?;
+        Ok(SnapshotStore {
+            path: PathBuf::new(),
+            options: SnapshotOptions::default(),
+            db: Some(db),
+            tx: None,
+            echo: None,
+        })
+    }
+
+    /// Finds every live row again through every index that covers it.
+    pub(crate) fn lookup_every_row(&self) -> Result<(), StoreError> {
+        let db = self.db()?;
+        for t in 0..db.tables.len() {
+            for id in db.live_rows(t) {
+                let row = db.row(t, id).ok_or_else(|| usage("a live row vanished"))?;
+                for columns in &db.tables[t].indexes {
+                    if let Some(key) = key_of(&row, columns)
+                        && !db.find(t, columns, &key).contains(&id)
+                    {
+                        return Err(StoreError::new(
+                            ErrorKind::Corrupt,
+                            format!("table {}: a row is missing from its index", db.tables[t].desc.name),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The file's path.
@@ -713,6 +748,7 @@ impl SnapshotStore {
         let db = self.db()?;
         let descs: Vec<TableDesc> = db.tables.iter().map(|t| t.desc.clone()).collect();
         db.base.verify_order(&descs)?;
+        self.lookup_every_row()?;
         for t in 0..db.tables.len() {
             for id in db.live_rows(t) {
                 let row = db.row(t, id).ok_or_else(|| usage("a live row vanished"))?;
