@@ -31,6 +31,8 @@ pub enum StoreKind {
     Sqlite,
     /// A PostgreSQL server (see --url); each run works in a schema of its own.
     Postgres,
+    /// The snapshot store (a file in the temporary folder), beside raw rkyv.
+    Snapshot,
 }
 
 /// Options of `relgraph bench`.
@@ -79,9 +81,11 @@ pub fn run(args: &BenchArgs, allocated: &dyn Fn() -> usize) -> anyhow::Result<()
 
 /// The baseline the SQLite figures are compared with.
 const SQLITE_BASELINE: &str = "rusqlite, one prepared statement per row, foreign keys on";
+/// The baseline the snapshot figures are compared with.
+const SNAPSHOT_BASELINE: &str = "raw rkyv: serialize, write, fsync / read, validate";
 
 fn flush(args: &BenchArgs, store: StoreKind, workloads: &[Workload]) -> anyhow::Result<()> {
-    use relgraph_cli::{pg_bench, sqlite_bench};
+    use relgraph_cli::{pg_bench, snapshot_bench, sqlite_bench};
     let scratch = sqlite_bench::Scratch::new()?;
     let url = args
         .url
@@ -92,13 +96,19 @@ fn flush(args: &BenchArgs, store: StoreKind, workloads: &[Workload]) -> anyhow::
     let (name, baseline_name) = match store {
         StoreKind::Sqlite => ("sqlite", SQLITE_BASELINE),
         StoreKind::Postgres => ("postgres", pg_bench::BASELINE),
+        StoreKind::Snapshot => ("snapshot", SNAPSHOT_BASELINE),
     };
+    let snapshot = store == StoreKind::Snapshot;
     if !args.json {
         println!("{name}, median of {} runs; baseline: {baseline_name}, in the same run", args.runs);
-        println!(
+        print!(
             "{:<9} {:>8} {:>12} {:>12} {:>7} {:>14}",
             "workload", "rows", "relgraph s", "baseline s", "ratio", "load s (W3)"
         );
+        if snapshot {
+            print!(" {:>10} {:>12} {:>10}", "open s", "raw read s", "open ratio");
+        }
+        println!();
     }
     for &w in workloads {
         let runs = (0..args.runs)
@@ -109,23 +119,38 @@ fn flush(args: &BenchArgs, store: StoreKind, workloads: &[Workload]) -> anyhow::
                 (StoreKind::Postgres, Workload::W1) => pg_bench::w1(&url, n),
                 (StoreKind::Postgres, Workload::W2) => pg_bench::w2(&url, n),
                 (StoreKind::Postgres, _) => pg_bench::w3(&url, n),
+                (StoreKind::Snapshot, Workload::W1) => snapshot_bench::w1(&scratch.0, n),
+                (StoreKind::Snapshot, Workload::W2) => snapshot_bench::w2(&scratch.0, n),
+                (StoreKind::Snapshot, _) => snapshot_bench::w3(&scratch.0, n),
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let relgraph = median(runs.iter().map(|r| r.relgraph.as_secs_f64()).collect());
         let baseline = median(runs.iter().map(|r| r.baseline.as_secs_f64()).collect());
         let setup = median(runs.iter().map(|r| r.setup.as_secs_f64()).collect());
         let ratio = baseline / relgraph;
+        let open = runs[0].open.map(|_| {
+            let opened = median(runs.iter().filter_map(|r| r.open).map(|o| o.0.as_secs_f64()).collect());
+            let read = median(runs.iter().filter_map(|r| r.open).map(|o| o.1.as_secs_f64()).collect());
+            (opened, read)
+        });
         if args.json {
+            let open = open.map_or(String::new(), |(o, r)| {
+                format!(",\"open_s\":{o:.6},\"baseline_open_s\":{r:.6},\"open_ratio\":{:.3}", r / o)
+            });
             println!(
-                "{{\"workload\":\"{w:?}\",\"store\":\"{name}\",\"relgraph_s\":{relgraph:.6},\"baseline\":\"{baseline_name}\",\"baseline_s\":{baseline:.6},\"ratio\":{ratio:.3}}}"
+                "{{\"workload\":\"{w:?}\",\"store\":\"{name}\",\"relgraph_s\":{relgraph:.6},\"baseline\":\"{baseline_name}\",\"baseline_s\":{baseline:.6},\"ratio\":{ratio:.3}{open}}}"
             );
         } else {
             let load = if w == Workload::W3 { format!("{setup:.3}") } else { "-".into() };
-            println!(
+            print!(
                 "{:<9} {:>8} {relgraph:>12.4} {baseline:>12.4} {ratio:>7.2} {load:>14}",
                 format!("{w:?}"),
                 runs[0].rows
             );
+            if let Some((o, r)) = open {
+                print!(" {o:>10.4} {r:>12.4} {:>10.2}", r / o);
+            }
+            println!();
         }
     }
     Ok(())

@@ -5,5 +5,6 @@
 #![warn(missing_docs)]
 
 pub mod pg_bench;
+pub mod snapshot_bench;
 pub mod sqlite_bench;
 pub mod tools;

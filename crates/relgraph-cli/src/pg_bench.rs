@@ -103,7 +103,7 @@ pub fn w1(url: &str, parents: usize) -> Result<Run> {
     let baseline = start.elapsed();
     let ours = Scratch::new(url, "w1_relgraph")?;
     let relgraph = relgraph_w1(Box::new(ours.store()?), parents)?;
-    Ok(Run { relgraph, baseline, rows: parents * 11, setup: Duration::ZERO })
+    Ok(Run { relgraph, baseline, rows: parents * 11, setup: Duration::ZERO, open: None })
 }
 
 /// W2 into PostgreSQL.
@@ -127,7 +127,7 @@ pub fn w2(url: &str, n: usize) -> Result<Run> {
     let baseline = start.elapsed();
     let ours = Scratch::new(url, "w2_relgraph")?;
     let relgraph = relgraph_w2(Box::new(ours.store()?), n)?;
-    Ok(Run { relgraph, baseline, rows: 2 * n + links.len(), setup: Duration::ZERO })
+    Ok(Run { relgraph, baseline, rows: 2 * n + links.len(), setup: Duration::ZERO, open: None })
 }
 
 /// W3 into PostgreSQL (the baseline set-based).
@@ -172,5 +172,5 @@ pub fn w3(url: &str, parents: usize) -> Result<Run> {
         counts == ((parents * 9 / 10) as i64, (parents * 91 / 10) as i64),
         "W3 end state on PostgreSQL: {counts:?}"
     );
-    Ok(Run { relgraph, baseline, rows: changed, setup })
+    Ok(Run { relgraph, baseline, rows: changed, setup, open: None })
 }

@@ -27,6 +27,8 @@ pub struct Run {
     pub rows: usize,
     /// Work before the clock (loading, for W3), reported apart.
     pub setup: Duration,
+    /// For the snapshot store: its open and the baseline's read of the same rows.
+    pub open: Option<(Duration, Duration)>,
 }
 
 /// A fresh database file in `dir` with the workload tables created.
@@ -77,7 +79,7 @@ pub fn w1(dir: &Path, parents: usize) -> Result<Run> {
 
     let path = fresh(dir, "w1-relgraph", &schema)?;
     let relgraph = relgraph_w1(Box::new(SqliteStore::open(&path)?), parents)?;
-    Ok(Run { relgraph, baseline, rows: parents * 11, setup: Duration::ZERO })
+    Ok(Run { relgraph, baseline, rows: parents * 11, setup: Duration::ZERO, open: None })
 }
 
 /// W2: 10,000 lefts, 10,000 rights, 100,000 association rows (`n` scales it).
@@ -108,7 +110,7 @@ pub fn w2(dir: &Path, n: usize) -> Result<Run> {
 
     let path = fresh(dir, "w2-relgraph", &schema)?;
     let relgraph = relgraph_w2(Box::new(SqliteStore::open(&path)?), n)?;
-    Ok(Run { relgraph, baseline, rows: 2 * n + links.len(), setup: Duration::ZERO })
+    Ok(Run { relgraph, baseline, rows: 2 * n + links.len(), setup: Duration::ZERO, open: None })
 }
 
 /// W3: W1's rows persisted and loaded, then 10,000 moves, 1,000 renames and
@@ -153,7 +155,7 @@ pub fn w3(dir: &Path, parents: usize) -> Result<Run> {
     raw_w1(&raw(&path)?, parents)?;
     let (relgraph, setup) = relgraph_w3(Box::new(SqliteStore::open(&path)?), parents)?;
     check_w3_end_state(&raw(&path)?, parents)?;
-    Ok(Run { relgraph, baseline, rows: changed, setup })
+    Ok(Run { relgraph, baseline, rows: changed, setup, open: None })
 }
 
 fn check_w3_end_state(conn: &rusqlite::Connection, parents: usize) -> Result<()> {
