@@ -92,7 +92,8 @@ where
 /// Reads the file and validates it, as the baseline's read.
 fn read<T>(path: &Path) -> Result<Duration>
 where
-    T: rkyv::Portable + for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rancor::Error>>,
+    T: rkyv::Portable
+        + for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rancor::Error>>,
 {
     let start = Instant::now();
     let raw = std::fs::read(path)?;
@@ -131,7 +132,13 @@ pub fn w1(dir: &Path, parents: usize) -> Result<Run> {
     let path = fresh(dir, "w1.snap");
     let relgraph = relgraph_w1(Box::new(SnapshotStore::open(&path)?), parents)?;
     let opened = open(&path)?;
-    Ok(Run { relgraph, baseline, rows: parents * 11, setup: Duration::ZERO, open: Some((opened, baseline_open)) })
+    Ok(Run {
+        relgraph,
+        baseline,
+        rows: parents * 11,
+        setup: Duration::ZERO,
+        open: Some((opened, baseline_open)),
+    })
 }
 
 /// W2: 120,000 rows in one flush into an empty snapshot, then its open.
