@@ -190,19 +190,23 @@ impl Base {
     }
 
     /// The rows of `table` whose `index`-th indexed columns equal `key`, by
-    /// binary search over the stored order. O(log rows + matches).
-    pub(crate) fn find(&self, table: usize, index: usize, columns: &[u32], key: &[Value]) -> Vec<u32> {
+    /// binary search over the stored order. O(log rows).
+    pub(crate) fn find(
+        &self,
+        table: usize,
+        index: usize,
+        columns: &[u32],
+        key: &[ValueRef<'_>],
+    ) -> &[rkyv::rend::u32_le] {
         let t = self.table(table);
         let order = &t.indexes[self.index_slots[table][index]].order;
-        let cmp = |&row: &rkyv::rend::u32_le| {
+        let cmp = |row: &rkyv::rend::u32_le| {
             let cells = self.row(table, row.to_native());
-            cmp_keys(
-                columns.iter().map(|&c| ValueRef::from(&cells[c as usize])),
-                key.iter().map(ValueRef::from),
-            )
+            cmp_keys(columns.iter().map(|&c| ValueRef::from(&cells[c as usize])), key.iter().copied())
         };
         let start = order.partition_point(|r| cmp(r) == Ordering::Less);
-        order[start..].iter().take_while(|r| cmp(r) == Ordering::Equal).map(|r| r.to_native()).collect()
+        let end = start + order[start..].partition_point(|r| cmp(r) == Ordering::Equal);
+        &order[start..end]
     }
 
     /// The file's bytes.
@@ -259,33 +263,35 @@ fn check_table(t: &ArchivedTableRec, desc: &TableDesc) -> Result<Vec<usize>, Sna
         .collect()
 }
 
-/// The bytes of a new file: header and base image, with no log.
+/// The bytes of a new file: header and base image, with no log. `tables`
+/// holds each table's cells, row after row, already in the order of the
+/// table's [`TableDesc::order_columns`].
 pub(crate) fn write_image(
     descs: &[TableDesc],
-    rows: Vec<Vec<Vec<CellRec>>>,
+    tables: Vec<Vec<CellRec>>,
     fingerprint: u64,
     generation: u64,
 ) -> Result<AlignedVec, SnapshotError> {
     let tables = descs
         .iter()
-        .zip(rows)
-        .map(|(desc, mut rows)| {
+        .zip(tables)
+        .map(|(desc, cells)| {
+            let width = desc.columns.len();
+            let rows = cells.len() / width.max(1);
             let order = desc.order_columns();
-            rows.sort_by(|a, b| {
-                cmp_keys(order.iter().map(|&c| view(a, c)), order.iter().map(|&c| view(b, c)))
-            });
+            let row = |r: u32| &cells[r as usize * width..(r as usize + 1) * width];
             let indexes = desc
                 .index_columns()
                 .into_iter()
                 .map(|columns| {
-                    let mut positions: Vec<u32> = (0..rows.len() as u32)
-                        .filter(|&r| columns.iter().all(|&c| rows[r as usize][c as usize] != CellRec::Null))
+                    let mut positions: Vec<u32> = (0..rows as u32)
+                        .filter(|&r| columns.iter().all(|&c| row(r)[c as usize] != CellRec::Null))
                         .collect();
                     if columns != order {
                         positions.sort_by(|&a, &b| {
                             cmp_keys(
-                                columns.iter().map(|&c| view(&rows[a as usize], c)),
-                                columns.iter().map(|&c| view(&rows[b as usize], c)),
+                                columns.iter().map(|&c| view(row(a), c)),
+                                columns.iter().map(|&c| view(row(b), c)),
                             )
                         });
                     }
@@ -298,28 +304,63 @@ pub(crate) fn write_image(
                 primary_key: desc.primary_key.clone(),
                 uniques: desc.uniques.clone(),
                 foreign_keys: desc.foreign_key_recs(),
-                rows: rows.len() as u32,
-                cells: rows.into_iter().flatten().collect(),
+                rows: rows as u32,
+                cells,
                 indexes,
             }
         })
         .collect();
-    let base = to_bytes(&ImageRec { tables })?;
-    let mut file = AlignedVec::with_capacity(HEADER_LEN + padded(base.len()));
-    let pad = padded(base.len()) - base.len();
-    let mut padded_base = Vec::with_capacity(base.len() + pad);
-    padded_base.extend_from_slice(&base);
-    padded_base.resize(base.len() + pad, 0);
+    let mut base = to_bytes(&ImageRec { tables })?;
+    let base_len = base.len();
+    base.resize(padded(base_len), 0);
     let header = Header {
         version: crate::format::FORMAT_VERSION,
         fingerprint,
-        base_len: base.len() as u64,
-        base_crc: crc32fast::hash(&padded_base),
+        base_len: base_len as u64,
+        base_crc: crc32fast::hash(&base),
         generation,
     };
+    let mut file = AlignedVec::with_capacity(HEADER_LEN + base.len());
     file.extend_from_slice(&header.encode());
-    file.extend_from_slice(&padded_base);
+    file.extend_from_slice(&base);
     Ok(file)
+}
+
+/// A row to be written: from the current image, or from memory.
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'a> {
+    /// A row of the image, in place.
+    Archived(&'a [ArchivedCellRec]),
+    /// A row in memory.
+    Row(&'a [Value]),
+}
+
+impl Source<'_> {
+    fn cell(&self, c: u32) -> ValueRef<'_> {
+        match self {
+            Source::Archived(row) => ValueRef::from(&row[c as usize]),
+            Source::Row(row) => ValueRef::from(&row[c as usize]),
+        }
+    }
+
+    fn width(&self) -> usize {
+        match self {
+            Source::Archived(row) => row.len(),
+            Source::Row(row) => row.len(),
+        }
+    }
+}
+
+/// Sorts `rows` by `order` and lays their cells out row after row, as
+/// [`write_image`] takes them.
+pub(crate) fn sorted_cells(order: &[u32], mut rows: Vec<Source<'_>>) -> Vec<CellRec> {
+    rows.sort_by(|a, b| cmp_keys(order.iter().map(|&c| a.cell(c)), order.iter().map(|&c| b.cell(c))));
+    let width = rows.first().map_or(0, Source::width);
+    let mut out = Vec::with_capacity(rows.len() * width);
+    for src in &rows {
+        out.extend((0..width as u32).map(|c| src.cell(c).to_rec()));
+    }
+    out
 }
 
 fn view(row: &[CellRec], c: u32) -> ValueRef<'_> {

@@ -11,6 +11,7 @@ use relgraph_core::{
 };
 use rkyv::util::AlignedVec;
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use crate::SnapshotError;
 use crate::describe::{TableDesc, describe};
@@ -18,7 +19,11 @@ use crate::format::{
     ALIGN, ArchivedCellRec, BatchRec, CellRec, ChangeRec, Frame, HEADER_LEN, Header, access_batch,
     decode_frame, encode_frame, padded, to_bytes,
 };
-use crate::image::{Base, ValueRef, cmp_keys, write_image};
+use crate::image::{Base, Source, ValueRef, cmp_keys, sorted_cells, write_image};
+
+/// Below this many rows in the base image, the log may hold this many row
+/// changes before a commit compacts.
+const COMPACT_MIN_ROWS: u64 = 16_384;
 
 /// How a [`SnapshotStore`] writes.
 #[derive(Clone, Copy, Debug)]
@@ -26,10 +31,10 @@ pub struct SnapshotOptions {
     /// Whether each commit and compaction waits for the disk (`fsync`).
     /// Without it a crash may lose the latest commits, never older ones.
     pub sync: bool,
-    /// Whether a commit compacts the file once its log outgrows the base
-    /// image (and 1 MiB): the log then never costs more than the image to
-    /// replay at open, and compaction's cost spreads over the flushes that
-    /// grew the log.
+    /// Whether a commit compacts the file once the rows changed in its log
+    /// would outnumber the rows of its base image (and 16,384): the log then
+    /// never costs more than the image to replay at open, and compaction's
+    /// cost spreads over the flushes that grew the log.
     pub auto_compact: bool,
 }
 
@@ -68,7 +73,7 @@ struct TableState {
     indexes: Vec<Vec<u32>>,
     changed: FxHashMap<RowId, Entry>,
     /// Per index: key to the overlay rows holding it.
-    overlay: Vec<FxHashMap<Row, Vec<RowId>>>,
+    overlay: Vec<FxHashMap<Key, SmallVec<[RowId; 1]>>>,
     /// Foreign keys of other tables referencing this one: (table, foreign key position).
     referenced_by: Vec<(usize, usize)>,
     max_key: Option<i64>,
@@ -83,12 +88,17 @@ struct Db {
     /// End of the last committed batch.
     valid_len: u64,
     log_len: u64,
+    /// Row changes in the log.
+    log_rows: u64,
     batches: u32,
     torn_tail: bool,
 }
 
 struct Tx {
+    /// Rows that existed before the transaction, with their overlay entry then.
     undo: FxHashMap<(usize, RowId), Option<Entry>>,
+    /// Rows inserted by the transaction (at or past `next_rows`): rolling back drops them.
+    inserted: Vec<(usize, RowId)>,
     next_rows: Vec<RowId>,
     max_keys: Vec<Option<i64>>,
 }
@@ -121,8 +131,41 @@ fn usage(message: &str) -> StoreError {
     StoreError::new(ErrorKind::Usage, message)
 }
 
-fn key_of(row: &[Value], columns: &[u32]) -> Option<Row> {
-    columns.iter().map(|&c| Some(row[c as usize].clone()).filter(|v| !v.is_null())).collect()
+/// An index key: one integer, the common case, kept without allocating; or
+/// the values themselves.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Int(i64),
+    Values(Row),
+}
+
+impl Key {
+    /// The key of non-NULL values (`None` if any is NULL: NULLs match nothing).
+    fn of<'a>(values: impl ExactSizeIterator<Item = ValueRef<'a>>) -> Option<Key> {
+        let mut values = values.peekable();
+        if values.len() == 1 {
+            return match values.next()? {
+                ValueRef::Null => None,
+                ValueRef::Integer(i) => Some(Key::Int(i)),
+                v => Some(Key::Values(Box::new([v.to_value()]))),
+            };
+        }
+        values
+            .map(|v| if v == ValueRef::Null { None } else { Some(v.to_value()) })
+            .collect::<Option<Row>>()
+            .map(Key::Values)
+    }
+}
+
+fn key_of(row: &[Value], columns: &[u32]) -> Option<Key> {
+    Key::of(columns.iter().map(|&c| ValueRef::from(&row[c as usize])))
+}
+
+/// The values of `row` in `columns`, as a lookup key (`None` if any is NULL).
+fn refs_of<'a>(row: &'a [Value], columns: &[u32]) -> Option<SmallVec<[ValueRef<'a>; 2]>> {
+    let refs: SmallVec<[ValueRef<'a>; 2]> =
+        columns.iter().map(|&c| ValueRef::from(&row[c as usize])).collect();
+    (!refs.contains(&ValueRef::Null)).then_some(refs)
 }
 
 fn archived_value(cell: &ArchivedCellRec) -> Value {
@@ -167,7 +210,7 @@ impl TableState {
                 if let Some(key) = key_of(old_row, columns)
                     && let Some(rows) = self.overlay[i].get_mut(&key)
                 {
-                    rows.retain(|&r| r != row);
+                    rows.retain(|r| *r != row);
                     if rows.is_empty() {
                         self.overlay[i].remove(&key);
                     }
@@ -219,7 +262,8 @@ impl Db {
                 tables[target].referenced_by.push((t, f));
             }
         }
-        let mut db = Db { base, tables, header, valid_len: 0, log_len: 0, batches: 0, torn_tail: false };
+        let mut db =
+            Db { base, tables, header, valid_len: 0, log_len: 0, log_rows: 0, batches: 0, torn_tail: false };
         db.replay_log()?;
         for t in 0..db.tables.len() {
             db.tables[t].max_key = db.base_max_key(t);
@@ -259,6 +303,7 @@ impl Db {
                         changes.push((table, change.row.to_native(), cells));
                     }
                     self.batches += 1;
+                    self.log_rows += changes.len() as u64;
                     at = end;
                 }
             }
@@ -298,32 +343,68 @@ impl Db {
         }
     }
 
-    /// The live rows of `t` whose `columns` equal `key` (no NULLs in it).
-    fn find(&self, t: usize, columns: &[u32], key: &[Value]) -> Vec<RowId> {
+    /// Calls `f` with each live row of `t` whose `columns` equal `key` (no
+    /// NULLs in it) until it returns `false`: binary search in the image
+    /// and a hash lookup in the overlay when an index covers `columns`, a
+    /// scan otherwise.
+    fn for_each_match(
+        &self,
+        t: usize,
+        columns: &[u32],
+        key: &[ValueRef<'_>],
+        mut f: impl FnMut(RowId) -> bool,
+    ) {
         let state = &self.tables[t];
-        match state.index_on(columns) {
-            Some(i) => {
-                let mut out: Vec<RowId> = self
-                    .base
-                    .find(t, i, columns, key)
-                    .into_iter()
-                    .map(RowId::from)
-                    .filter(|r| !state.changed.contains_key(r))
-                    .collect();
-                if let Some(rows) = state.overlay[i].get(key) {
-                    out.extend_from_slice(rows);
+        let Some(i) = state.index_on(columns) else {
+            for r in self.live_rows(t) {
+                let hit = self.row(t, r).is_some_and(|row| {
+                    columns.iter().zip(key).all(|(&c, v)| ValueRef::from(&row[c as usize]) == *v)
+                });
+                if hit && !f(r) {
+                    return;
                 }
-                out
             }
-            None => self
-                .live_rows(t)
-                .into_iter()
-                .filter(|&r| {
-                    self.row(t, r)
-                        .is_some_and(|row| columns.iter().zip(key).all(|(&c, v)| &row[c as usize] == v))
-                })
-                .collect(),
+            return;
+        };
+        for r in self.base.find(t, i, columns, key) {
+            let r = RowId::from(r.to_native());
+            if !state.changed.contains_key(&r) && !f(r) {
+                return;
+            }
         }
+        if let Some(rows) = Key::of(key.iter().copied()).and_then(|k| state.overlay[i].get(&k)) {
+            for &r in rows {
+                if !f(r) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The live rows of `t` whose `columns` equal `key` (no NULLs in it).
+    fn find(&self, t: usize, columns: &[u32], key: &[ValueRef<'_>]) -> Vec<RowId> {
+        let mut out = Vec::new();
+        self.for_each_match(t, columns, key, |r| {
+            out.push(r);
+            true
+        });
+        out
+    }
+
+    /// The live rows of `t` whose `columns` equal `key`; none if it holds a NULL.
+    fn find_values(&self, t: usize, columns: &[u32], key: &[Value]) -> Vec<RowId> {
+        let key: SmallVec<[ValueRef<'_>; 2]> = key.iter().map(ValueRef::from).collect();
+        if key.contains(&ValueRef::Null) { Vec::new() } else { self.find(t, columns, &key) }
+    }
+
+    /// Whether a live row of `t` other than `except` has `key` in `columns`.
+    fn any_match(&self, t: usize, columns: &[u32], key: &[ValueRef<'_>], except: Option<RowId>) -> bool {
+        let mut found = false;
+        self.for_each_match(t, columns, key, |r| {
+            found = Some(r) != except;
+            !found
+        });
+        found
     }
 
     fn live_rows(&self, t: usize) -> Vec<RowId> {
@@ -351,8 +432,8 @@ impl Db {
         }
         let keys = std::iter::once(&desc.primary_key).filter(|pk| !pk.is_empty()).chain(&desc.uniques);
         for columns in keys {
-            if let Some(key) = key_of(row, columns)
-                && self.find(t, columns, &key).into_iter().any(|r| Some(r) != itself)
+            if let Some(key) = refs_of(row, columns)
+                && self.any_match(t, columns, &key, itself)
             {
                 let names: Vec<&str> =
                     columns.iter().map(|&c| desc.columns[c as usize].name.as_str()).collect();
@@ -369,8 +450,8 @@ impl Db {
     fn check_references(&self, t: usize, row: &[Value]) -> Result<(), StoreError> {
         let desc = &self.tables[t].desc;
         for fk in &desc.foreign_keys {
-            let Some(key) = key_of(row, &fk.columns) else { continue };
-            if self.find(fk.ref_table, &fk.ref_columns, &key).is_empty() {
+            let Some(key) = refs_of(row, &fk.columns) else { continue };
+            if !self.any_match(fk.ref_table, &fk.ref_columns, &key, None) {
                 return Err(self.error(
                     ErrorKind::ForeignKey,
                     format!(
@@ -455,9 +536,10 @@ impl SnapshotStore {
             return Err(usage("rows do not match the schema's tables"));
         }
         let cells = rows
-            .into_iter()
-            .map(|rows| {
-                rows.into_iter().map(|row| row.iter().map(|v| ValueRef::from(v).to_rec()).collect()).collect()
+            .iter()
+            .zip(&descs)
+            .map(|(rows, desc)| {
+                sorted_cells(&desc.order_columns(), rows.iter().map(|r| Source::Row(r)).collect())
             })
             .collect();
         let bytes = write_image(&descs, cells, schema.fingerprint(), 0)?;
@@ -491,7 +573,7 @@ impl SnapshotStore {
             for id in db.live_rows(t) {
                 let row = db.row(t, id).ok_or_else(|| usage("a live row vanished"))?;
                 for columns in &db.tables[t].indexes {
-                    if let Some(key) = key_of(&row, columns)
+                    if let Some(key) = refs_of(&row, columns)
                         && !db.find(t, columns, &key).contains(&id)
                     {
                         return Err(StoreError::new(
@@ -522,10 +604,13 @@ impl SnapshotStore {
     }
 }
 
-/// Records `row`'s new state, remembering its state before the transaction.
+/// Records `row`'s new state, remembering its state before the transaction
+/// (rows the transaction inserted need no record: rolling back drops them).
 fn write_row(db: &mut Db, tx: &mut Tx, t: usize, row: RowId, new: Option<Row>) {
     let old = db.tables[t].set(row, new);
-    tx.undo.entry((t, row)).or_insert(old);
+    if row < tx.next_rows[t] {
+        tx.undo.entry((t, row)).or_insert(old);
+    }
 }
 
 fn insert(db: &mut Db, tx: &mut Tx, t: usize, mut values: Vec<Value>) -> Result<Option<i64>, StoreError> {
@@ -543,6 +628,7 @@ fn insert(db: &mut Db, tx: &mut Tx, t: usize, mut values: Vec<Value>) -> Result<
     let id = db.tables[t].next_row;
     db.tables[t].next_row += 1;
     write_row(db, tx, t, id, Some(values.into_boxed_slice()));
+    tx.inserted.push((t, id));
     // Checked after the write, so that a row may reference itself.
     let db: &Db = db;
     if let Some(Some(row)) = db.tables[t].changed.get(&id) {
@@ -560,7 +646,7 @@ fn update(
     columns: &[u32],
     values: Vec<Value>,
 ) -> Result<(), StoreError> {
-    let rows = if key.iter().any(Value::is_null) { Vec::new() } else { db.find(t, key_columns, key) };
+    let rows = db.find_values(t, key_columns, key);
     if rows.is_empty() {
         return Err(StoreError::new(
             ErrorKind::Other,
@@ -578,9 +664,9 @@ fn update(
         // Changing a referenced key under rows that reference it is refused, as ON UPDATE NO ACTION.
         for &(rt, f) in &db.tables[t].referenced_by {
             let fk = &db.tables[rt].desc.foreign_keys[f];
-            let Some(old_key) = key_of(&old, &fk.ref_columns) else { continue };
-            if key_of(&row, &fk.ref_columns).as_ref() != Some(&old_key)
-                && !db.find(rt, &fk.columns, &old_key).is_empty()
+            let Some(old_key) = refs_of(&old, &fk.ref_columns) else { continue };
+            if refs_of(&row, &fk.ref_columns).as_ref() != Some(&old_key)
+                && db.any_match(rt, &fk.columns, &old_key, None)
             {
                 return Err(StoreError::new(
                     ErrorKind::ForeignKey,
@@ -613,7 +699,7 @@ fn delete(db: &mut Db, tx: &mut Tx, t: usize, rows: Vec<RowId>) -> Result<(), St
         .collect();
     for row in &removed {
         for (rt, fk) in &referencing {
-            let Some(key) = key_of(row, &fk.ref_columns) else { continue };
+            let Some(key) = refs_of(row, &fk.ref_columns) else { continue };
             let found = db.find(*rt, &fk.columns, &key);
             if found.is_empty() {
                 continue;
@@ -718,18 +804,20 @@ impl SnapshotStore {
     fn compact_now(&mut self) -> Result<(), StoreError> {
         let db = self.db()?;
         let descs: Vec<TableDesc> = db.tables.iter().map(|t| t.desc.clone()).collect();
-        let rows: Vec<Vec<Vec<CellRec>>> = (0..db.tables.len())
+        let cells: Vec<Vec<CellRec>> = (0..db.tables.len())
             .map(|t| {
-                db.live_rows(t)
+                let rows = db
+                    .live_rows(t)
                     .into_iter()
                     .map(|r| match db.tables[t].changed.get(&r) {
-                        Some(Some(row)) => row.iter().map(|v| ValueRef::from(v).to_rec()).collect(),
-                        _ => db.base.row(t, r as u32).iter().map(|c| ValueRef::from(c).to_rec()).collect(),
+                        Some(Some(row)) => Source::Row(row),
+                        _ => Source::Archived(db.base.row(t, r as u32)),
                     })
-                    .collect()
+                    .collect();
+                sorted_cells(&db.tables[t].desc.order_columns(), rows)
             })
             .collect();
-        let bytes = write_image(&descs, rows, db.header.fingerprint, db.header.generation + 1)?;
+        let bytes = write_image(&descs, cells, db.header.fingerprint, db.header.generation + 1)?;
         write_atomically(&self.path, &bytes, self.options.sync)?;
         if let Some(echo) = &mut self.echo {
             echo(&format!("COMPACT {} -- {} bytes", self.path.display(), bytes.len()));
@@ -788,6 +876,7 @@ impl SnapshotStore {
         }
         db.valid_len += frame.len() as u64;
         db.log_len += frame.len() as u64;
+        db.log_rows += rows as u64;
         db.batches += 1;
         db.torn_tail = false;
         Ok(())
@@ -800,6 +889,7 @@ impl SnapshotStore {
             .iter()
             .filter(|((t, r), old)| db.tables[*t].changed.get(r) != old.as_ref())
             .map(|(&k, _)| k)
+            .chain(tx.inserted.iter().copied().filter(|(t, r)| db.tables[*t].changed.contains_key(r)))
             .collect();
         keys.sort_unstable();
         BatchRec {
@@ -878,6 +968,7 @@ impl Store for SnapshotStore {
         let db = self.db()?;
         self.tx = Some(Tx {
             undo: FxHashMap::default(),
+            inserted: Vec::new(),
             next_rows: db.tables.iter().map(|t| t.next_row).collect(),
             max_keys: db.tables.iter().map(|t| t.max_key).collect(),
         });
@@ -915,11 +1006,7 @@ impl Store for SnapshotStore {
                 }
                 RowOp::Delete { columns, values, .. } => {
                     let values = cells(values)?;
-                    let rows = if values.iter().any(Value::is_null) {
-                        Vec::new()
-                    } else {
-                        db.find(t, columns, &values)
-                    };
+                    let rows = db.find_values(t, columns, &values);
                     delete(db, tx, t, rows)?;
                     None
                 }
@@ -931,19 +1018,23 @@ impl Store for SnapshotStore {
 
     fn commit(&mut self) -> Result<(), StoreError> {
         let tx = self.tx.take().ok_or_else(|| usage("commit without a transaction"))?;
-        let batch = self.batch(&tx);
-        if batch.changes.is_empty() {
-            return Ok(());
-        }
         let result = (|| {
-            let payload = to_bytes(&batch)?;
             let db = self.db()?;
-            let log_len = db.log_len + payload.len() as u64;
-            if self.options.auto_compact && log_len > db.header.base_len.max(1 << 20) {
-                self.compact_now()
-            } else {
-                Ok(self.append(batch.changes.len(), &payload)?)
+            let base_rows: u64 = db.tables.iter().map(|t| u64::from(t.base_rows)).sum();
+            let touched = (tx.undo.len() + tx.inserted.len()) as u64;
+            if touched == 0 {
+                return Ok(());
             }
+            // Decided by row counts, before any encoding, so a commit that
+            // compacts never serializes a batch it would throw away.
+            if self.options.auto_compact && db.log_rows + touched > base_rows.max(COMPACT_MIN_ROWS) {
+                return self.compact_now();
+            }
+            let batch = self.batch(&tx);
+            if batch.changes.is_empty() {
+                return Ok(());
+            }
+            Ok(self.append(batch.changes.len(), &to_bytes(&batch)?)?)
         })();
         if result.is_err() {
             // The caller rolls back; the undo record must still be there for it.
@@ -956,6 +1047,9 @@ impl Store for SnapshotStore {
         let (Some(tx), Some(db)) = (self.tx.take(), self.db.as_mut()) else { return Ok(()) };
         for ((t, row), old) in tx.undo {
             db.tables[t].put(row, old);
+        }
+        for (t, row) in tx.inserted {
+            db.tables[t].put(row, None);
         }
         for (t, state) in db.tables.iter_mut().enumerate() {
             state.next_row = tx.next_rows[t];
@@ -978,9 +1072,7 @@ impl Store for SnapshotStore {
         }
         let mut ids: Vec<RowId> = Vec::new();
         for key in keys {
-            if !key.iter().any(Value::is_null) {
-                ids.extend(db.find(t, columns, key));
-            }
+            ids.extend(db.find_values(t, columns, key));
         }
         if keys.len() > 1 {
             ids.sort_unstable();

@@ -135,7 +135,7 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
             }
             4 if at + 4 <= b.len() => {
                 let v = [0, 1, u32::MAX, i32::MAX as u32, b.len() as u32, rng.next() as u32][rng.below(6)];
-                put_u32(&mut b, at & !3, v.min(u32::MAX));
+                put_u32(&mut b, at & !3, v);
             }
             5 => {
                 let len = rng.below(64).min(b.len() - at);

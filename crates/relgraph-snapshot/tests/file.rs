@@ -61,7 +61,10 @@ fn commit(store: &mut SnapshotStore, schema: &Schema, ops: &[RowOp]) {
 /// A file of three commits: parents and children, then a rename, an
 /// association and a child, then a delete that cascades to a kid and nulls
 /// a pet's owner. Returns the file's length and state after each commit.
-fn three_commits(path: &Path) -> (Arc<Schema>, Vec<(u64, Vec<Vec<Row>>)>) {
+/// The file's length and every table's rows after one commit.
+type AfterCommit = (u64, Vec<Vec<Row>>);
+
+fn three_commits(path: &Path) -> (Arc<Schema>, Vec<AfterCommit>) {
     let schema = relgraph_testkit::conformance::schema();
     let mut store = open(path, &schema).unwrap();
     let mut after = Vec::new();
