@@ -360,9 +360,9 @@ impl Session {
             }
         }
         // An object staged twice (added, deleted, added again) counts once.
-        pending.sort_by_key(|&k| self.seq(k));
+        self.sort_by_seq(&mut pending);
         pending.dedup();
-        deleted.sort_by_key(|&k| self.seq(k));
+        self.sort_by_seq(&mut deleted);
         deleted.dedup();
 
         // 1. save-update cascades, from everything that could have gained a link.
@@ -457,7 +457,7 @@ impl Session {
                 }
             }
         }
-        candidates.sort_by_key(|&(r, k)| (r, self.seq(k)));
+        candidates.sort_by_cached_key(|&(r, k)| (r, self.seq(k)));
         loop {
             while let Some(d) = queue.pop() {
                 let entity = self.graph.entity_of(d)?;
@@ -528,7 +528,7 @@ impl Session {
 
         // Children of deleted parents that stay: loaded (unless passive) and nulled (rule 11, 13).
         let mut doomed_list: Vec<ObjectKey> = doomed.iter().copied().collect();
-        doomed_list.sort_by_key(|&k| self.seq(k));
+        self.sort_by_seq(&mut doomed_list);
         let mut keep_fk: HashSet<(ObjectKey, LinkId)> = HashSet::default();
         let mut nulled: Vec<ObjectKey> = Vec::new();
         for &d in &doomed_list {
@@ -602,7 +602,7 @@ impl Session {
         // 3b. Inserts of new objects, parents first where the order is known.
         let mut new_objects: Vec<ObjectKey> =
             pending.iter().chain(work.cascaded.iter()).copied().filter(|k| !dropped.contains(k)).collect();
-        new_objects.sort_by_key(|&k| self.seq(k));
+        self.sort_by_seq(&mut new_objects);
         work.nodes.reserve(new_objects.len());
         // Nodes first, rows in the pass below: a child can then refer to its
         // parent's INSERT whichever of the two comes first.
@@ -713,7 +713,7 @@ impl Session {
             }
         }
         candidates.extend(nulled);
-        candidates.sort_by_key(|&k| self.seq(k));
+        self.sort_by_seq(&mut candidates);
         candidates.dedup();
         for o in candidates {
             if doomed.contains(&o) || self.state(o) != State::Persistent {

@@ -354,7 +354,19 @@ impl Source<'_> {
 /// Sorts `rows` by `order` and lays their cells out row after row, as
 /// [`write_image`] takes them.
 pub(crate) fn sorted_cells(order: &[u32], mut rows: Vec<Source<'_>>) -> Vec<CellRec> {
-    rows.sort_by(|a, b| cmp_keys(order.iter().map(|&c| a.cell(c)), order.iter().map(|&c| b.cell(c))));
+    let integer = |src: &Source<'_>| match (order, src) {
+        ([c], _) => match src.cell(*c) {
+            ValueRef::Integer(i) => Some(i),
+            _ => None,
+        },
+        _ => None,
+    };
+    if rows.iter().all(|r| integer(r).is_some()) {
+        // The common case, an integer key: compare integers, not value views.
+        rows.sort_by_key(|r| integer(r));
+    } else {
+        rows.sort_by(|a, b| cmp_keys(order.iter().map(|&c| a.cell(c)), order.iter().map(|&c| b.cell(c))));
+    }
     let width = rows.first().map_or(0, Source::width);
     let mut out = Vec::with_capacity(rows.len() * width);
     for src in &rows {

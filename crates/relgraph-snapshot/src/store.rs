@@ -407,12 +407,22 @@ impl Db {
         found
     }
 
+    /// The live rows of `t` in row-id order: the image's rows, then the ones
+    /// inserted since, oldest first (so rows inserted in key order come out
+    /// sorted, which makes compaction's sort a linear pass).
     fn live_rows(&self, t: usize) -> Vec<RowId> {
         let state = &self.tables[t];
-        (0..RowId::from(state.base_rows))
+        let base = RowId::from(state.base_rows);
+        let mut rows: Vec<RowId> = (0..base)
             .filter(|r| !state.changed.contains_key(r))
-            .chain(state.changed.iter().filter(|(_, e)| e.is_some()).map(|(&r, _)| r))
-            .collect()
+            .chain(state.changed.iter().filter(|(r, e)| **r < base && e.is_some()).map(|(&r, _)| r))
+            .collect();
+        let mut inserted: Vec<RowId> =
+            state.changed.iter().filter(|(r, e)| **r >= base && e.is_some()).map(|(&r, _)| r).collect();
+        inserted.sort_unstable();
+        rows.sort_unstable();
+        rows.extend(inserted);
+        rows
     }
 
     fn error(&self, kind: ErrorKind, message: String) -> StoreError {
