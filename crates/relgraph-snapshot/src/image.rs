@@ -10,8 +10,8 @@ use rkyv::util::AlignedVec;
 use crate::SnapshotError;
 use crate::describe::TableDesc;
 use crate::format::{
-    ALIGN, ArchivedCellRec, ArchivedImageRec, ArchivedTableRec, CellRec, HEADER_LEN, Header, ImageRec,
-    IndexRec, TableRec, access_image, padded, to_bytes,
+    ALIGN, ArchivedCellRec, ArchivedColumnData, ArchivedImageRec, ArchivedTableRec, CellRec, ColumnData,
+    HEADER_LEN, Header, ImageRec, IndexRec, TableRec, access_image, padded, to_bytes,
 };
 
 /// A borrowed column value, from a row in memory or in the archive, so the
@@ -83,7 +83,7 @@ impl ValueRef<'_> {
         }
     }
 
-    fn rank(self) -> u8 {
+    pub(crate) fn rank(self) -> u8 {
         match self {
             ValueRef::Null => 0,
             ValueRef::Boolean(_) => 1,
@@ -182,11 +182,15 @@ impl Base {
         self.table(table).rows.to_native()
     }
 
-    /// The cells of row `row` of `table`.
-    pub(crate) fn row(&self, table: usize, row: u32) -> &[ArchivedCellRec] {
-        let t = self.table(table);
-        let width = t.columns.len();
-        &t.cells[row as usize * width..(row as usize + 1) * width]
+    /// Column `column` of row `row` of `table`, read in place. Positions
+    /// were checked at open.
+    pub(crate) fn cell(&self, table: usize, row: u32, column: u32) -> ValueRef<'_> {
+        archived_cell(&self.table(table).data[column as usize], row as usize)
+    }
+
+    /// The columns of `table`.
+    pub(crate) fn width(&self, table: usize) -> u32 {
+        self.table(table).columns.len() as u32
     }
 
     /// The rows of `table` whose `index`-th indexed columns equal `key`, by
@@ -197,16 +201,20 @@ impl Base {
         index: usize,
         columns: &[u32],
         key: &[ValueRef<'_>],
-    ) -> &[rkyv::rend::u32_le] {
+    ) -> Matches<'_> {
         let t = self.table(table);
-        let order = &t.indexes[self.index_slots[table][index]].order;
-        let cmp = |row: &rkyv::rend::u32_le| {
-            let cells = self.row(table, row.to_native());
-            cmp_keys(columns.iter().map(|&c| ValueRef::from(&cells[c as usize])), key.iter().copied())
-        };
-        let start = order.partition_point(|r| cmp(r) == Ordering::Less);
-        let end = start + order[start..].partition_point(|r| cmp(r) == Ordering::Equal);
-        &order[start..end]
+        let index = &t.indexes[self.index_slots[table][index]];
+        let cmp = |row: u32| cmp_keys(columns.iter().map(|&c| self.cell(table, row, c)), key.iter().copied());
+        if index.implicit {
+            let rows = t.rows.to_native() as usize;
+            let start = lower_bound(0, rows, |r| cmp(r as u32) == Ordering::Less);
+            let end = lower_bound(start, rows, |r| cmp(r as u32) == Ordering::Equal);
+            return Matches::Rows(start as u32..end as u32);
+        }
+        let order = &index.order;
+        let start = order.partition_point(|r| cmp(r.to_native()) == Ordering::Less);
+        let end = start + order[start..].partition_point(|r| cmp(r.to_native()) == Ordering::Equal);
+        Matches::Order(order[start..end].iter())
     }
 
     /// The file's bytes.
@@ -219,11 +227,15 @@ impl Base {
     pub(crate) fn verify_order(&self, descs: &[TableDesc]) -> Result<(), SnapshotError> {
         for (t, desc) in descs.iter().enumerate() {
             for (i, columns) in desc.index_columns().iter().enumerate() {
-                let order = &self.table(t).indexes[self.index_slots[t][i]].order;
-                let key =
-                    |row: u32| columns.iter().map(move |&c| ValueRef::from(&self.row(t, row)[c as usize]));
+                let index = &self.table(t).indexes[self.index_slots[t][i]];
+                let key = |row: u32| columns.iter().map(move |&c| self.cell(t, row, c));
+                let order: Vec<u32> = if index.implicit {
+                    (0..self.rows(t)).collect()
+                } else {
+                    index.order.iter().map(|r| r.to_native()).collect()
+                };
                 for pair in order.windows(2) {
-                    if cmp_keys(key(pair[0].to_native()), key(pair[1].to_native())) == Ordering::Greater {
+                    if cmp_keys(key(pair[0]), key(pair[1])) == Ordering::Greater {
                         return Err(SnapshotError::Corrupt {
                             offset: HEADER_LEN as u64,
                             what: format!("table {}: index on columns {columns:?} is not sorted", desc.name),
@@ -242,10 +254,28 @@ fn check_table(t: &ArchivedTableRec, desc: &TableDesc) -> Result<Vec<usize>, Sna
     let bad = |what: String| SnapshotError::Corrupt { offset: HEADER_LEN as u64, what };
     let rows = t.rows.to_native() as usize;
     let width = desc.columns.len();
-    if width == 0
-        || t.cells.len() != rows.checked_mul(width).ok_or_else(|| bad("row count overflows".into()))?
-    {
-        return Err(bad(format!("table {}: {} cells for {rows} rows of {width}", desc.name, t.cells.len())));
+    if width == 0 || t.data.len() != width {
+        return Err(bad(format!(
+            "table {}: {} columns of data for {width} columns",
+            desc.name,
+            t.data.len()
+        )));
+    }
+    for (c, data) in t.data.iter().enumerate() {
+        let (values, nulls) = match data {
+            ArchivedColumnData::Integer { values, nulls } => (values.len(), nulls.len()),
+            ArchivedColumnData::Float { values, nulls } => (values.len(), nulls.len()),
+            ArchivedColumnData::Boolean { values, nulls } => (values.len(), nulls.len()),
+            ArchivedColumnData::Text { values, nulls } => (values.len(), nulls.len()),
+            ArchivedColumnData::Blob { values, nulls } => (values.len(), nulls.len()),
+            ArchivedColumnData::Mixed { values } => (values.len(), rows.div_ceil(8)),
+        };
+        if values != rows || (nulls != 0 && nulls != rows.div_ceil(8)) {
+            return Err(bad(format!(
+                "table {}: column {c} holds {values} values for {rows} rows",
+                desc.name
+            )));
+        }
     }
     desc.index_columns()
         .iter()
@@ -255,7 +285,10 @@ fn check_table(t: &ArchivedTableRec, desc: &TableDesc) -> Result<Vec<usize>, Sna
                 .iter()
                 .position(|ix| ix.columns.iter().map(|c| c.to_native()).eq(columns.iter().copied()))
                 .ok_or_else(|| bad(format!("table {}: missing index on columns {columns:?}", desc.name)))?;
-            if t.indexes[slot].order.iter().any(|r| r.to_native() as usize >= rows) {
+            let index = &t.indexes[slot];
+            if (index.implicit && !index.order.is_empty())
+                || index.order.iter().any(|r| r.to_native() as usize >= rows)
+            {
                 return Err(bad(format!("table {}: index entry out of range", desc.name)));
             }
             Ok(slot)
@@ -264,38 +297,34 @@ fn check_table(t: &ArchivedTableRec, desc: &TableDesc) -> Result<Vec<usize>, Sna
 }
 
 /// The bytes of a new file: header and base image, with no log. `tables`
-/// holds each table's cells, row after row, already in the order of the
-/// table's [`TableDesc::order_columns`].
+/// holds each table's rows as columns, already in the order of the table's
+/// [`TableDesc::order_columns`] (see [`sorted_columns`]).
 pub(crate) fn write_image(
     descs: &[TableDesc],
-    tables: Vec<Vec<CellRec>>,
+    tables: Vec<(u32, Vec<ColumnData>)>,
     fingerprint: u64,
     generation: u64,
 ) -> Result<AlignedVec, SnapshotError> {
     let tables = descs
         .iter()
         .zip(tables)
-        .map(|(desc, cells)| {
-            let width = desc.columns.len();
-            let rows = cells.len() / width.max(1);
+        .map(|(desc, (rows, data))| {
             let order = desc.order_columns();
-            let row = |r: u32| &cells[r as usize * width..(r as usize + 1) * width];
+            let cell = |r: u32, c: u32| owned_cell(&data[c as usize], r as usize);
             let indexes = desc
                 .index_columns()
                 .into_iter()
                 .map(|columns| {
-                    let mut positions: Vec<u32> = (0..rows as u32)
-                        .filter(|&r| columns.iter().all(|&c| row(r)[c as usize] != CellRec::Null))
-                        .collect();
-                    if columns != order {
-                        positions.sort_by(|&a, &b| {
-                            cmp_keys(
-                                columns.iter().map(|&c| view(row(a), c)),
-                                columns.iter().map(|&c| view(row(b), c)),
-                            )
-                        });
+                    if order.starts_with(&columns) {
+                        return IndexRec { columns, implicit: true, order: Vec::new() };
                     }
-                    IndexRec { columns, order: positions }
+                    let mut positions: Vec<u32> = (0..rows)
+                        .filter(|&r| columns.iter().all(|&c| cell(r, c) != ValueRef::Null))
+                        .collect();
+                    positions.sort_by(|&a, &b| {
+                        cmp_keys(columns.iter().map(|&c| cell(a, c)), columns.iter().map(|&c| cell(b, c)))
+                    });
+                    IndexRec { columns, implicit: false, order: positions }
                 })
                 .collect();
             TableRec {
@@ -304,8 +333,8 @@ pub(crate) fn write_image(
                 primary_key: desc.primary_key.clone(),
                 uniques: desc.uniques.clone(),
                 foreign_keys: desc.foreign_key_recs(),
-                rows: rows as u32,
-                cells,
+                rows,
+                data,
                 indexes,
             }
         })
@@ -326,11 +355,89 @@ pub(crate) fn write_image(
     Ok(file)
 }
 
+/// The first position in `from..to` where `before` turns false (it must be
+/// true, then false, over the range).
+fn lower_bound(mut from: usize, mut to: usize, before: impl Fn(usize) -> bool) -> usize {
+    while from < to {
+        let mid = from + (to - from) / 2;
+        if before(mid) {
+            from = mid + 1;
+        } else {
+            to = mid;
+        }
+    }
+    from
+}
+
+/// The rows a lookup found: a run of rows, or a run of a stored order.
+pub(crate) enum Matches<'a> {
+    /// Rows `start..end` themselves.
+    Rows(std::ops::Range<u32>),
+    /// Positions from a stored order.
+    Order(std::slice::Iter<'a, rkyv::rend::u32_le>),
+}
+
+impl Iterator for Matches<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        match self {
+            Matches::Rows(range) => range.next(),
+            Matches::Order(iter) => iter.next().map(|r| r.to_native()),
+        }
+    }
+}
+
+fn is_null(nulls: &[u8], row: usize) -> bool {
+    nulls.get(row / 8).is_some_and(|b| b & (1 << (row % 8)) != 0)
+}
+
+fn archived_cell(data: &ArchivedColumnData, r: usize) -> ValueRef<'_> {
+    match data {
+        ArchivedColumnData::Integer { values, nulls } if !is_null(nulls, r) => {
+            ValueRef::Integer(values[r].to_native())
+        }
+        ArchivedColumnData::Float { values, nulls } if !is_null(nulls, r) => {
+            ValueRef::Float(values[r].to_native())
+        }
+        ArchivedColumnData::Boolean { values, nulls } if !is_null(nulls, r) => {
+            ValueRef::Boolean(values[r] != 0)
+        }
+        ArchivedColumnData::Text { values, nulls } if !is_null(nulls, r) => {
+            ValueRef::Text(values[r].as_str())
+        }
+        ArchivedColumnData::Blob { values, nulls } if !is_null(nulls, r) => {
+            ValueRef::Blob(values[r].as_slice())
+        }
+        ArchivedColumnData::Mixed { values } => ValueRef::from(&values[r]),
+        _ => ValueRef::Null,
+    }
+}
+
+fn owned_cell(data: &ColumnData, r: usize) -> ValueRef<'_> {
+    match data {
+        ColumnData::Integer { values, nulls } if !is_null(nulls, r) => ValueRef::Integer(values[r]),
+        ColumnData::Float { values, nulls } if !is_null(nulls, r) => ValueRef::Float(values[r]),
+        ColumnData::Boolean { values, nulls } if !is_null(nulls, r) => ValueRef::Boolean(values[r] != 0),
+        ColumnData::Text { values, nulls } if !is_null(nulls, r) => ValueRef::Text(&values[r]),
+        ColumnData::Blob { values, nulls } if !is_null(nulls, r) => ValueRef::Blob(&values[r]),
+        ColumnData::Mixed { values } => cell_view(&values[r]),
+        _ => ValueRef::Null,
+    }
+}
+
 /// A row to be written: from the current image, or from memory.
 #[derive(Clone, Copy)]
 pub(crate) enum Source<'a> {
-    /// A row of the image, in place.
-    Archived(&'a [ArchivedCellRec]),
+    /// Row `row` of table `table` of the image, read in place.
+    Archived {
+        /// The image.
+        base: &'a Base,
+        /// The table.
+        table: usize,
+        /// The row.
+        row: u32,
+    },
     /// A row in memory.
     Row(&'a [Value]),
 }
@@ -338,24 +445,18 @@ pub(crate) enum Source<'a> {
 impl Source<'_> {
     fn cell(&self, c: u32) -> ValueRef<'_> {
         match self {
-            Source::Archived(row) => ValueRef::from(&row[c as usize]),
+            Source::Archived { base, table, row } => base.cell(*table, *row, c),
             Source::Row(row) => ValueRef::from(&row[c as usize]),
-        }
-    }
-
-    fn width(&self) -> usize {
-        match self {
-            Source::Archived(row) => row.len(),
-            Source::Row(row) => row.len(),
         }
     }
 }
 
-/// Sorts `rows` by `order` and lays their cells out row after row, as
-/// [`write_image`] takes them.
-pub(crate) fn sorted_cells(order: &[u32], mut rows: Vec<Source<'_>>) -> Vec<CellRec> {
-    let integer = |src: &Source<'_>| match (order, src) {
-        ([c], _) => match src.cell(*c) {
+/// Sorts `rows` (of `width` columns) by `order` and lays them out column by
+/// column, as [`write_image`] takes them: each column typed when all its
+/// values are of one kind, mixed otherwise.
+pub(crate) fn sorted_columns(order: &[u32], width: u32, mut rows: Vec<Source<'_>>) -> (u32, Vec<ColumnData>) {
+    let integer = |src: &Source<'_>| match order {
+        [c] => match src.cell(*c) {
             ValueRef::Integer(i) => Some(i),
             _ => None,
         },
@@ -367,16 +468,59 @@ pub(crate) fn sorted_cells(order: &[u32], mut rows: Vec<Source<'_>>) -> Vec<Cell
     } else {
         rows.sort_by(|a, b| cmp_keys(order.iter().map(|&c| a.cell(c)), order.iter().map(|&c| b.cell(c))));
     }
-    let width = rows.first().map_or(0, Source::width);
-    let mut out = Vec::with_capacity(rows.len() * width);
-    for src in &rows {
-        out.extend((0..width as u32).map(|c| src.cell(c).to_rec()));
-    }
-    out
-}
-
-fn view(row: &[CellRec], c: u32) -> ValueRef<'_> {
-    cell_view(&row[c as usize])
+    let n = rows.len();
+    let columns = (0..width)
+        .map(|c| {
+            let mut nulls = vec![0u8; n.div_ceil(8)];
+            let mut any_null = false;
+            let mut kind = None;
+            let mut mixed = false;
+            for (r, src) in rows.iter().enumerate() {
+                let v = src.cell(c);
+                if v == ValueRef::Null {
+                    nulls[r / 8] |= 1 << (r % 8);
+                    any_null = true;
+                } else if kind.is_some_and(|k| k != v.rank()) {
+                    mixed = true;
+                } else {
+                    kind = Some(v.rank());
+                }
+            }
+            if !any_null {
+                nulls.clear();
+            }
+            let cells = rows.iter().map(|src| src.cell(c));
+            match (mixed, kind.unwrap_or(2)) {
+                (true, _) => ColumnData::Mixed { values: cells.map(ValueRef::to_rec).collect() },
+                (_, 1) => ColumnData::Boolean {
+                    values: cells.map(|v| u8::from(v == ValueRef::Boolean(true))).collect(),
+                    nulls,
+                },
+                (_, 3) => ColumnData::Float {
+                    values: cells.map(|v| if let ValueRef::Float(f) = v { f } else { 0.0 }).collect(),
+                    nulls,
+                },
+                (_, 4) => ColumnData::Text {
+                    values: cells
+                        .map(|v| if let ValueRef::Text(t) = v { t.to_owned() } else { String::new() })
+                        .collect(),
+                    nulls,
+                },
+                (_, 5) => ColumnData::Blob {
+                    values: cells
+                        .map(|v| if let ValueRef::Blob(b) = v { b.to_vec() } else { Vec::new() })
+                        .collect(),
+                    nulls,
+                },
+                // Integers, and columns of NULLs only.
+                _ => ColumnData::Integer {
+                    values: cells.map(|v| if let ValueRef::Integer(i) = v { i } else { 0 }).collect(),
+                    nulls,
+                },
+            }
+        })
+        .collect();
+    (n as u32, columns)
 }
 
 fn cell_view(c: &CellRec) -> ValueRef<'_> {

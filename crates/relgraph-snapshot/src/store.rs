@@ -16,10 +16,10 @@ use smallvec::SmallVec;
 use crate::SnapshotError;
 use crate::describe::{TableDesc, describe};
 use crate::format::{
-    ALIGN, ArchivedCellRec, BatchRec, CellRec, ChangeRec, Frame, HEADER_LEN, Header, access_batch,
+    ALIGN, ArchivedCellRec, BatchRec, ChangeRec, ColumnData, Frame, HEADER_LEN, Header, access_batch,
     decode_frame, encode_frame, padded, to_bytes,
 };
-use crate::image::{Base, Source, ValueRef, cmp_keys, sorted_cells, write_image};
+use crate::image::{Base, Source, ValueRef, cmp_keys, sorted_columns, write_image};
 
 /// Below this many rows in the base image, the log may hold this many row
 /// changes before a commit compacts.
@@ -326,7 +326,10 @@ impl Db {
             [pk] if state.desc.columns[*pk as usize].autoincrement => (0..state.base_rows)
                 .rev()
                 .find(|r| !state.changed.contains_key(&RowId::from(*r)))
-                .and_then(|r| ValueRef::from(&self.base.row(t, r)[*pk as usize]).to_value().as_i64()),
+                .and_then(|r| match self.base.cell(t, r, *pk) {
+                    ValueRef::Integer(i) => Some(i),
+                    _ => None,
+                }),
             _ => None,
         };
         overlay.max(base)
@@ -337,7 +340,7 @@ impl Db {
         match self.tables[t].changed.get(&row) {
             Some(entry) => entry.clone(),
             None if row < RowId::from(self.tables[t].base_rows) => {
-                Some(self.base.row(t, row as u32).iter().map(archived_value).collect())
+                Some((0..self.base.width(t)).map(|c| self.base.cell(t, row as u32, c).to_value()).collect())
             }
             None => None,
         }
@@ -367,7 +370,7 @@ impl Db {
             return;
         };
         for r in self.base.find(t, i, columns, key) {
-            let r = RowId::from(r.to_native());
+            let r = RowId::from(r);
             if !state.changed.contains_key(&r) && !f(r) {
                 return;
             }
@@ -504,15 +507,18 @@ impl SnapshotStore {
                 if len == 0 {
                     None
                 } else {
+                    // Read straight into the aligned buffer rkyv validates in place.
                     let mut bytes = AlignedVec::with_capacity(len as usize);
-                    let mut buf = vec![0u8; 1 << 20];
-                    loop {
-                        let n = file.read(&mut buf).map_err(io(&path))?;
-                        if n == 0 {
-                            break;
+                    bytes.resize(len as usize, 0);
+                    let mut filled = 0;
+                    while filled < bytes.len() {
+                        match file.read(&mut bytes[filled..]).map_err(io(&path))? {
+                            0 => break,
+                            n => filled += n,
                         }
-                        bytes.extend_from_slice(&buf[..n]);
                     }
+                    // A file that shrank while being read is read as far as it goes.
+                    bytes.resize(filled, 0);
                     Some(Db::parse(bytes)?)
                 }
             }
@@ -549,7 +555,8 @@ impl SnapshotStore {
             .iter()
             .zip(&descs)
             .map(|(rows, desc)| {
-                sorted_cells(&desc.order_columns(), rows.iter().map(|r| Source::Row(r)).collect())
+                let width = desc.columns.len() as u32;
+                sorted_columns(&desc.order_columns(), width, rows.iter().map(|r| Source::Row(r)).collect())
             })
             .collect();
         let bytes = write_image(&descs, cells, schema.fingerprint(), 0)?;
@@ -814,17 +821,18 @@ impl SnapshotStore {
     fn compact_now(&mut self) -> Result<(), StoreError> {
         let db = self.db()?;
         let descs: Vec<TableDesc> = db.tables.iter().map(|t| t.desc.clone()).collect();
-        let cells: Vec<Vec<CellRec>> = (0..db.tables.len())
+        let cells: Vec<(u32, Vec<ColumnData>)> = (0..db.tables.len())
             .map(|t| {
                 let rows = db
                     .live_rows(t)
                     .into_iter()
                     .map(|r| match db.tables[t].changed.get(&r) {
                         Some(Some(row)) => Source::Row(row),
-                        _ => Source::Archived(db.base.row(t, r as u32)),
+                        _ => Source::Archived { base: &db.base, table: t, row: r as u32 },
                     })
                     .collect();
-                sorted_cells(&db.tables[t].desc.order_columns(), rows)
+                let desc = &db.tables[t].desc;
+                sorted_columns(&desc.order_columns(), desc.columns.len() as u32, rows)
             })
             .collect();
         let bytes = write_image(&descs, cells, db.header.fingerprint, db.header.generation + 1)?;
@@ -965,7 +973,11 @@ impl Store for SnapshotStore {
             }
             return Ok(());
         }
-        let bytes = write_image(&wanted, vec![Vec::new(); wanted.len()], schema.fingerprint(), 0)?;
+        let empty = wanted
+            .iter()
+            .map(|d| sorted_columns(&d.order_columns(), d.columns.len() as u32, Vec::new()))
+            .collect();
+        let bytes = write_image(&wanted, empty, schema.fingerprint(), 0)?;
         write_atomically(&self.path, &bytes, self.options.sync)?;
         self.db = Some(Db::parse(bytes)?);
         Ok(())
