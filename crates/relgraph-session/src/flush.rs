@@ -24,6 +24,10 @@ use relgraph_graph::ObjectKey;
 use slotmap::SecondaryMap;
 
 use crate::order::{self, Dep, Edge, Ordered};
+
+/// A set of objects indexed by slot: no hashing, for sets that can hold
+/// every object of a flush.
+type KeySet = SecondaryMap<ObjectKey, ()>;
 use crate::{FlushError, Session, State};
 
 /// What a flush wrote.
@@ -299,8 +303,8 @@ impl Session {
         }
     }
 
-    fn effective(&self, key: ObjectKey, cascaded: &HashSet<ObjectKey>) -> State {
-        if cascaded.contains(&key) { State::Pending } else { self.state(key) }
+    fn effective(&self, key: ObjectKey, cascaded: &KeySet) -> State {
+        if cascaded.contains_key(key) { State::Pending } else { self.state(key) }
     }
 
     /// Records that the store now holds `o`'s row: the values written to
@@ -364,15 +368,19 @@ impl Session {
         pending.dedup();
         self.sort_by_seq(&mut deleted);
         deleted.dedup();
-
         // 1. save-update cascades, from everything that could have gained a link.
-        let mut cascaded: HashSet<ObjectKey> = HashSet::default();
+        let mut cascaded = KeySet::new();
         // A transient object can only be reached through a link added since
         // the last flush: the walk starts from the pending objects and from
         // the transient ends of added links whose other side cascades.
         // The result is a set (sorted below), so the order does not matter.
         let mut roots: Vec<ObjectKey> = pending.clone();
-        for (&(link, s, t), &n) in &self.net {
+        // The net link changes, in slot order of their ends, so the passes
+        // below read objects in sequence instead of in hash order.
+        let mut net: Vec<(LinkId, ObjectKey, ObjectKey, i8)> =
+            self.net.iter().map(|(&(l, s, t), &n)| (l, s, t, n)).collect();
+        net.sort_unstable_by_key(|&(l, s, t, _)| (s, t, l));
+        for &(link, s, t, n) in &net {
             if n <= 0 {
                 continue;
             }
@@ -386,13 +394,16 @@ impl Session {
                 if cascades
                     && self.state(far) == State::Transient
                     && matches!(self.state(near), State::Persistent | State::Pending)
-                    && cascaded.insert(far)
+                    && cascaded.insert(far, ()).is_none()
                 {
                     work.cascaded.push(far);
                     roots.push(far);
                 }
             }
         }
+        // Walked in slot order (popped from the back), so memory is read
+        // in sequence rather than in the hash order `net` yields.
+        roots.sort_unstable_by(|a, b| b.cmp(a));
         while let Some(key) = roots.pop() {
             let Ok(entity) = self.graph.entity_of(key) else {
                 continue;
@@ -402,7 +413,11 @@ impl Session {
                     continue;
                 }
                 for member in self.graph.members(key, rel)? {
-                    if self.state(member) == State::Transient && cascaded.insert(member) {
+                    // Most members were reached already: the cheap check goes first.
+                    if !cascaded.contains_key(member)
+                        && self.state(member) == State::Transient
+                        && cascaded.insert(member, ()).is_none()
+                    {
                         work.cascaded.push(member);
                         roots.push(member);
                     }
@@ -416,7 +431,7 @@ impl Session {
         // Rule 22: no link may leave the unit of work. Violations are sorted so
         // the same one is reported every time.
         let mut violations: Vec<(u64, u64, LinkId, ObjectKey, ObjectKey, End)> = Vec::new();
-        for (&(link, s, t), &n) in &self.net {
+        for &(link, s, t, n) in &net {
             if n <= 0 {
                 continue;
             }
@@ -435,7 +450,6 @@ impl Session {
                 to: self.describe(b),
             });
         }
-
         // 2. Deletes: explicit, cascaded, orphaned; evaluated over the links as they are.
         let mut doomed: HashSet<ObjectKey> = deleted.iter().copied().collect();
         let mut dropped: HashSet<ObjectKey> = HashSet::default();
@@ -450,7 +464,7 @@ impl Session {
             .collect();
         for &rel in &orphan_rels {
             let def = self.schema.relationship(rel);
-            for (&(link, s, t), &n) in &self.net {
+            for &(link, s, t, n) in &net {
                 if link == def.link && n < 0 {
                     let child = if def.end == End::Source { t } else { s };
                     candidates.push((rel, child));
@@ -571,7 +585,6 @@ impl Session {
                 }
             }
         }
-
         // 3a. Deletes and the association rows of deleted objects (rule 12).
         for &d in &doomed_list {
             let entity = self.graph.entity_of(d)?;
@@ -598,7 +611,6 @@ impl Session {
             let node = work.push(op, Reason::Delete(d, why[&d]), Kind::Delete);
             work.delete_node.insert(d, node);
         }
-
         // 3b. Inserts of new objects, parents first where the order is known.
         let mut new_objects: Vec<ObjectKey> =
             pending.iter().chain(work.cascaded.iter()).copied().filter(|k| !dropped.contains(k)).collect();
@@ -697,7 +709,6 @@ impl Session {
             }
             *work.row_mut(node) = cells;
         }
-
         // 3c. Updates of persistent objects: changed columns, foreign keys from links.
         let mut candidates: Vec<ObjectKey> = self
             .written
@@ -705,7 +716,7 @@ impl Session {
             .copied()
             .filter(|&k| self.tracked.get(k).is_some_and(|t| t.state == State::Persistent && t.dirty))
             .collect();
-        for &(link, s, _) in self.net.keys() {
+        for &(link, s, _, _) in &net {
             if matches!(self.schema.link(link).kind, LinkKind::ForeignKey(_))
                 && self.state(s) == State::Persistent
             {
@@ -786,7 +797,6 @@ impl Session {
                 }
             }
         }
-
         // 3d. Association rows from the net link changes (rules 4, 12).
         let mut changes: Vec<(LinkId, std::cmp::Reverse<i8>, u64, u64, ObjectKey, ObjectKey)> = self
             .net
