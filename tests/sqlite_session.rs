@@ -57,6 +57,44 @@ fn expunged_objects_are_left_alone() {
 }
 
 #[test]
+fn expunge_cascades_where_the_relationship_says_so() {
+    // Parent.children cascades "all, delete-orphan" (expunge included);
+    // Child.parent has the default "save-update, merge" (no expunge).
+    let mut db = Db::new(relgraph_testkit::workloads::schema(), "expunge-cascade");
+    let (p, c1, c2) = (db.new_obj("Parent"), db.new_obj("Child"), db.new_obj("Child"));
+    let children = db.rel("Parent.children");
+    db.session.append(p, children, c1).unwrap();
+    db.session.append(p, children, c2).unwrap();
+    db.session.add(p).unwrap();
+    db.session.flush().unwrap();
+
+    db.session.expunge(c1).unwrap();
+    assert_eq!(db.session.state(c1), State::Detached);
+    assert_eq!(db.session.state(p), State::Persistent, "no expunge cascade from child to parent");
+    db.session.expunge(p).unwrap();
+    assert_eq!(db.session.state(p), State::Detached);
+    assert_eq!(db.session.state(c2), State::Detached, "the parent's expunge cascades to its children");
+    // Nothing of theirs is written any more, and a get loads new objects.
+    db.statements();
+    db.session.flush().unwrap();
+    assert!(db.statements().is_empty());
+    assert_ne!(db.get("Child", 2), c2);
+
+    // Without the cascade, children stay.
+    let mut db = Db::new(
+        relgraph_testkit::seed::one_to_many(relgraph_testkit::seed::Sides::BackPopulates).unwrap(),
+        "expunge-plain",
+    );
+    let (p, c) = (db.new_obj("Parent"), db.new_obj("Child"));
+    let children = db.rel("Parent.children");
+    db.session.append(p, children, c).unwrap();
+    db.session.add(p).unwrap();
+    db.session.flush().unwrap();
+    db.session.expunge(p).unwrap();
+    assert_eq!(db.session.state(c), State::Persistent);
+}
+
+#[test]
 fn only_changed_columns_are_updated() {
     let mut db = Db::new(relgraph_testkit::workloads::schema(), "changed");
     let child = db.schema.entity_id("Child").unwrap();

@@ -320,22 +320,52 @@ impl Session {
         Ok(())
     }
 
-    /// Takes an object out of the session without deleting it from the store.
-    /// It stays in the graph as a detached object.
+    /// Takes an object out of the session without deleting it from the store,
+    /// with the objects reached from it through relationships whose cascade
+    /// includes `expunge` (as `"all"` does), as SQLAlchemy's
+    /// `Session.expunge()`. They stay in the graph: persisted ones become
+    /// detached, pending ones transient; the identity map forgets them.
+    /// Only relationships already in memory are followed.
     ///
     /// # Errors
     /// [`SessionError::NotInSession`] for an object the session does not track.
     pub fn expunge(&mut self, key: ObjectKey) -> Result<(), SessionError> {
         let object = self.describe(key);
         self.tracked.get(key).ok_or(SessionError::NotInSession { object })?;
+        let mut reached = vec![key];
+        let mut seen: SecondaryMap<ObjectKey, ()> = SecondaryMap::new();
+        seen.insert(key, ());
+        let mut next = 0;
+        while let Some(&k) = reached.get(next) {
+            next += 1;
+            let entity = self.graph.entity_of(k)?;
+            for &rel in &self.schema.entity(entity).relationships {
+                if !self.schema.relationship(rel).cascade.contains(relgraph_core::Cascade::EXPUNGE) {
+                    continue;
+                }
+                for member in self.graph.members(k, rel)? {
+                    if self.tracked.contains_key(member) && seen.insert(member, ()).is_none() {
+                        reached.push(member);
+                    }
+                }
+            }
+        }
+        for k in reached {
+            self.expunge_one(k)?;
+        }
+        Ok(())
+    }
+
+    fn expunge_one(&mut self, key: ObjectKey) -> Result<(), SessionError> {
         if let Some(row) = self.stored(key).map(<[Value]>::to_vec) {
             let entity = self.graph.entity_of(key)?;
             let table = self.schema.entity(entity).table;
             let pk = self.pk_of_row(table, &row);
             self.identity[table.index()].remove(&pk);
         }
-        let tracked = self.tracked.get_mut(key).expect("checked");
-        tracked.state = if tracked.persisted { State::Detached } else { State::Transient };
+        if let Some(tracked) = self.tracked.get_mut(key) {
+            tracked.state = if tracked.persisted { State::Detached } else { State::Transient };
+        }
         Ok(())
     }
 
