@@ -95,6 +95,47 @@ fn expunge_cascades_where_the_relationship_says_so() {
 }
 
 #[test]
+fn a_foreign_key_to_a_unique_column_loads_lazily_from_both_sides() {
+    // child.parent_code references parent.code, unique but not the primary key.
+    let mut base = Registry::new();
+    base.entity(
+        Entity::new("Parent", "parent")
+            .column(Column::integer("id").primary_key())
+            .column(Column::text("code").unique().not_null())
+            .relationship("children", Relationship::new("Child").back_populates("parent")),
+    )
+    .unwrap();
+    base.entity(
+        Entity::new("Child", "child")
+            .column(Column::integer("id").primary_key())
+            .column(Column::text("parent_code").foreign_key("parent.code"))
+            .relationship("parent", Relationship::new("Parent").back_populates("children")),
+    )
+    .unwrap();
+    let mut db = Db::new(base.configure().unwrap(), "unique-fk");
+    let code = db.schema.entity_column(db.schema.entity_id("Parent").unwrap(), "code").unwrap();
+    // Parent 1 holds code "B" and parent 2 code "A": a lookup of the code as
+    // if it were a primary key would find the wrong parent or none.
+    let (p1, p2, c) = (db.new_obj("Parent"), db.new_obj("Parent"), db.new_obj("Child"));
+    db.session.set_value(p1, code, "B").unwrap();
+    db.session.set_value(p2, code, "A").unwrap();
+    db.session.set(c, db.rel("Child.parent"), Some(p2)).unwrap();
+    db.session.add(p1).unwrap();
+    db.session.add(p2).unwrap();
+    db.session.flush().unwrap();
+    assert_eq!(db.query("SELECT id, parent_code FROM child"), ["1|A"]);
+
+    db.reopen();
+    let child = db.get("Child", 1);
+    let parent = db.session.scalar(child, db.rel("Child.parent")).unwrap().expect("loaded on first read");
+    assert_eq!(db.session.value(parent, code).unwrap(), &Value::from("A"));
+    db.reopen();
+    let parent = db.get("Parent", 2);
+    let children = db.session.members(parent, db.rel("Parent.children")).unwrap();
+    assert_eq!(children.len(), 1);
+}
+
+#[test]
 fn only_changed_columns_are_updated() {
     let mut db = Db::new(relgraph_testkit::workloads::schema(), "changed");
     let child = db.schema.entity_id("Child").unwrap();

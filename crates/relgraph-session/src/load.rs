@@ -195,22 +195,34 @@ impl Session {
             (LinkKind::ForeignKey(fk), End::Source) => {
                 // Many-to-one: the foreign key is in the row; fetch the targets not in memory.
                 let fk = self.schema.foreign_key(fk).clone();
+                // A key referencing the primary key finds targets already in
+                // memory through the identity map; one referencing another
+                // unique column is looked up in the store.
+                let by_pk = fk.ref_columns == self.schema.table(far_table).primary_key;
                 let mut wanted = Vec::new();
                 for &key in keys {
                     if let Some(values) = self.committed_values(key, &fk.columns) {
-                        if !self.identity[far_table.index()].contains(&values) {
+                        if !by_pk || !self.identity[far_table.index()].contains(&values) {
                             wanted.push(values);
                         }
                     }
                 }
+                let mut by_ref: rustc_hash::FxHashMap<Row, ObjectKey> = rustc_hash::FxHashMap::default();
                 if !wanted.is_empty() {
                     for row in self.store.load(&self.schema, far_table, &fk.ref_columns, &wanted)? {
-                        self.materialize(far_entity, row)?;
+                        let refs: Row = fk.ref_columns.iter().map(|&c| row[c as usize].clone()).collect();
+                        let target = self.materialize(far_entity, row)?;
+                        by_ref.insert(refs, target);
                     }
                 }
                 for &key in keys {
                     if let Some(values) = self.committed_values(key, &fk.columns) {
-                        if let Some(target) = self.find_by(far_table, &fk.ref_columns, &values) {
+                        let target = if by_pk {
+                            self.identity[far_table.index()].get(&values)
+                        } else {
+                            by_ref.get(&values).copied()
+                        };
+                        if let Some(target) = target {
                             if self.graph.link_members(key, link, End::Source)?.next().is_none() {
                                 self.merge_link(link, key, target, End::Target, target)?;
                             }
@@ -263,14 +275,5 @@ impl Session {
             }
         }
         Ok(())
-    }
-
-    /// The object whose `columns` hold `values`: by primary key through the
-    /// identity map (foreign keys reference primary keys in practice).
-    fn find_by(&self, table: relgraph_core::TableId, columns: &[u32], values: &[Value]) -> Option<ObjectKey> {
-        if columns == self.schema.table(table).primary_key.as_slice() {
-            return self.identity[table.index()].get(values);
-        }
-        None
     }
 }
