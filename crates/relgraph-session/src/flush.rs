@@ -150,6 +150,11 @@ impl Work {
     }
 }
 
+/// Whether `cell` is the literal `value` (compared without cloning it).
+fn holds(cell: &Cell, value: &Value) -> bool {
+    matches!(cell, Cell::Value(v) if v == value)
+}
+
 fn v(value: &Value) -> Cell {
     Cell::Value(value.clone())
 }
@@ -343,12 +348,20 @@ impl Session {
     fn committed_target(&self, key: ObjectKey, fk: ForeignKeyId) -> Option<ObjectKey> {
         let fk = self.schema.foreign_key(fk);
         let row = self.stored(key)?;
-        let values: Row = fk.columns.iter().map(|&c| row[c as usize].clone()).collect();
-        if values.iter().any(Value::is_null) || fk.ref_columns != self.schema.table(fk.ref_table).primary_key
-        {
+        if fk.ref_columns != self.schema.table(fk.ref_table).primary_key {
             return None;
         }
-        self.identity[fk.ref_table.index()].get(&values)
+        let identity = &self.identity[fk.ref_table.index()];
+        // A single-column key is looked up in place, without collecting it.
+        if let [c] = fk.columns.as_slice() {
+            let value = &row[*c as usize];
+            return if value.is_null() { None } else { identity.get(std::slice::from_ref(value)) };
+        }
+        let values: Row = fk.columns.iter().map(|&c| row[c as usize].clone()).collect();
+        if values.iter().any(Value::is_null) {
+            return None;
+        }
+        identity.get(&values)
     }
 
     fn collect(&mut self) -> Result<Work, FlushError> {
@@ -682,7 +695,7 @@ impl Session {
                     let (columns, values): (Vec<u32>, Vec<Cell>) = cells
                         .iter()
                         .enumerate()
-                        .filter(|(i, c)| **c != Cell::Value(old_row[*i].clone()))
+                        .filter(|(i, c)| !holds(c, &old_row[*i]))
                         .map(|(i, c)| (i as u32, c.clone()))
                         .unzip();
                     let delete = work.delete_node.remove(old).expect("doomed objects have a delete");
@@ -747,7 +760,7 @@ impl Session {
             let (columns, values): (Vec<u32>, Vec<Cell>) = cells
                 .iter()
                 .enumerate()
-                .filter(|(i, c)| **c != Cell::Value(committed[*i].clone()))
+                .filter(|(i, c)| !holds(c, &committed[*i]))
                 .map(|(i, c)| (i as u32, c.clone()))
                 .unzip();
             if columns.is_empty() {
