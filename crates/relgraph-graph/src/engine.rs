@@ -221,12 +221,11 @@ impl Graph {
         let slots = self.link_slots[link.index()];
         let many = self.link_many[link.index()];
         for (key, e) in [(near, end), (far, end.opposite())] {
-            if !many[e.index()] {
-                if let Slot::One(held) = self.slot(key, slots[e.index()]) {
-                    if held != no_edge() {
-                        self.disconnect(held);
-                    }
-                }
+            if !many[e.index()]
+                && let Slot::One(held) = self.slot(key, slots[e.index()])
+                && held != no_edge()
+            {
+                self.disconnect(held);
             }
         }
         let (source, target) = if end == End::Source { (near, far) } else { (far, near) };

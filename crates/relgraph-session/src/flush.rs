@@ -777,10 +777,10 @@ impl Session {
             let pk = &self.schema.table(table).primary_key;
             // Moving a foreign key away from a deleted row must happen before its DELETE.
             for &(_, fk) in self.fk_links[entity.index()].iter() {
-                if let Some(old) = self.committed_target(o, fk) {
-                    if let Some(&delete) = work.delete_node.get(old) {
-                        work.edge(node, delete, Dep::Must);
-                    }
+                if let Some(old) = self.committed_target(o, fk)
+                    && let Some(&delete) = work.delete_node.get(old)
+                {
+                    work.edge(node, delete, Dep::Must);
                 }
             }
             work.nodes[node as usize].op = RowOp::Update {
@@ -799,14 +799,14 @@ impl Session {
             };
             let entity = self.graph.entity_of(d)?;
             for &(_, fk) in self.fk_links[entity.index()].iter() {
-                if let Some(parent) = self.committed_target(d, fk) {
-                    if let Some(&parent_node) = work.delete_node.get(parent) {
-                        // In a cycle of deletes, the child's key can be nulled first instead.
-                        let fkdef = self.schema.foreign_key(fk);
-                        let table = self.schema.table(fkdef.table);
-                        let nullable = fkdef.columns.iter().all(|&c| table.columns[c as usize].nullable);
-                        work.fk_edge(node, parent_node, nullable, fk);
-                    }
+                if let Some(parent) = self.committed_target(d, fk)
+                    && let Some(&parent_node) = work.delete_node.get(parent)
+                {
+                    // In a cycle of deletes, the child's key can be nulled first instead.
+                    let fkdef = self.schema.foreign_key(fk);
+                    let table = self.schema.table(fkdef.table);
+                    let nullable = fkdef.columns.iter().all(|&c| table.columns[c as usize].nullable);
+                    work.fk_edge(node, parent_node, nullable, fk);
                 }
             }
         }
@@ -1111,10 +1111,10 @@ impl Session {
             }
         }
         for (table, u, values, node) in taken {
-            if let Some(&free) = freed.get(&(table, u, values)) {
-                if free != node {
-                    work.edge(free, node, Dep::Must);
-                }
+            if let Some(&free) = freed.get(&(table, u, values))
+                && free != node
+            {
+                work.edge(free, node, Dep::Must);
             }
         }
     }
@@ -1284,10 +1284,10 @@ impl Session {
             let entity = self.graph.entity_of(d).expect("deleted objects are live until now");
             let table = self.schema.entity(entity).table;
             // A re-keyed object is no longer persisted, and the identity map holds its successor.
-            if let Some(pk) = self.stored(d).map(|row| self.pk_of_row(table, row)) {
-                if self.identity[table.index()].get(&pk) == Some(d) {
-                    self.identity[table.index()].remove(&pk);
-                }
+            if let Some(pk) = self.stored(d).map(|row| self.pk_of_row(table, row))
+                && self.identity[table.index()].get(&pk) == Some(d)
+            {
+                self.identity[table.index()].remove(&pk);
             }
             if let Some(t) = self.tracked.get_mut(d) {
                 t.state = State::Detached;

@@ -407,27 +407,28 @@ impl Session {
         let value = value.into();
         // A stale key or a foreign column is refused before a snapshot is taken.
         self.graph.value(key, column)?;
-        if let Some(t) = self.tracked.get_mut(key) {
-            if t.persisted && t.snapshot.is_none() {
-                t.snapshot = Some(self.graph.row(key)?.into());
-            }
+        if let Some(t) = self.tracked.get_mut(key)
+            && t.persisted
+            && t.snapshot.is_none()
+        {
+            t.snapshot = Some(self.graph.row(key)?.into());
         }
         let old = match self.graph.set_value(key, column, value) {
             Ok(old) => old,
             Err(e) => {
-                if let Some(t) = self.tracked.get_mut(key) {
-                    if !t.dirty {
-                        t.snapshot = None;
-                    }
+                if let Some(t) = self.tracked.get_mut(key)
+                    && !t.dirty
+                {
+                    t.snapshot = None;
                 }
                 return Err(e.into());
             }
         };
-        if let Some(t) = self.tracked.get_mut(key) {
-            if !t.dirty {
-                t.dirty = true;
-                self.written.push(key);
-            }
+        if let Some(t) = self.tracked.get_mut(key)
+            && !t.dirty
+        {
+            t.dirty = true;
+            self.written.push(key);
         }
         Ok(old)
     }
@@ -459,10 +460,8 @@ impl Session {
             }
         }
         // Members displaced from `key`'s scalar side lose a link too: their side must be loaded.
-        if !uselist {
-            if let Some(held) = self.graph.link_members(key, link, end)?.next() {
-                self.ensure_loaded(held, link, end.opposite())?;
-            }
+        if !uselist && let Some(held) = self.graph.link_members(key, link, end)?.next() {
+            self.ensure_loaded(held, link, end.opposite())?;
         }
         Ok(())
     }

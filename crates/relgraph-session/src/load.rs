@@ -117,10 +117,10 @@ impl Session {
     }
 
     fn mark_loaded(&mut self, key: ObjectKey, link: LinkId, end: End) {
-        if let Some(slot) = self.slot_index(key, link, end) {
-            if let Some(t) = self.tracked.get_mut(key) {
-                t.loaded[slot] = true;
-            }
+        if let Some(slot) = self.slot_index(key, link, end)
+            && let Some(t) = self.tracked.get_mut(key)
+        {
+            t.loaded[slot] = true;
         }
     }
 
@@ -201,10 +201,10 @@ impl Session {
                 let by_pk = fk.ref_columns == self.schema.table(far_table).primary_key;
                 let mut wanted = Vec::new();
                 for &key in keys {
-                    if let Some(values) = self.committed_values(key, &fk.columns) {
-                        if !by_pk || !self.identity[far_table.index()].contains(&values) {
-                            wanted.push(values);
-                        }
+                    if let Some(values) = self.committed_values(key, &fk.columns)
+                        && (!by_pk || !self.identity[far_table.index()].contains(&values))
+                    {
+                        wanted.push(values);
                     }
                 }
                 let mut by_ref: rustc_hash::FxHashMap<Row, ObjectKey> = rustc_hash::FxHashMap::default();
@@ -222,10 +222,10 @@ impl Session {
                         } else {
                             by_ref.get(&values).copied()
                         };
-                        if let Some(target) = target {
-                            if self.graph.link_members(key, link, End::Source)?.next().is_none() {
-                                self.merge_link(link, key, target, End::Target, target)?;
-                            }
+                        if let Some(target) = target
+                            && self.graph.link_members(key, link, End::Source)?.next().is_none()
+                        {
+                            self.merge_link(link, key, target, End::Target, target)?;
                         }
                     }
                 }
@@ -244,12 +244,12 @@ impl Session {
                 for row in rows {
                     let fk_values: Row = fk.columns.iter().map(|&c| row[c as usize].clone()).collect();
                     let child = self.materialize(far_entity, row)?;
-                    if let Some(&parent) = by_value.get(&fk_values) {
-                        if self.needs_load(child, link, End::Source) {
-                            // The child's one link here is now known from its row.
-                            self.merge_link(link, child, parent, End::Source, child)?;
-                            self.mark_loaded(child, link, End::Source);
-                        }
+                    if let Some(&parent) = by_value.get(&fk_values)
+                        && self.needs_load(child, link, End::Source)
+                    {
+                        // The child's one link here is now known from its row.
+                        self.merge_link(link, child, parent, End::Source, child)?;
+                        self.mark_loaded(child, link, End::Source);
                     }
                 }
             }

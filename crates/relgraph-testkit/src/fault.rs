@@ -70,13 +70,14 @@ impl Store for FaultStore {
 
     fn apply(&mut self, schema: &Schema, ops: &[RowOp]) -> Result<Vec<Option<i64>>, StoreError> {
         self.control.0.lock().expect("fault lock").1 += ops.len();
-        if let Fault::AtOp(n) = self.fault {
-            if n >= self.applied && n < self.applied + ops.len() {
-                let before = n - self.applied;
-                self.inner.apply(schema, &ops[..before])?;
-                self.applied += before;
-                return Err(Self::injected(format!("operation {n} ({:?})", ops[before])));
-            }
+        if let Fault::AtOp(n) = self.fault
+            && n >= self.applied
+            && n < self.applied + ops.len()
+        {
+            let before = n - self.applied;
+            self.inner.apply(schema, &ops[..before])?;
+            self.applied += before;
+            return Err(Self::injected(format!("operation {n} ({:?})", ops[before])));
         }
         self.applied += ops.len();
         self.inner.apply(schema, ops)

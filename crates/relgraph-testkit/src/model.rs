@@ -136,15 +136,15 @@ impl Model {
     /// Links `near` to `far`, first emptying whichever side is a scalar.
     fn link_displacing(&mut self, r: Rel, near: usize, far: usize) {
         let other = 1 - r.end;
-        if !self.many[r.link][r.end] {
-            if let Some(&old) = self.list(r.link, r.end, near).first() {
-                self.unlink_from(r.link, r.end, near, old);
-            }
+        if !self.many[r.link][r.end]
+            && let Some(&old) = self.list(r.link, r.end, near).first()
+        {
+            self.unlink_from(r.link, r.end, near, old);
         }
-        if !self.many[r.link][other] {
-            if let Some(&old) = self.list(r.link, other, far).first() {
-                self.unlink_from(r.link, other, far, old);
-            }
+        if !self.many[r.link][other]
+            && let Some(&old) = self.list(r.link, other, far).first()
+        {
+            self.unlink_from(r.link, other, far, old);
         }
         let (s, t) = Self::oriented(r.end, near, far);
         self.link(r.link, s, t);
