@@ -144,7 +144,9 @@ fn sqlite_snapshot_and_postgres_leave_the_same_rows() {
             let from_snapshot = session_model::run_normalized(
                 schema.clone(),
                 Box::new(relgraph::SnapshotStore::open(&snapshot).unwrap()),
-                Box::new(move || Box::new(relgraph::SnapshotStore::open(&again).unwrap()) as Box<dyn Store>),
+                Box::new(move || {
+                    Box::new(relgraph::SnapshotStore::open_read_only(&again).unwrap()) as Box<dyn Store>
+                }),
                 ops,
             )?;
             let db = TestSchema::new("diff");

@@ -20,11 +20,16 @@ fn scratch(name: &str) -> PathBuf {
 
 type Reopen = Box<dyn FnMut() -> Box<dyn Store>>;
 
-/// A fresh store at `path` and a way to open it again.
-fn stores<S: Store + 'static>(path: &Path, open: fn(&Path) -> S) -> (Box<dyn Store>, Reopen) {
+/// A fresh store at `path` and a way to open it again alongside (for the
+/// fresh-session check, which only reads).
+fn stores<S: Store + 'static, R: Store + 'static>(
+    path: &Path,
+    open: fn(&Path) -> S,
+    reader: fn(&Path) -> R,
+) -> (Box<dyn Store>, Reopen) {
     let _ = std::fs::remove_file(path);
     let again = path.to_owned();
-    (Box::new(open(path)), Box::new(move || Box::new(open(&again)) as Box<dyn Store>))
+    (Box::new(open(path)), Box::new(move || Box::new(reader(&again)) as Box<dyn Store>))
 }
 
 fn sqlite(path: &Path) -> SqliteStore {
@@ -35,12 +40,22 @@ fn snapshot(path: &Path) -> SnapshotStore {
     SnapshotStore::open(path).expect("open snapshot")
 }
 
-fn check_model<S: Store + 'static>(label: &str, ext: &str, open: fn(&Path) -> S) {
+/// The snapshot's writer holds its lock: a second store reads alongside.
+fn snapshot_reader(path: &Path) -> SnapshotStore {
+    SnapshotStore::open_read_only(path).expect("open snapshot read-only")
+}
+
+fn check_model<S: Store + 'static, R: Store + 'static>(
+    label: &str,
+    ext: &str,
+    open: fn(&Path) -> S,
+    reader: fn(&Path) -> R,
+) {
     let dir = scratch(label);
     let (steps, flushes) = (AtomicUsize::new(0), AtomicUsize::new(0));
     session_model::property(label, "RELGRAPH_CASES", 64, 80, 0, |n, schema, ops| {
         let path = dir.join(format!("case{n}.{ext}"));
-        let (store, reopen) = stores(&path, open);
+        let (store, reopen) = stores(&path, open, reader);
         let (s, f) = session_model::run(schema, store, reopen, ops)?;
         let _ = std::fs::remove_file(&path);
         steps.fetch_add(s, Ordering::Relaxed);
@@ -53,12 +68,12 @@ fn check_model<S: Store + 'static>(label: &str, ext: &str, open: fn(&Path) -> S)
 
 #[test]
 fn session_and_sqlite_match_the_model() {
-    check_model("sqlite session model", "sqlite", sqlite);
+    check_model("sqlite session model", "sqlite", sqlite, sqlite);
 }
 
 #[test]
 fn session_and_snapshot_match_the_model() {
-    check_model("snapshot session model", "snap", snapshot);
+    check_model("snapshot session model", "snap", snapshot, snapshot_reader);
 }
 
 /// The same operation sequences through SQLite and through the snapshot
@@ -73,9 +88,9 @@ fn sqlite_and_snapshot_leave_the_same_rows() {
         60,
         0x5eed,
         |n, schema, ops| {
-            let (store, reopen) = stores(&dir.join(format!("case{n}.sqlite")), sqlite);
+            let (store, reopen) = stores(&dir.join(format!("case{n}.sqlite")), sqlite, sqlite);
             let from_sqlite = session_model::run_normalized(schema.clone(), store, reopen, ops)?;
-            let (store, reopen) = stores(&dir.join(format!("case{n}.snap")), snapshot);
+            let (store, reopen) = stores(&dir.join(format!("case{n}.snap")), snapshot, snapshot_reader);
             let from_snapshot = session_model::run_normalized(schema, store, reopen, ops)?;
             if from_sqlite != from_snapshot {
                 return Err(format!("SQLite rows {from_sqlite:?}\nsnapshot rows {from_snapshot:?}"));

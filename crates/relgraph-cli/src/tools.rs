@@ -24,12 +24,13 @@ pub enum DumpFormat {
     Json,
 }
 
-/// Opens a snapshot for reading, naming the file in the error.
+/// Opens a snapshot for reading (alongside a program writing it), naming
+/// the file in the error.
 fn open(path: &Path) -> anyhow::Result<SnapshotStore> {
     if !path.exists() {
         bail!("{}: no such file", path.display());
     }
-    SnapshotStore::open(path).with_context(|| format!("cannot open {}", path.display()))
+    SnapshotStore::open_read_only(path).with_context(|| format!("cannot open {}", path.display()))
 }
 
 fn schema_of(store: &SnapshotStore) -> anyhow::Result<Arc<Schema>> {
@@ -419,7 +420,10 @@ pub fn import(sqlite: &Path, path: &Path, force: bool, out: &mut dyn Write) -> a
 /// A bad file or an IO error.
 pub fn compact(path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     let before = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let mut store = open(path)?;
+    if !path.exists() {
+        bail!("{}: no such file", path.display());
+    }
+    let mut store = SnapshotStore::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let batches = store.info().map_or(0, |i| i.batches);
     store.compact().with_context(|| format!("cannot compact {}", path.display()))?;
     let after = std::fs::metadata(path)?.len();

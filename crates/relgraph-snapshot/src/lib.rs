@@ -95,6 +95,14 @@ pub enum SnapshotError {
         /// The error.
         source: std::io::Error,
     },
+    /// Another store holds the file open for writing.
+    #[error(
+        "snapshot {path} is open for writing in another store (see its .lock file); open it read-only to look at it"
+    )]
+    Locked {
+        /// The file.
+        path: PathBuf,
+    },
     /// rkyv could not serialize a record.
     #[error("snapshot encoding failed: {0}")]
     Encode(String),
@@ -126,9 +134,10 @@ impl SnapshotError {
                 ErrorKind::Corrupt
             }
             SnapshotError::ForeignSchema(_) => ErrorKind::Schema,
-            SnapshotError::NewerVersion { .. } | SnapshotError::Io { .. } | SnapshotError::Encode(_) => {
-                ErrorKind::Other
-            }
+            SnapshotError::NewerVersion { .. }
+            | SnapshotError::Locked { .. }
+            | SnapshotError::Io { .. }
+            | SnapshotError::Encode(_) => ErrorKind::Other,
         }
     }
 }

@@ -115,6 +115,9 @@ pub struct SnapshotStore {
     db: Option<Db>,
     tx: Option<Tx>,
     echo: Option<Echo>,
+    /// The exclusive lock on `<file>.lock` that makes this store the file's
+    /// only writer; `None` for a store opened read-only.
+    lock: Option<File>,
 }
 
 impl std::fmt::Debug for SnapshotStore {
@@ -501,6 +504,35 @@ impl SnapshotStore {
         options: SnapshotOptions,
     ) -> Result<SnapshotStore, StoreError> {
         let path = path.as_ref().to_owned();
+        // Locked before reading, so what is read is what the next write extends.
+        let lock = Some(lock(&path)?);
+        let db = Self::read(&path)?;
+        Ok(SnapshotStore { path, options, db, tx: None, echo: None, lock })
+    }
+
+    /// Opens the snapshot at `path` for reading only, without taking the
+    /// writer's lock, so it works while another store writes the file (it
+    /// sees the commits made before it opened). Transactions, table creation
+    /// and compaction are refused.
+    ///
+    /// # Errors
+    /// As [`SnapshotStore::open`].
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<SnapshotStore, StoreError> {
+        let path = path.as_ref().to_owned();
+        let db = Self::read(&path)?;
+        Ok(SnapshotStore { path, options: SnapshotOptions::default(), db, tx: None, echo: None, lock: None })
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        match self.lock {
+            Some(_) => Ok(()),
+            None => Err(usage("the snapshot was opened read-only")),
+        }
+    }
+
+    /// The parsed file at `path`; `None` when there is no file or an empty one.
+    fn read(path: &Path) -> Result<Option<Db>, StoreError> {
+        let path = path.to_owned();
         let db = match File::open(&path) {
             Ok(mut file) => {
                 let len = file.metadata().map_err(io(&path))?.len();
@@ -525,7 +557,7 @@ impl SnapshotStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(io(&path)(e).into()),
         };
-        Ok(SnapshotStore { path, options, db, tx: None, echo: None })
+        Ok(db)
     }
 
     /// Writes a new snapshot at `path` holding `rows` (per table of
@@ -545,6 +577,7 @@ impl SnapshotStore {
         options: SnapshotOptions,
     ) -> Result<SnapshotStore, StoreError> {
         let path = path.as_ref().to_owned();
+        let lock = lock(&path)?;
         let descs = describe(schema);
         if rows.len() != descs.len()
             || rows.iter().zip(&descs).any(|(rows, d)| rows.iter().any(|r| r.len() != d.columns.len()))
@@ -561,7 +594,14 @@ impl SnapshotStore {
             .collect();
         let bytes = write_image(&descs, cells, schema.fingerprint(), 0)?;
         write_atomically(&path, &bytes, options.sync)?;
-        let store = SnapshotStore { path, options, db: Some(Db::parse(bytes)?), tx: None, echo: None };
+        let store = SnapshotStore {
+            path,
+            options,
+            db: Some(Db::parse(bytes)?),
+            tx: None,
+            echo: None,
+            lock: Some(lock),
+        };
         if let Err(e) = store.verify() {
             let _ = std::fs::remove_file(&store.path);
             return Err(e);
@@ -580,6 +620,7 @@ impl SnapshotStore {
             db: Some(db),
             tx: None,
             echo: None,
+            lock: None,
         })
     }
 
@@ -749,6 +790,25 @@ fn delete(db: &mut Db, tx: &mut Tx, t: usize, rows: Vec<RowId>) -> Result<(), St
     Ok(())
 }
 
+/// Takes the exclusive lock on `<path>.lock` (created if missing, and left
+/// in place): one writing store per snapshot file, across processes too.
+fn lock(path: &Path) -> Result<File, SnapshotError> {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".lock");
+    let lock_path = path.with_file_name(name);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io(&lock_path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(SnapshotError::Locked { path: path.to_owned() }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(&lock_path)(e)),
+    }
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file beside it, synced,
 /// renamed over it, and the directory synced so the rename itself survives.
 fn write_atomically(path: &Path, bytes: &[u8], sync: bool) -> Result<(), SnapshotError> {
@@ -812,6 +872,7 @@ impl SnapshotStore {
     /// # Errors
     /// [`ErrorKind::Usage`] inside a transaction; IO errors.
     pub fn compact(&mut self) -> Result<(), StoreError> {
+        self.writable()?;
         if self.tx.is_some() {
             return Err(usage("compact inside a transaction"));
         }
@@ -977,6 +1038,7 @@ impl Store for SnapshotStore {
             .iter()
             .map(|d| sorted_columns(&d.order_columns(), d.columns.len() as u32, Vec::new()))
             .collect();
+        self.writable()?;
         let bytes = write_image(&wanted, empty, schema.fingerprint(), 0)?;
         write_atomically(&self.path, &bytes, self.options.sync)?;
         self.db = Some(Db::parse(bytes)?);
@@ -984,6 +1046,7 @@ impl Store for SnapshotStore {
     }
 
     fn begin(&mut self) -> Result<(), StoreError> {
+        self.writable()?;
         if self.tx.is_some() {
             return Err(usage("begin inside an open transaction"));
         }

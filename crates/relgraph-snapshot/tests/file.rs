@@ -293,3 +293,46 @@ fn a_small_commit_on_a_big_file_appends_only_its_change() {
     assert_eq!(store.info().unwrap().header.generation, generation, "no compaction");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn one_writer_per_file_and_readers_alongside() {
+    let dir = scratch("lock");
+    let path = dir.join("a.snap");
+    let (schema, after) = three_commits(&path);
+    let mut writer = open(&path, &schema).unwrap();
+    let e = SnapshotStore::open(&path).unwrap_err();
+    assert!(matches!(snapshot_error(&e), SnapshotError::Locked { .. }), "{e}");
+    assert!(e.to_string().contains("read-only"), "{e}");
+
+    // A reader opens alongside the writer and sees the commits made before it opened.
+    let mut reader = SnapshotStore::open_read_only(&path).unwrap();
+    reader.create_tables(&schema).unwrap();
+    assert_eq!(state(&mut reader, &schema), after[2].1);
+    assert_eq!(reader.begin().unwrap_err().kind, ErrorKind::Usage);
+    assert_eq!(reader.compact().unwrap_err().kind, ErrorKind::Usage);
+    commit(&mut writer, &schema, &[rename(&schema, 1, "by the writer")]);
+
+    // Once the writer is gone, another store may write.
+    drop(writer);
+    let mut next = open(&path, &schema).unwrap();
+    assert_eq!(state(&mut next, &schema)[0][0][1], Value::from("by the writer"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_leftover_compaction_file_is_replaced() {
+    let dir = scratch("leftover");
+    let path = dir.join("a.snap");
+    let (schema, after) = three_commits(&path);
+    // What a crash between writing the temporary file and renaming it leaves.
+    let tmp = dir.join("a.snap.compact-tmp");
+    std::fs::write(&tmp, b"half a compaction").unwrap();
+    let mut store = open(&path, &schema).unwrap();
+    assert_eq!(state(&mut store, &schema), after[2].1, "the file itself is untouched");
+    store.compact().unwrap();
+    assert!(!tmp.exists());
+    drop(store);
+    let mut again = open(&path, &schema).unwrap();
+    assert_eq!(state(&mut again, &schema), after[2].1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
