@@ -21,7 +21,7 @@ use relgraph_core::{
     TableId, Value,
 };
 use relgraph_graph::ObjectKey;
-use slotmap::SecondaryMap;
+use slotmap::{Key as _, SecondaryMap};
 
 use crate::order::{self, Dep, Edge, Ordered};
 
@@ -392,7 +392,7 @@ impl Session {
         // below read objects in sequence instead of in hash order.
         let mut net: Vec<(LinkId, ObjectKey, ObjectKey, i8)> =
             self.net.iter().map(|(&(l, s, t), &n)| (l, s, t, n)).collect();
-        net.sort_unstable_by_key(|&(l, s, t, _)| (s, t, l));
+        net.sort_unstable_by_key(|&(l, s, t, _)| (s.data().as_ffi(), t.data().as_ffi(), l));
         for &(link, s, t, n) in &net {
             if n <= 0 {
                 continue;
@@ -811,11 +811,10 @@ impl Session {
             }
         }
         // 3d. Association rows from the net link changes (rules 4, 12).
-        let mut changes: Vec<(LinkId, std::cmp::Reverse<i8>, u64, u64, ObjectKey, ObjectKey)> = self
-            .net
+        let mut changes: Vec<(LinkId, std::cmp::Reverse<i8>, u64, u64, ObjectKey, ObjectKey)> = net
             .iter()
-            .filter(|((l, _, _), _)| matches!(self.schema.link(*l).kind, LinkKind::Secondary { .. }))
-            .map(|(&(l, s, t), &n)| (l, std::cmp::Reverse(n), self.seq(s), self.seq(t), s, t))
+            .filter(|(l, ..)| matches!(self.schema.link(*l).kind, LinkKind::Secondary { .. }))
+            .map(|&(l, s, t, n)| (l, std::cmp::Reverse(n), self.seq(s), self.seq(t), s, t))
             .collect();
         changes.sort_unstable_by_key(|c| (c.0, c.1, c.2, c.3));
         for (link, std::cmp::Reverse(n), _, _, s, t) in changes {
@@ -830,7 +829,7 @@ impl Session {
                 let mut row = vec![Cell::Value(Value::Null); self.schema.table(table).columns.len()];
                 let mut after = Vec::new();
                 for (end, obj) in [(0, s), (1, t)] {
-                    let fk = self.schema.foreign_key(foreign_keys[end]).clone();
+                    let fk = self.schema.foreign_key(foreign_keys[end]);
                     for (&col, &rc) in fk.columns.iter().zip(&fk.ref_columns) {
                         row[col as usize] = self.reference_cell(&work, obj, rc, &mut after)?;
                     }
@@ -850,7 +849,7 @@ impl Session {
                 let mut columns = Vec::new();
                 let mut values = Vec::new();
                 for (end, obj) in [(0, s), (1, t)] {
-                    let fk = self.schema.foreign_key(foreign_keys[end]).clone();
+                    let fk = self.schema.foreign_key(foreign_keys[end]);
                     let Some(row) = self.stored(obj) else { continue };
                     for (&col, &rc) in fk.columns.iter().zip(&fk.ref_columns) {
                         columns.push(col);
