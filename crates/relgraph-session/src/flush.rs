@@ -22,6 +22,7 @@ use relgraph_core::{
 };
 use relgraph_graph::ObjectKey;
 use slotmap::{Key as _, SecondaryMap};
+use smallvec::SmallVec;
 
 use crate::order::{self, Dep, Edge, Ordered};
 
@@ -641,6 +642,14 @@ impl Session {
         let mut retired: HashSet<ObjectKey> = HashSet::default();
         let mut seen_keys: Vec<crate::identity::IdentityMap> =
             (0..self.schema.tables().len()).map(|_| crate::identity::IdentityMap::default()).collect();
+        // Sized once: growing a map of 100,000 keys rehashes it many times.
+        let mut per_table = vec![0usize; seen_keys.len()];
+        for node in &work.nodes[work.nodes.len() - new_objects.len()..] {
+            per_table[node.table.index()] += 1;
+        }
+        for (map, n) in seen_keys.iter_mut().zip(per_table) {
+            map.reserve(n);
+        }
         for &o in &new_objects {
             let node = work.insert_node[o];
             let mut cells: Box<[Cell]> = self.graph.row(o)?.iter().map(v).collect();
@@ -827,7 +836,7 @@ impl Session {
                     continue;
                 }
                 let mut row = vec![Cell::Value(Value::Null); self.schema.table(table).columns.len()];
-                let mut after = Vec::new();
+                let mut after = SmallVec::new();
                 for (end, obj) in [(0, s), (1, t)] {
                     let fk = self.schema.foreign_key(foreign_keys[end]);
                     for (&col, &rc) in fk.columns.iter().zip(&fk.ref_columns) {
@@ -897,7 +906,7 @@ impl Session {
         work: &Work,
         obj: ObjectKey,
         rc: u32,
-        after: &mut Vec<u32>,
+        after: &mut SmallVec<[u32; 2]>,
     ) -> Result<Cell, FlushError> {
         if let Some(&node) = work.insert_node.get(obj) {
             // A row inserted in this flush: its key is the graph's value, or generated.
@@ -928,7 +937,7 @@ impl Session {
         keep_fk: &HashSet<(ObjectKey, LinkId)>,
     ) -> Result<(), FlushError> {
         let entity = self.graph.entity_of(o)?;
-        let mut after = Vec::new();
+        let mut after: SmallVec<[u32; 2]> = SmallVec::new();
         let tracked = self.tracked.get(o);
         for &(link, fk) in self.fk_links[entity.index()].iter() {
             // A persistent object's foreign key not loaded yet keeps what the store has.

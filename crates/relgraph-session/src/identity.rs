@@ -38,6 +38,11 @@ impl IdentityMap {
         }
     }
 
+    /// Makes room for `n` more single-integer keys.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.ints.reserve(n);
+    }
+
     pub(crate) fn remove(&mut self, key: &[Value]) {
         match key {
             [Value::Integer(i)] => {
