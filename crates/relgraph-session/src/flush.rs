@@ -1251,6 +1251,16 @@ impl Session {
             }
         };
         self.graph.set_journaling(false);
+        // Sized once: every inserted row enters the identity map.
+        let mut inserts = vec![0usize; self.identity.len()];
+        for op in ops {
+            if let RowOp::Insert { table, .. } = op {
+                inserts[table.index()] += 1;
+            }
+        }
+        for (map, n) in self.identity.iter_mut().zip(inserts) {
+            map.reserve(n);
+        }
         for (p, (&node, op)) in order.iter().zip(ops).enumerate() {
             match (work.nodes[node as usize].reason, op) {
                 (Reason::Insert(o), RowOp::Insert { table, row }) => {
