@@ -1,10 +1,12 @@
 //! A flush that touches all four patterns, failed at every one of its row
-//! operations and at commit: each time nothing reaches the store, every
-//! pending change stays in memory, and the same flush then succeeds.
+//! operations and at commit, on the memory store, SQLite and a snapshot
+//! file: each time nothing reaches the store (for the snapshot, the file on
+//! disk too), every pending change stays in memory, and the same flush then
+//! succeeds.
 
 use std::collections::BTreeMap;
 
-use relgraph::{ErrorKind, Row, Session, SqliteStore, Store};
+use relgraph::{ErrorKind, Row, Session, SnapshotStore, SqliteStore, Store};
 use relgraph_testkit::family::every_pattern;
 use relgraph_testkit::fault::{Fault, FaultStore};
 use relgraph_testkit::memory_store::{MemoryStore, compare_rows};
@@ -73,14 +75,26 @@ fn every_operation_index_fails_cleanly_and_loses_nothing() {
     reference.flush().unwrap();
     let expected = rows(&mut reference);
 
-    for inner in ["memory", "sqlite"] {
+    let dir = std::env::temp_dir().join(format!("relgraph-fault-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("faults.snap");
+    let _ = std::fs::remove_file(&file);
+    // The rows of the snapshot file as a new reader sees them.
+    let on_disk = || {
+        let schema = every_pattern().build();
+        let mut reader = SnapshotStore::open_read_only(&file).unwrap();
+        relgraph_testkit::session_model::rows_of(&schema, &mut reader).unwrap()
+    };
+    for inner in ["memory", "sqlite", "snapshot"] {
         let base: Box<dyn Store> = match inner {
             "memory" => Box::new(MemoryStore::new()),
-            _ => Box::new(SqliteStore::open_in_memory().unwrap()),
+            "sqlite" => Box::new(SqliteStore::open_in_memory().unwrap()),
+            _ => Box::new(SnapshotStore::open(&file).unwrap()),
         };
         let (store, fault) = FaultStore::new(base, Fault::Never);
         let mut s = staged(Box::new(store));
         let before = rows(&mut s);
+        let disk_before = (inner == "snapshot").then(on_disk);
         let plan = s.plan().unwrap();
         assert_eq!(plan.to_string(), expected_plan, "{inner}: the plan is deterministic");
         let ops = plan.ops.len();
@@ -91,6 +105,9 @@ fn every_operation_index_fails_cleanly_and_loses_nothing() {
             let err = s.flush().expect_err("the injected fault fails the flush");
             assert_eq!(err.store_kind(), Some(ErrorKind::Connection), "{inner} {at:?}: {err}");
             assert_eq!(rows(&mut s), before, "{inner} {at:?}: the store rolled back");
+            if let Some(disk) = &disk_before {
+                assert_eq!(&on_disk(), disk, "{at:?}: the snapshot file is unchanged");
+            }
             assert_eq!(
                 s.plan().unwrap().to_string(),
                 expected_plan,
@@ -105,4 +122,6 @@ fn every_operation_index_fails_cleanly_and_loses_nothing() {
         assert_eq!(tried, ops + 1);
         println!("{inner}: {tried} fault points tried ({ops} operations and commit), 0 pending changes lost");
     }
+    assert_eq!(on_disk(), expected, "the snapshot file holds the flush that finally succeeded");
+    let _ = std::fs::remove_dir_all(&dir);
 }
