@@ -8,14 +8,18 @@
 //! database files go to the system's temporary folder. With
 //! `cargo run --example seed -- --url postgres://postgres@127.0.0.1/test`
 //! the same walk runs on PostgreSQL, each pattern in a schema of its own
-//! (`relgraph_seed_*`, recreated on every run).
+//! (`relgraph_seed_*`, recreated on every run); with `-- --snapshot` it runs
+//! on snapshot files, whose echo shows each row operation and the batch
+//! appended at commit (look at them with `relgraph inspect` and `dump`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use relgraph::petgraph::Direction as PetDirection;
 use relgraph::petgraph::visit::IntoNeighborsDirected;
-use relgraph::{ObjectKey, PostgresStore, RelationshipId, Schema, Session, SqliteStore, Store};
+use relgraph::{
+    ObjectKey, PostgresStore, RelationshipId, Schema, Session, SnapshotStore, SqliteStore, Store,
+};
 use relgraph_testkit::seed::{self, SecondaryForm, Sides};
 
 /// A session on its own SQLite file, a label per object, and the SQL it sends.
@@ -28,9 +32,16 @@ struct Walk {
     shown: Vec<&'static str>,
 }
 
-/// Where the walk writes: SQLite files, or a PostgreSQL server given by `--url`.
+/// Where the walk writes: SQLite files, a PostgreSQL server given by
+/// `--url`, or snapshot files with `--snapshot`.
 fn open_store(file: &str) -> Result<Box<dyn Store>, relgraph::Error> {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--snapshot") {
+        let path = std::env::temp_dir().join(format!("relgraph-seed-{file}.snap"));
+        let _ = std::fs::remove_file(&path);
+        println!("   (snapshot file {})", path.display());
+        return Ok(Box::new(SnapshotStore::open(&path)?));
+    }
     match args.iter().position(|a| a == "--url").and_then(|i| args.get(i + 1)) {
         Some(url) => {
             let schema = format!("relgraph_seed_{file}");
@@ -96,7 +107,9 @@ impl Walk {
         }
         for statement in self.sql.lock().expect("echo lock").drain(..) {
             if statement != "BEGIN" && statement != "COMMIT" {
-                println!("  SQL: {statement}");
+                // A snapshot store echoes row operations and file writes, not SQL.
+                let label = if std::env::args().any(|a| a == "--snapshot") { "sent" } else { "SQL" };
+                println!("  {label}: {statement}");
             }
         }
         let mut keys: Vec<_> =
@@ -131,7 +144,14 @@ impl Walk {
 }
 
 fn main() -> Result<(), relgraph::Error> {
-    let on = if std::env::args().any(|a| a == "--url") { "PostgreSQL" } else { "SQLite" };
+    let args: Vec<String> = std::env::args().collect();
+    let on = if args.iter().any(|a| a == "--url") {
+        "PostgreSQL"
+    } else if args.iter().any(|a| a == "--snapshot") {
+        "snapshot files"
+    } else {
+        "SQLite"
+    };
     println!("relgraph: the seed's relationship patterns on {on}; each step is flushed and its SQL shown");
 
     let mut w = Walk::new(

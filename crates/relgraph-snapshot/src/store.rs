@@ -987,23 +987,36 @@ impl SnapshotStore {
         }
     }
 
+    /// Echoes one row operation as `INSERT child (id, parent_id) = (1, 2)`,
+    /// `UPDATE child SET (parent_id) = (3) WHERE (id) = (1)` or
+    /// `DELETE child WHERE (id) = (1)`.
     fn echo_op(&mut self, schema: &Schema, op: &RowOp, keys: &[Option<i64>]) {
         let Some(echo) = &mut self.echo else { return };
-        let show = |cells: &[Cell]| -> Vec<String> {
-            cells.iter().map(|c| c.resolve(keys).map_or_else(|_| "?".into(), |r| r.to_string())).collect()
+        let table = schema.table(op.table());
+        let names = |columns: &mut dyn Iterator<Item = u32>| {
+            columns.map(|c| table.columns[c as usize].name.as_str()).collect::<Vec<_>>().join(", ")
         };
-        let name = &schema.table(op.table()).name;
+        let values = |cells: &[Cell]| {
+            cells
+                .iter()
+                .map(|c| c.resolve(keys).map_or_else(|_| "?".into(), |r| r.to_string()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let name = &table.name;
         let line = match op {
             RowOp::Insert { row, .. } => {
-                relgraph_core::store::echo_line(&format!("INSERT {name}"), &show(row), row.len())
+                format!("INSERT {name} ({}) = ({})", names(&mut (0..row.len() as u32)), values(row))
             }
-            RowOp::Update { key, values, .. } => relgraph_core::store::echo_line(
-                &format!("UPDATE {name}"),
-                &[show(values), show(key)].concat(),
-                values.len() + key.len(),
+            RowOp::Update { key_columns, key, columns, values: new, .. } => format!(
+                "UPDATE {name} SET ({}) = ({}) WHERE ({}) = ({})",
+                names(&mut columns.iter().copied()),
+                values(new),
+                names(&mut key_columns.iter().copied()),
+                values(key)
             ),
-            RowOp::Delete { values, .. } => {
-                relgraph_core::store::echo_line(&format!("DELETE {name}"), &show(values), values.len())
+            RowOp::Delete { columns, values: key, .. } => {
+                format!("DELETE {name} WHERE ({}) = ({})", names(&mut columns.iter().copied()), values(key))
             }
         };
         echo(&line);
