@@ -67,3 +67,26 @@ fn the_seed_one_to_many_persists_and_reads_back() {
     ids.sort_unstable();
     assert_eq!(ids, [1, 3]);
 }
+
+#[test]
+fn the_echo_shows_row_operations_and_the_batch_appended() {
+    let path = scratch("echo");
+    let schema = relgraph_testkit::seed::one_to_many(relgraph_testkit::seed::Sides::BackPopulates).unwrap();
+    let (parent_e, child_e) = (schema.entity_id("Parent").unwrap(), schema.entity_id("Child").unwrap());
+    let children = schema.relationship_by_name("Parent", "children").unwrap();
+    let mut session = Session::new(schema.clone(), SnapshotStore::open(&path).unwrap()).unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    session.set_echo(Some(Box::new(move |line: &str| sink.lock().unwrap().push(line.to_owned()))));
+    let (p, c) = (session.new_object(parent_e), session.new_object(child_e));
+    session.append(p, children, c).unwrap();
+    session.add(p).unwrap();
+    session.flush().unwrap();
+    let lines = lines.lock().unwrap();
+    let shown: Vec<&str> = lines.iter().map(|l| l.split(" -- ").next().unwrap()).collect();
+    assert_eq!(
+        shown,
+        ["INSERT parent (id) = (NULL)", "INSERT child (id, parent_id) = (NULL, 1)", "APPEND batch 1"],
+        "{lines:?}"
+    );
+}
