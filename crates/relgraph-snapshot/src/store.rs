@@ -29,7 +29,9 @@ const COMPACT_MIN_ROWS: u64 = 16_384;
 #[derive(Clone, Copy, Debug)]
 pub struct SnapshotOptions {
     /// Whether each commit and compaction waits for the disk (`fsync`).
-    /// Without it a crash may lose the latest commits, never older ones.
+    /// Without it a crash of the machine (not of the process) may lose
+    /// recent commits or leave a damaged file, which opening then reports:
+    /// for fixtures, tests and scratch files, where speed matters more.
     pub sync: bool,
     /// Whether a commit compacts the file once the rows changed in its log
     /// would outnumber the rows of its base image (and 16,384): the log then
