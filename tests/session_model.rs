@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use relgraph::layers::snapshot::{Compaction, SnapshotOptions};
 use relgraph::{SnapshotStore, SqliteStore, Store};
 use relgraph_testkit::session_model;
 
@@ -38,6 +39,13 @@ fn sqlite(path: &Path) -> SqliteStore {
 
 fn snapshot(path: &Path) -> SnapshotStore {
     SnapshotStore::open(path).expect("open snapshot")
+}
+
+/// A snapshot compacted at every commit: every check after a flush reads
+/// the archived image, not the log.
+fn compacted_snapshot(path: &Path) -> SnapshotStore {
+    let options = SnapshotOptions { sync: false, compaction: Compaction::EveryCommit };
+    SnapshotStore::with_options(path, options).expect("open snapshot")
 }
 
 /// The snapshot's writer holds its lock: a second store reads alongside.
@@ -74,6 +82,11 @@ fn session_and_sqlite_match_the_model() {
 #[test]
 fn session_and_snapshot_match_the_model() {
     check_model("snapshot session model", "snap", snapshot, snapshot_reader);
+}
+
+#[test]
+fn session_and_a_compacted_snapshot_match_the_model() {
+    check_model("compacted snapshot session model", "snap", compacted_snapshot, snapshot_reader);
 }
 
 /// The same operation sequences through SQLite and through the snapshot

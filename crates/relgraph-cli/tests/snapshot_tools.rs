@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use relgraph_core::{Cell, RowOp, Schema, Store, Value};
-use relgraph_snapshot::{SnapshotOptions, SnapshotStore};
+use relgraph_snapshot::{Compaction, SnapshotOptions, SnapshotStore};
 
 fn relgraph(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_relgraph")).args(args).output().expect("relgraph runs")
@@ -42,7 +42,7 @@ fn insert(schema: &Schema, table: &str, values: Vec<Value>) -> RowOp {
 /// A snapshot of the conformance schema with two committed batches in its log.
 fn sample(path: &Path) {
     let schema = relgraph_testkit::conformance::schema();
-    let options = SnapshotOptions { sync: false, auto_compact: false };
+    let options = SnapshotOptions { sync: false, compaction: Compaction::Never };
     let mut store = SnapshotStore::with_options(path, options).unwrap();
     store.create_tables(&schema).unwrap();
     store.begin().unwrap();

@@ -51,7 +51,7 @@ mod store;
 
 pub use describe::{ColumnDesc, ForeignKeyDesc, TableDesc};
 pub use image::ValueRef;
-pub use store::{SnapshotInfo, SnapshotOptions, SnapshotStore};
+pub use store::{Compaction, SnapshotInfo, SnapshotOptions, SnapshotStore};
 
 /// Why a snapshot file could not be read or written.
 #[derive(Debug, thiserror::Error)]

@@ -33,17 +33,32 @@ pub struct SnapshotOptions {
     /// recent commits or leave a damaged file, which opening then reports:
     /// for fixtures, tests and scratch files, where speed matters more.
     pub sync: bool,
-    /// Whether a commit compacts the file once the rows changed in its log
-    /// would outnumber the rows of its base image (and 16,384): the log then
-    /// never costs more than the image to replay at open, and compaction's
-    /// cost spreads over the flushes that grew the log.
-    pub auto_compact: bool,
+    /// When a commit compacts the file instead of appending to its log.
+    pub compaction: Compaction,
 }
 
 impl Default for SnapshotOptions {
     fn default() -> Self {
-        SnapshotOptions { sync: true, auto_compact: true }
+        SnapshotOptions { sync: true, compaction: Compaction::Auto }
     }
+}
+
+/// When a commit rewrites the file as one base image instead of appending.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Compaction {
+    /// Once the rows changed in the log would outnumber the rows of the base
+    /// image (and 16,384): the log then never costs more than the image to
+    /// replay at open, and compaction's cost spreads over the flushes that
+    /// grew the log, so a flush costs its change, amortized.
+    #[default]
+    Auto,
+    /// Only on [`SnapshotStore::compact`].
+    Never,
+    /// At every commit: every read then goes to the archived image. A flush
+    /// costs the whole file; for files read far more than written, and for
+    /// tests of the image's read path.
+    EveryCommit,
 }
 
 /// What a snapshot file holds, for `relgraph inspect`.
@@ -1127,7 +1142,12 @@ impl Store for SnapshotStore {
             }
             // Decided by row counts, before any encoding, so a commit that
             // compacts never serializes a batch it would throw away.
-            if self.options.auto_compact && db.log_rows + touched > base_rows.max(COMPACT_MIN_ROWS) {
+            let compact = match self.options.compaction {
+                Compaction::Auto => db.log_rows + touched > base_rows.max(COMPACT_MIN_ROWS),
+                Compaction::Never => false,
+                Compaction::EveryCommit => true,
+            };
+            if compact {
                 return self.compact_now();
             }
             let batch = self.batch(&tx);

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use relgraph_core::{Cell, RowOp, Schema, Store, Value};
 use relgraph_snapshot::format::{HEADER_LEN, padded};
-use relgraph_snapshot::{SnapshotOptions, SnapshotStore, decode};
+use relgraph_snapshot::{Compaction, SnapshotOptions, SnapshotStore, decode};
 
 /// splitmix64: a tiny deterministic generator, enough to drive mutations.
 struct Rng(u64);
@@ -43,7 +43,7 @@ fn seeds(dir: &Path) -> Vec<Vec<u8>> {
     let schema = relgraph_testkit::conformance::schema();
     let path = dir.join("seed.snap");
     let _ = std::fs::remove_file(&path);
-    let options = SnapshotOptions { sync: false, auto_compact: false };
+    let options = SnapshotOptions { sync: false, compaction: Compaction::Never };
     let mut store = SnapshotStore::with_options(&path, options).unwrap();
     store.create_tables(&schema).unwrap();
     let mut out = vec![std::fs::read(&path).unwrap()];
