@@ -161,8 +161,7 @@ enum Key {
 
 impl Key {
     /// The key of non-NULL values (`None` if any is NULL: NULLs match nothing).
-    fn of<'a>(values: impl ExactSizeIterator<Item = ValueRef<'a>>) -> Option<Key> {
-        let mut values = values.peekable();
+    fn of<'a>(mut values: impl ExactSizeIterator<Item = ValueRef<'a>>) -> Option<Key> {
         if values.len() == 1 {
             return match values.next()? {
                 ValueRef::Null => None,
@@ -448,16 +447,12 @@ impl Db {
         rows
     }
 
-    fn error(&self, kind: ErrorKind, message: String) -> StoreError {
-        StoreError::new(kind, message)
-    }
-
     /// NOT NULL, keys and unique constraints of `row`, ignoring `itself`.
     fn check_row(&self, t: usize, row: &[Value], itself: Option<RowId>) -> Result<(), StoreError> {
         let desc = &self.tables[t].desc;
         for (c, column) in desc.columns.iter().enumerate() {
             if row[c].is_null() && !column.nullable {
-                return Err(self.error(
+                return Err(StoreError::new(
                     ErrorKind::NotNull,
                     format!("NOT NULL constraint failed: {}.{}", desc.name, column.name),
                 ));
@@ -470,7 +465,7 @@ impl Db {
             {
                 let names: Vec<&str> =
                     columns.iter().map(|&c| desc.columns[c as usize].name.as_str()).collect();
-                return Err(self.error(
+                return Err(StoreError::new(
                     ErrorKind::Unique,
                     format!("UNIQUE constraint failed: {}.{}", desc.name, names.join(", ")),
                 ));
@@ -485,7 +480,7 @@ impl Db {
         for fk in &desc.foreign_keys {
             let Some(key) = refs_of(row, &fk.columns) else { continue };
             if !self.any_match(fk.ref_table, &fk.ref_columns, &key, None) {
-                return Err(self.error(
+                return Err(StoreError::new(
                     ErrorKind::ForeignKey,
                     format!(
                         "FOREIGN KEY constraint failed: {} references a missing {} row",
@@ -549,10 +544,9 @@ impl SnapshotStore {
 
     /// The parsed file at `path`; `None` when there is no file or an empty one.
     fn read(path: &Path) -> Result<Option<Db>, StoreError> {
-        let path = path.to_owned();
-        let db = match File::open(&path) {
+        let db = match File::open(path) {
             Ok(mut file) => {
-                let len = file.metadata().map_err(io(&path))?.len();
+                let len = file.metadata().map_err(io(path))?.len();
                 if len == 0 {
                     None
                 } else {
@@ -561,7 +555,7 @@ impl SnapshotStore {
                     bytes.resize(len as usize, 0);
                     let mut filled = 0;
                     while filled < bytes.len() {
-                        match file.read(&mut bytes[filled..]).map_err(io(&path))? {
+                        match file.read(&mut bytes[filled..]).map_err(io(path))? {
                             0 => break,
                             n => filled += n,
                         }
@@ -572,7 +566,7 @@ impl SnapshotStore {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io(&path)(e).into()),
+            Err(e) => return Err(io(path)(e).into()),
         };
         Ok(db)
     }
@@ -610,15 +604,8 @@ impl SnapshotStore {
             })
             .collect();
         let bytes = write_image(&descs, cells, schema.fingerprint(), 0)?;
-        write_atomically(&path, &bytes, options.sync)?;
-        let store = SnapshotStore {
-            path,
-            options,
-            db: Some(Db::parse(bytes)?),
-            tx: None,
-            echo: None,
-            lock: Some(lock),
-        };
+        let db = install(&path, bytes, options.sync)?;
+        let store = SnapshotStore { path, options, db: Some(db), tx: None, echo: None, lock: Some(lock) };
         if let Err(e) = store.verify() {
             let _ = std::fs::remove_file(&store.path);
             return Err(e);
@@ -672,6 +659,15 @@ impl SnapshotStore {
         self.db.as_ref().map_or(&[][..], |db| &db.tables[..]).iter().map(|t| &t.desc)
     }
 
+    /// The opened file, which must have a table at position `t`.
+    fn db_with(&self, t: usize) -> Result<&Db, StoreError> {
+        let db = self.db()?;
+        if t >= db.tables.len() {
+            return Err(StoreError::new(ErrorKind::Schema, format!("the snapshot has no table {t}")));
+        }
+        Ok(db)
+    }
+
     fn db(&self) -> Result<&Db, StoreError> {
         self.db.as_ref().ok_or_else(|| {
             StoreError::new(ErrorKind::Schema, "the snapshot has no tables yet: call create_tables first")
@@ -694,7 +690,12 @@ fn insert(db: &mut Db, tx: &mut Tx, t: usize, mut values: Vec<Value>) -> Result<
     if let [pk] = state.desc.primary_key.as_slice() {
         let pk = *pk as usize;
         if state.desc.columns[pk].autoincrement && values[pk].is_null() {
-            let next = state.max_key.unwrap_or(0) + 1;
+            let next = state.max_key.unwrap_or(0).checked_add(1).ok_or_else(|| {
+                StoreError::new(
+                    ErrorKind::Other,
+                    format!("table {}: no key left to generate after {}", state.desc.name, i64::MAX),
+                )
+            })?;
             values[pk] = Value::Integer(next);
             generated = Some(next);
         }
@@ -826,6 +827,15 @@ fn lock(path: &Path) -> Result<File, SnapshotError> {
     }
 }
 
+/// Parses `bytes`, a new file this store built, and only then writes it to
+/// `path` (atomically): the file on disk changes only to something that
+/// opens, and the returned state is what the file holds.
+fn install(path: &Path, bytes: AlignedVec, sync: bool) -> Result<Db, SnapshotError> {
+    let db = Db::parse(bytes)?;
+    write_atomically(path, db.base.bytes(), sync)?;
+    Ok(db)
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file beside it, synced,
 /// renamed over it, and the directory synced so the rename itself survives.
 fn write_atomically(path: &Path, bytes: &[u8], sync: bool) -> Result<(), SnapshotError> {
@@ -864,15 +874,26 @@ impl SnapshotStore {
         })
     }
 
+    /// The number of rows of table `t` (by position), without reading them.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Schema`] when there is no such table.
+    pub fn row_count(&self, t: usize) -> Result<usize, StoreError> {
+        let db = self.db_with(t)?;
+        let state = &db.tables[t];
+        let deleted =
+            state.changed.iter().filter(|(r, e)| **r < RowId::from(state.base_rows) && e.is_none()).count();
+        let inserted =
+            state.changed.iter().filter(|(r, e)| **r >= RowId::from(state.base_rows) && e.is_some()).count();
+        Ok(state.base_rows as usize - deleted + inserted)
+    }
+
     /// Every row of table `t` (by position), in primary-key order.
     ///
     /// # Errors
     /// [`ErrorKind::Schema`] when there is no such table.
     pub fn rows(&self, t: usize) -> Result<Vec<Row>, StoreError> {
-        let db = self.db()?;
-        if t >= db.tables.len() {
-            return Err(StoreError::new(ErrorKind::Schema, format!("the snapshot has no table {t}")));
-        }
+        let db = self.db_with(t)?;
         let mut rows: Vec<Row> = db.live_rows(t).into_iter().filter_map(|r| db.row(t, r)).collect();
         let order = db.tables[t].desc.order_columns();
         rows.sort_by(|a, b| {
@@ -914,11 +935,11 @@ impl SnapshotStore {
             })
             .collect();
         let bytes = write_image(&descs, cells, db.header.fingerprint, db.header.generation + 1)?;
-        write_atomically(&self.path, &bytes, self.options.sync)?;
+        let len = bytes.len();
+        self.db = Some(install(&self.path, bytes, self.options.sync)?);
         if let Some(echo) = &mut self.echo {
-            echo(&format!("COMPACT {} -- {} bytes", self.path.display(), bytes.len()));
+            echo(&format!("COMPACT {} -- {len} bytes", self.path.display()));
         }
-        self.db = Some(Db::parse(bytes)?);
         Ok(())
     }
 
@@ -1070,8 +1091,7 @@ impl Store for SnapshotStore {
             .collect();
         self.writable()?;
         let bytes = write_image(&wanted, empty, schema.fingerprint(), 0)?;
-        write_atomically(&self.path, &bytes, self.options.sync)?;
-        self.db = Some(Db::parse(bytes)?);
+        self.db = Some(install(&self.path, bytes, self.options.sync)?);
         Ok(())
     }
 
@@ -1185,11 +1205,8 @@ impl Store for SnapshotStore {
         columns: &[u32],
         keys: &[Row],
     ) -> Result<Vec<Row>, StoreError> {
-        let db = self.db()?;
         let t = table.index();
-        if t >= db.tables.len() {
-            return Err(StoreError::new(ErrorKind::Schema, format!("the snapshot has no table {t}")));
-        }
+        let db = self.db_with(t)?;
         let mut ids: Vec<RowId> = Vec::new();
         for key in keys {
             ids.extend(db.find_values(t, columns, key));

@@ -282,7 +282,11 @@ fn a_small_commit_on_a_big_file_appends_only_its_change() {
         .map(|i| insert(&schema, "parent", vec![i.into(), format!("parent-{i}").into()]))
         .collect();
     commit(&mut store, &schema, &parents);
-    store.compact().unwrap();
+    // 20,000 row changes outnumber an empty image's rows and 16,384: the
+    // commit compacted instead of appending.
+    let info = store.info().unwrap();
+    assert_eq!((info.header.generation, info.batches), (1, 0), "{info:?}");
+    assert_eq!(store.row_count(0).unwrap(), 20_000);
     let big = std::fs::metadata(&path).unwrap().len();
     let generation = store.info().unwrap().header.generation;
     assert!(big > 200_000, "{big}");
@@ -334,5 +338,57 @@ fn a_leftover_compaction_file_is_replaced() {
     drop(store);
     let mut again = open(&path, &schema).unwrap();
     assert_eq!(state(&mut again, &schema), after[2].1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn row_counts_follow_the_log_without_reading_rows() {
+    let dir = scratch("count");
+    let path = dir.join("a.snap");
+    let (schema, after) = three_commits(&path);
+    let mut store = open(&path, &schema).unwrap();
+    let counts: Vec<usize> = (0..schema.tables().len()).map(|t| store.row_count(t).unwrap()).collect();
+    assert_eq!(counts, after[2].1.iter().map(Vec::len).collect::<Vec<_>>());
+    store.compact().unwrap();
+    commit(&mut store, &schema, &[delete(&schema, "child", 3)]);
+    assert_eq!(store.row_count(1).unwrap(), after[2].1[1].len() - 1, "a deleted image row counts out");
+    assert_eq!(store.row_count(9).unwrap_err().kind, ErrorKind::Schema);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_referenced_key_cannot_change_under_its_references() {
+    let dir = scratch("on-update");
+    let path = dir.join("a.snap");
+    let (schema, after) = three_commits(&path);
+    let mut store = open(&path, &schema).unwrap();
+    // Child 1 references parent 1: moving parent 1 to key 10 is refused (ON UPDATE NO ACTION).
+    let rekey = RowOp::Update {
+        table: schema.table_id("parent").unwrap(),
+        key_columns: Box::new([0]),
+        key: Box::new([Cell::Value(Value::Integer(1))]),
+        columns: Box::new([0]),
+        values: Box::new([Cell::Value(Value::Integer(10))]),
+    };
+    store.begin().unwrap();
+    let e = store.apply(&schema, &[rekey]).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ForeignKey, "{e}");
+    store.rollback().unwrap();
+    assert_eq!(state(&mut store, &schema), after[2].1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_generated_key_past_the_largest_integer_is_an_error() {
+    let dir = scratch("key-overflow");
+    let path = dir.join("a.snap");
+    let schema = relgraph_testkit::conformance::schema();
+    let mut store = open(&path, &schema).unwrap();
+    commit(&mut store, &schema, &[insert(&schema, "parent", vec![i64::MAX.into(), "last".into()])]);
+    store.begin().unwrap();
+    let e = store.apply(&schema, &[insert(&schema, "parent", vec![Value::Null, "next".into()])]).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Other, "{e}");
+    assert!(e.message.contains("no key left"), "{e}");
+    store.rollback().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
