@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use relgraph_core::{Cell, ColumnType, OnDelete, Row, RowOp, Schema, Store, Value};
+use relgraph_core::{Cell, ColumnType, OnDelete, Row, RowOp, Schema, Store, StoreError, Value};
 use relgraph_snapshot::describe::{TableDesc, to_schema};
 use relgraph_snapshot::{ColumnDesc, ForeignKeyDesc, SnapshotOptions, SnapshotStore};
 use relgraph_sqlite::SqliteStore;
@@ -31,6 +31,11 @@ fn open(path: &Path) -> anyhow::Result<SnapshotStore> {
         bail!("{}: no such file", path.display());
     }
     SnapshotStore::open_read_only(path).with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// Rows in every table, counted without reading them.
+fn total_rows(store: &SnapshotStore) -> anyhow::Result<usize> {
+    Ok((0..store.tables().len()).map(|t| store.row_count(t)).sum::<Result<usize, _>>()?)
 }
 
 fn schema_of(store: &SnapshotStore) -> anyhow::Result<Arc<Schema>> {
@@ -67,8 +72,9 @@ pub fn inspect(path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
         writeln!(out, "torn tail    yes: an append was cut short; the next commit or compaction drops it")?;
     }
     writeln!(out, "tables       {}", store.tables().len())?;
-    for (t, table) in store.tables().enumerate() {
-        let rows = store.rows(t)?.len();
+    let tables: Vec<&TableDesc> = store.tables().collect();
+    for (t, table) in tables.iter().enumerate() {
+        let rows = store.row_count(t)?;
         writeln!(out)?;
         writeln!(out, "table {} ({rows} rows)", table.name)?;
         for c in &table.columns {
@@ -92,7 +98,6 @@ pub fn inspect(path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
         for unique in table.uniques.iter().filter(|u| u.len() > 1) {
             writeln!(out, "  unique ({})", names(unique).join(", "))?;
         }
-        let tables: Vec<&TableDesc> = store.tables().collect();
         for fk in &table.foreign_keys {
             let target = tables[fk.ref_table];
             let refs: Vec<&str> =
@@ -103,7 +108,7 @@ pub fn inspect(path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
                 names(&fk.columns).join(", "),
                 target.name,
                 refs.join(", "),
-                fk.on_delete.sql().replace(" ON DELETE", " on delete").to_lowercase()
+                fk.on_delete.sql().to_lowercase()
             )?;
         }
     }
@@ -118,8 +123,7 @@ pub fn inspect(path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
 pub fn verify(path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     let store = open(path)?;
     store.verify().with_context(|| format!("{} failed verification", path.display()))?;
-    let rows: usize =
-        (0..store.tables().len()).map(|t| store.rows(t).map(|r| r.len())).sum::<Result<_, _>>()?;
+    let rows = total_rows(&store)?;
     let info = store.info().context("the snapshot is empty")?;
     writeln!(
         out,
@@ -228,8 +232,7 @@ pub fn export(path: &Path, sqlite: &Path, force: bool, out: &mut dyn Write) -> a
     target.begin()?;
     // Rows go in table by table; foreign keys are checked once, at commit.
     target.connection().execute_batch("PRAGMA defer_foreign_keys = ON")?;
-    let total: usize =
-        (0..store.tables().len()).map(|t| store.rows(t).map(|r| r.len())).sum::<Result<_, _>>()?;
+    let total = total_rows(&store)?;
     let bar = progress(total as u64, "export");
     for table in schema.table_ids() {
         let rows = store.rows(table.index())?;
@@ -239,19 +242,26 @@ pub fn export(path: &Path, sqlite: &Path, force: bool, out: &mut dyn Write) -> a
                 .map(|row| RowOp::Insert { table, row: row.iter().cloned().map(Cell::Value).collect() })
                 .collect();
             if let Err(e) = target.apply(&schema, &ops) {
-                target.rollback()?;
-                return Err(e).context(format!("exporting table {}", schema.table(table).name));
+                return Err(rolled_back(&mut target, e))
+                    .context(format!("exporting table {}", schema.table(table).name));
             }
             bar.inc(chunk.len() as u64);
         }
     }
     if let Err(e) = target.commit() {
-        target.rollback()?;
-        return Err(e).context("the exported rows break a constraint");
+        return Err(rolled_back(&mut target, e)).context("the exported rows break a constraint");
     }
     bar.finish_and_clear();
     writeln!(out, "exported {total} rows in {} tables to {}", schema.tables().len(), sqlite.display())?;
     Ok(())
+}
+
+/// `error` after rolling `target` back, keeping the rollback's error too if it fails.
+fn rolled_back(target: &mut SqliteStore, error: StoreError) -> StoreError {
+    match target.rollback() {
+        Ok(()) => error,
+        Err(rollback) => error.with_rollback(rollback),
+    }
 }
 
 fn sqlite_type(declared: &str) -> Option<ColumnType> {
