@@ -25,11 +25,11 @@ use slotmap::{Key as _, SecondaryMap};
 use smallvec::SmallVec;
 
 use crate::order::{self, Dep, Edge, Ordered};
+use crate::{FlushError, Session, State};
 
 /// A set of objects indexed by slot: no hashing, for sets that can hold
 /// every object of a flush.
 type KeySet = SecondaryMap<ObjectKey, ()>;
-use crate::{FlushError, Session, State};
 
 /// What a flush wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -382,6 +382,7 @@ impl Session {
         pending.dedup();
         self.sort_by_seq(&mut deleted);
         deleted.dedup();
+
         // 1. save-update cascades, from everything that could have gained a link.
         let mut cascaded = KeySet::new();
         // A transient object can only be reached through a link added since
@@ -464,6 +465,7 @@ impl Session {
                 to: self.describe(b),
             });
         }
+
         // 2. Deletes: explicit, cascaded, orphaned; evaluated over the links as they are.
         let mut doomed: HashSet<ObjectKey> = deleted.iter().copied().collect();
         let mut dropped: HashSet<ObjectKey> = HashSet::default();
@@ -599,6 +601,7 @@ impl Session {
                 }
             }
         }
+
         // 3a. Deletes and the association rows of deleted objects (rule 12).
         for &d in &doomed_list {
             let entity = self.graph.entity_of(d)?;
@@ -625,6 +628,7 @@ impl Session {
             let node = work.push(op, Reason::Delete(d, why[&d]), Kind::Delete);
             work.delete_node.insert(d, node);
         }
+
         // 3b. Inserts of new objects, parents first where the order is known.
         let mut new_objects: Vec<ObjectKey> =
             pending.iter().chain(work.cascaded.iter()).copied().filter(|k| !dropped.contains(k)).collect();
@@ -731,6 +735,7 @@ impl Session {
             }
             *work.row_mut(node) = cells;
         }
+
         // 3c. Updates of persistent objects: changed columns, foreign keys from links.
         let mut candidates: Vec<ObjectKey> = self
             .written
@@ -819,6 +824,7 @@ impl Session {
                 }
             }
         }
+
         // 3d. Association rows from the net link changes (rules 4, 12).
         let mut changes: Vec<(LinkId, std::cmp::Reverse<i8>, u64, u64, ObjectKey, ObjectKey)> = net
             .iter()
@@ -1299,7 +1305,8 @@ impl Session {
             }
         }
         for &d in &work.deleted {
-            let entity = self.graph.entity_of(d).expect("deleted objects are live until now");
+            // The store has committed: a missing object is skipped, not a panic.
+            let Ok(entity) = self.graph.entity_of(d) else { continue };
             let table = self.schema.entity(entity).table;
             // A re-keyed object is no longer persisted, and the identity map holds its successor.
             if let Some(pk) = self.stored(d).map(|row| self.pk_of_row(table, row))
