@@ -80,6 +80,16 @@ fn expunge_cascades_where_the_relationship_says_so() {
     assert!(db.statements().is_empty());
     assert_ne!(db.get("Child", 2), c2);
 
+    // Pending objects expunged go back to transient, and nothing of theirs is inserted.
+    let (p, c) = (db.new_obj("Parent"), db.new_obj("Child"));
+    db.session.append(p, children, c).unwrap();
+    db.session.add(p).unwrap();
+    db.session.expunge(p).unwrap();
+    assert_eq!((db.session.state(p), db.session.state(c)), (State::Transient, State::Transient));
+    db.statements();
+    db.session.flush().unwrap();
+    assert!(db.statements().is_empty());
+
     // Without the cascade, children stay.
     let mut db = Db::new(
         relgraph_testkit::seed::one_to_many(relgraph_testkit::seed::Sides::BackPopulates).unwrap(),
