@@ -58,6 +58,19 @@ impl<'a> From<&'a ArchivedCellRec> for ValueRef<'a> {
     }
 }
 
+impl<'a> From<&'a CellRec> for ValueRef<'a> {
+    fn from(c: &'a CellRec) -> Self {
+        match c {
+            CellRec::Null => ValueRef::Null,
+            CellRec::Integer(i) => ValueRef::Integer(*i),
+            CellRec::Float(f) => ValueRef::Float(*f),
+            CellRec::Text(s) => ValueRef::Text(s),
+            CellRec::Boolean(b) => ValueRef::Boolean(*b),
+            CellRec::Blob(b) => ValueRef::Blob(b),
+        }
+    }
+}
+
 impl ValueRef<'_> {
     /// An owned value.
     pub fn to_value(self) -> Value {
@@ -421,7 +434,7 @@ fn owned_cell(data: &ColumnData, r: usize) -> ValueRef<'_> {
         ColumnData::Boolean { values, nulls } if !is_null(nulls, r) => ValueRef::Boolean(values[r] != 0),
         ColumnData::Text { values, nulls } if !is_null(nulls, r) => ValueRef::Text(&values[r]),
         ColumnData::Blob { values, nulls } if !is_null(nulls, r) => ValueRef::Blob(&values[r]),
-        ColumnData::Mixed { values } => cell_view(&values[r]),
+        ColumnData::Mixed { values } => ValueRef::from(&values[r]),
         _ => ValueRef::Null,
     }
 }
@@ -521,15 +534,4 @@ pub(crate) fn sorted_columns(order: &[u32], width: u32, mut rows: Vec<Source<'_>
         })
         .collect();
     (n as u32, columns)
-}
-
-fn cell_view(c: &CellRec) -> ValueRef<'_> {
-    match c {
-        CellRec::Null => ValueRef::Null,
-        CellRec::Integer(i) => ValueRef::Integer(*i),
-        CellRec::Float(f) => ValueRef::Float(*f),
-        CellRec::Text(s) => ValueRef::Text(s),
-        CellRec::Boolean(b) => ValueRef::Boolean(*b),
-        CellRec::Blob(b) => ValueRef::Blob(b),
-    }
 }
