@@ -357,28 +357,6 @@ fn row_counts_follow_the_log_without_reading_rows() {
 }
 
 #[test]
-fn a_referenced_key_cannot_change_under_its_references() {
-    let dir = scratch("on-update");
-    let path = dir.join("a.snap");
-    let (schema, after) = three_commits(&path);
-    let mut store = open(&path, &schema).unwrap();
-    // Child 1 references parent 1: moving parent 1 to key 10 is refused (ON UPDATE NO ACTION).
-    let rekey = RowOp::Update {
-        table: schema.table_id("parent").unwrap(),
-        key_columns: Box::new([0]),
-        key: Box::new([Cell::Value(Value::Integer(1))]),
-        columns: Box::new([0]),
-        values: Box::new([Cell::Value(Value::Integer(10))]),
-    };
-    store.begin().unwrap();
-    let e = store.apply(&schema, &[rekey]).unwrap_err();
-    assert_eq!(e.kind, ErrorKind::ForeignKey, "{e}");
-    store.rollback().unwrap();
-    assert_eq!(state(&mut store, &schema), after[2].1);
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
 fn a_generated_key_past_the_largest_integer_is_an_error() {
     let dir = scratch("key-overflow");
     let path = dir.join("a.snap");

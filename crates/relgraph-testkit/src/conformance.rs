@@ -294,6 +294,18 @@ fn constraint_kinds(s: &mut Suite) {
     s.commit(&child);
     let referenced = vec![s.delete("parent", 0, 1)];
     s.refused(&referenced, ErrorKind::ForeignKey, "delete of a referenced row");
+    let rekey = vec![RowOp::Update {
+        table: s.t("parent"),
+        key_columns: Box::new([0]),
+        key: Box::new([v(1)]),
+        columns: Box::new([0]),
+        values: Box::new([v(10)]),
+    }];
+    s.refused(
+        &rekey,
+        ErrorKind::ForeignKey,
+        "a referenced key changed under its references (ON UPDATE NO ACTION)",
+    );
 }
 
 fn on_delete_actions(s: &mut Suite) {

@@ -220,11 +220,27 @@ impl MemoryStore {
                             format!("UPDATE of table {} matched no row", schema.table(*table).name),
                         )
                     })?;
-                let mut row = tables[table.index()][index].clone();
+                let old = tables[table.index()][index].clone();
+                let mut row = old.clone();
                 for (&c, v) in columns.iter().zip(values) {
                     row[c as usize] = v;
                 }
                 Self::check_row(tables, schema, *table, &row, Some(index))?;
+                // ON UPDATE NO ACTION: a referenced key cannot change under its references.
+                for fk in schema.foreign_keys().iter().filter(|fk| fk.ref_table == *table) {
+                    let was: Vec<Value> = fk.ref_columns.iter().map(|&c| old[c as usize].clone()).collect();
+                    let changed = fk.ref_columns.iter().any(|&c| old[c as usize] != row[c as usize]);
+                    if changed && tables[fk.table.index()].iter().any(|r| matches(r, &fk.columns, &was)) {
+                        return Err(err(
+                            ErrorKind::ForeignKey,
+                            format!(
+                                "FOREIGN KEY constraint failed: {} rows still reference the updated {} key",
+                                schema.table(fk.table).name,
+                                schema.table(*table).name
+                            ),
+                        ));
+                    }
+                }
                 tables[table.index()][index] = row;
                 Ok(None)
             }
