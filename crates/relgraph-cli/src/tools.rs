@@ -27,10 +27,17 @@ pub enum DumpFormat {
 /// Opens a snapshot for reading (alongside a program writing it), naming
 /// the file in the error.
 fn open(path: &Path) -> anyhow::Result<SnapshotStore> {
+    open_with(path, |p| SnapshotStore::open_read_only(p))
+}
+
+fn open_with(
+    path: &Path,
+    open: fn(&Path) -> Result<SnapshotStore, StoreError>,
+) -> anyhow::Result<SnapshotStore> {
     if !path.exists() {
         bail!("{}: no such file", path.display());
     }
-    SnapshotStore::open_read_only(path).with_context(|| format!("cannot open {}", path.display()))
+    open(path).with_context(|| format!("cannot open {}", path.display()))
 }
 
 /// Rows in every table, counted without reading them.
@@ -430,10 +437,8 @@ pub fn import(sqlite: &Path, path: &Path, force: bool, out: &mut dyn Write) -> a
 /// A bad file or an IO error.
 pub fn compact(path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     let before = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    if !path.exists() {
-        bail!("{}: no such file", path.display());
-    }
-    let mut store = SnapshotStore::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    // Compaction writes: it takes the writer's lock.
+    let mut store = open_with(path, |p| SnapshotStore::open(p))?;
     let batches = store.info().map_or(0, |i| i.batches);
     store.compact().with_context(|| format!("cannot compact {}", path.display()))?;
     let after = std::fs::metadata(path)?.len();
