@@ -54,12 +54,12 @@ impl<'g> Members<'g> {
 
 impl Graph {
     pub(crate) fn rel_info(&self, rel: RelationshipId) -> Result<RelInfo, GraphError> {
-        self.rels.get(rel.index()).copied().ok_or(GraphError::UnknownRelationship(rel.index()))
+        self.rels.get(rel.index()).copied().ok_or_else(|| GraphError::UnknownRelationship(rel.index()))
     }
 
     /// Checks that `key` is live and has `rel`.
     fn owner(&self, key: ObjectKey, rel: RelationshipId, info: &RelInfo) -> Result<(), GraphError> {
-        let object = self.objects.get(key).ok_or(GraphError::StaleKey(key))?;
+        let object = self.objects.get(key).ok_or_else(|| GraphError::StaleKey(key))?;
         if object.entity != info.entity {
             return Err(GraphError::NotOnEntity {
                 relationship: self.schema.relationship_path(rel),
@@ -71,7 +71,7 @@ impl Graph {
 
     /// Checks that `key` is live and may be a member of `rel`.
     fn member(&self, key: ObjectKey, rel: RelationshipId, info: &RelInfo) -> Result<(), GraphError> {
-        let object = self.objects.get(key).ok_or(GraphError::StaleKey(key))?;
+        let object = self.objects.get(key).ok_or_else(|| GraphError::StaleKey(key))?;
         if object.entity != info.target {
             return Err(GraphError::WrongEntity {
                 relationship: self.schema.relationship_path(rel),
@@ -431,9 +431,12 @@ impl Graph {
 
     /// Checks that `key` is live and sits at `end` of `link`.
     fn at_end(&self, key: ObjectKey, link: LinkId, end: End) -> Result<(), GraphError> {
-        let object = self.objects.get(key).ok_or(GraphError::StaleKey(key))?;
-        let def =
-            self.schema.links().get(link.index()).ok_or(GraphError::UnknownRelationship(link.index()))?;
+        let object = self.objects.get(key).ok_or_else(|| GraphError::StaleKey(key))?;
+        let def = self
+            .schema
+            .links()
+            .get(link.index())
+            .ok_or_else(|| GraphError::UnknownRelationship(link.index()))?;
         let expected = def.end(end).entity;
         if object.entity != expected {
             return Err(GraphError::WrongEntity {

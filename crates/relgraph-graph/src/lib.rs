@@ -489,7 +489,7 @@ impl Graph {
     }
 
     fn object(&self, key: ObjectKey) -> Result<&Object, GraphError> {
-        self.objects.get(key).ok_or(GraphError::StaleKey(key))
+        self.objects.get(key).ok_or_else(|| GraphError::StaleKey(key))
     }
 
     /// Removes an object and every link it has, from both sides, and returns
@@ -505,7 +505,7 @@ impl Graph {
                 self.disconnect(edge);
             }
         }
-        let object = self.objects.remove(key).ok_or(GraphError::StaleKey(key))?;
+        let object = self.objects.remove(key).ok_or_else(|| GraphError::StaleKey(key))?;
         Ok(object.values)
     }
 }

@@ -21,7 +21,7 @@ use relgraph_core::{
     TableId, Value,
 };
 use relgraph_graph::ObjectKey;
-use slotmap::{Key as _, SecondaryMap};
+use slotmap::SecondaryMap;
 use smallvec::SmallVec;
 
 use crate::order::{self, Dep, Edge, Ordered};
@@ -390,11 +390,10 @@ impl Session {
         // the transient ends of added links whose other side cascades.
         // The result is a set (sorted below), so the order does not matter.
         let mut roots: Vec<ObjectKey> = pending.clone();
-        // The net link changes, in slot order of their ends, so the passes
-        // below read objects in sequence instead of in hash order.
-        let mut net: Vec<(LinkId, ObjectKey, ObjectKey, i8)> =
+        // The net link changes in the order they were made: the passes below
+        // then read objects about in the order they sit in memory.
+        let net: Vec<(LinkId, ObjectKey, ObjectKey, i8)> =
             self.net.iter().map(|(&(l, s, t), &n)| (l, s, t, n)).collect();
-        net.sort_unstable_by_key(|&(l, s, t, _)| (s.data().as_ffi(), t.data().as_ffi(), l));
         for &(link, s, t, n) in &net {
             if n <= 0 {
                 continue;
@@ -688,14 +687,18 @@ impl Session {
                 }
             };
             if let Some(pk) = pk {
-                if let Some(other) = seen_keys[table.index()].get(pk) {
+                // A third object claiming a re-keyed key is a duplicate of `o`.
+                if let Some(other) = seen_keys[table.index()].claim(pk, o) {
                     return Err(FlushError::DuplicateKey {
                         table: def.name.clone(),
                         first: self.describe(other),
                         second: self.describe(o),
                     });
                 }
-                if let Some(old) = self.identity[table.index()].get(pk) {
+                let identity = &self.identity[table.index()];
+                if !identity.is_empty()
+                    && let Some(old) = identity.get(pk)
+                {
                     if !doomed.contains(&old) {
                         return Err(FlushError::DuplicateKey {
                             table: def.name.clone(),
@@ -727,11 +730,8 @@ impl Session {
                     doomed.remove(&old);
                     retired.insert(old);
                     work.deleted.push(old);
-                    // A third object claiming this key is a duplicate of `o`.
-                    seen_keys[table.index()].insert(pk, o);
                     continue;
                 }
-                seen_keys[table.index()].insert(pk, o);
             }
             *work.row_mut(node) = cells;
         }

@@ -7,6 +7,7 @@
 use relgraph_core::{Row, Value};
 use relgraph_graph::ObjectKey;
 use rustc_hash::FxHashMap;
+use std::collections::hash_map::Entry;
 
 /// Primary key to object, for one table.
 #[derive(Debug, Default)]
@@ -36,6 +37,31 @@ impl IdentityMap {
                 self.rows.insert(key.into(), object);
             }
         }
+    }
+
+    /// Maps `key` to `object` unless the key is taken; returns the object
+    /// that holds it. One hash lookup either way.
+    pub(crate) fn claim(&mut self, key: &[Value], object: ObjectKey) -> Option<ObjectKey> {
+        match key {
+            [Value::Integer(i)] => match self.ints.entry(*i) {
+                Entry::Occupied(e) => Some(*e.get()),
+                Entry::Vacant(e) => {
+                    e.insert(object);
+                    None
+                }
+            },
+            _ => {
+                if let Some(&other) = self.rows.get(key) {
+                    return Some(other);
+                }
+                self.rows.insert(key.into(), object);
+                None
+            }
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ints.is_empty() && self.rows.is_empty()
     }
 
     /// Makes room for `n` more single-integer keys.

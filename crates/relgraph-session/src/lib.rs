@@ -45,7 +45,6 @@ mod identity;
 mod load;
 mod order;
 
-use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use relgraph_core::{
@@ -100,8 +99,10 @@ pub struct Session {
     /// Per table: primary key to object. One object per row. Keyed by
     /// `Row` so lookups take a borrowed `&[Value]` and allocate nothing.
     identity: Box<[identity::IdentityMap]>,
-    /// Net link changes since the last flush: +1 added, -1 removed.
-    net: HashMap<(LinkId, ObjectKey, ObjectKey), i8>,
+    /// Net link changes since the last flush: +1 added, -1 removed. Kept
+    /// in the order the links were made, which is close to the order of the
+    /// objects in memory, so a flush walks them without sorting.
+    net: NetLinks,
     /// Objects with a column written since the last flush, so a flush looks
     /// at them rather than at every tracked object.
     written: Vec<ObjectKey>,
@@ -172,7 +173,7 @@ impl Session {
             store,
             tracked: SecondaryMap::new(),
             identity: tables.into_iter().map(|()| identity::IdentityMap::default()).collect(),
-            net: HashMap::default(),
+            net: NetLinks::default(),
             written: Vec::new(),
             staged: Vec::new(),
             next_seq: 0,
@@ -388,7 +389,7 @@ impl Session {
             let entry = self.net.entry((link, source, target)).or_insert(0);
             *entry += if added { 1 } else { -1 };
             if *entry == 0 {
-                self.net.remove(&(link, source, target));
+                self.net.swap_remove(&(link, source, target));
             }
         }
     }
@@ -585,7 +586,7 @@ impl Session {
     pub fn rollback(&mut self) {
         self.absorb_journal();
         self.graph.set_journaling(false);
-        let mut changes: Vec<_> = self.net.drain().collect();
+        let mut changes: Vec<_> = self.net.drain(..).collect();
         changes.sort_by_cached_key(|((l, s, t), n)| (std::cmp::Reverse(*n), *l, self.seq(*s), self.seq(*t)));
         for ((link, source, target), n) in changes {
             // Removals are undone after additions, so a scalar end is free again when relinked.
@@ -651,6 +652,9 @@ pub(crate) fn sql_columns(table: &relgraph_core::TableDef, columns: &[u32]) -> S
 }
 
 /// Per entity, its foreign-key links and their keys.
+/// Link changes by (link, source, target), in the order they were made.
+type NetLinks = indexmap::IndexMap<(LinkId, ObjectKey, ObjectKey), i8, rustc_hash::FxBuildHasher>;
+
 type FkLinks = Arc<[Box<[(LinkId, relgraph_core::ForeignKeyId)]>]>;
 
 fn schema_fk_links(schema: &Schema) -> FkLinks {
