@@ -59,7 +59,7 @@ impl Graph {
 
     /// Checks that `key` is live and has `rel`.
     fn owner(&self, key: ObjectKey, rel: RelationshipId, info: &RelInfo) -> Result<(), GraphError> {
-        let object = self.objects.get(key).ok_or_else(|| GraphError::StaleKey(key))?;
+        let object = self.object(key)?;
         if object.entity != info.entity {
             return Err(GraphError::NotOnEntity {
                 relationship: self.schema.relationship_path(rel),
@@ -71,7 +71,7 @@ impl Graph {
 
     /// Checks that `key` is live and may be a member of `rel`.
     fn member(&self, key: ObjectKey, rel: RelationshipId, info: &RelInfo) -> Result<(), GraphError> {
-        let object = self.objects.get(key).ok_or_else(|| GraphError::StaleKey(key))?;
+        let object = self.object(key)?;
         if object.entity != info.target {
             return Err(GraphError::WrongEntity {
                 relationship: self.schema.relationship_path(rel),
@@ -431,7 +431,7 @@ impl Graph {
 
     /// Checks that `key` is live and sits at `end` of `link`.
     fn at_end(&self, key: ObjectKey, link: LinkId, end: End) -> Result<(), GraphError> {
-        let object = self.objects.get(key).ok_or_else(|| GraphError::StaleKey(key))?;
+        let object = self.object(key)?;
         let def = self
             .schema
             .links()

@@ -489,7 +489,12 @@ impl Graph {
     }
 
     fn object(&self, key: ObjectKey) -> Result<&Object, GraphError> {
-        self.objects.get(key).ok_or_else(|| GraphError::StaleKey(key))
+        // A match rather than `ok_or`: the error owns strings in other
+        // variants, so an eagerly built one is dropped on every hit.
+        match self.objects.get(key) {
+            Some(object) => Ok(object),
+            None => Err(GraphError::StaleKey(key)),
+        }
     }
 
     /// Removes an object and every link it has, from both sides, and returns
@@ -505,7 +510,7 @@ impl Graph {
                 self.disconnect(edge);
             }
         }
-        let object = self.objects.remove(key).ok_or_else(|| GraphError::StaleKey(key))?;
+        let object = self.objects.remove(key).ok_or(GraphError::StaleKey(key))?;
         Ok(object.values)
     }
 }
