@@ -198,6 +198,7 @@ impl Session {
         }
         let stats = Self::stats(&ops, &work, &order);
         self.committed(work, &ops, &order, &keys);
+        free_later(ops);
         Ok(stats)
     }
 
@@ -1338,5 +1339,36 @@ impl Session {
         self.net.clear();
         self.graph.take_journal();
         self.graph.set_journaling(true);
+        free_later(work);
+    }
+}
+
+/// Flushes of at least this many row operations free their plan on another thread.
+const FREE_LATER_MIN: usize = 10_000;
+
+/// Frees a large flush's operations or plan on a thread of its own: freeing
+/// 100,000 rows of cells costs milliseconds the caller need not wait for.
+/// Small ones, or any when no thread can start, are freed here.
+fn free_later<T: Send + 'static + Footprint>(value: T) {
+    if value.footprint() >= FREE_LATER_MIN {
+        // On failure the closure, and the value with it, is dropped here.
+        let _ = std::thread::Builder::new().name("relgraph-free".into()).spawn(move || drop(value));
+    }
+}
+
+/// How many row operations a value holds, for [`free_later`].
+trait Footprint {
+    fn footprint(&self) -> usize;
+}
+
+impl Footprint for Vec<RowOp> {
+    fn footprint(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Footprint for Work {
+    fn footprint(&self) -> usize {
+        self.nodes.len()
     }
 }
