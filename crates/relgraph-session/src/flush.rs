@@ -317,9 +317,16 @@ impl Session {
     /// Records that the store now holds `o`'s row: the values written to
     /// `columns` (generated keys, foreign keys from links) go into the graph
     /// where they differ, after which the graph's row is the stored row.
-    fn record(&mut self, o: ObjectKey, columns: &[u32], values: &mut dyn Iterator<Item = Value>) {
-        let Ok(entity) = self.graph.entity_of(o) else { return };
-        let table = self.schema.entity(entity).table;
+    fn record(
+        &mut self,
+        o: ObjectKey,
+        table: TableId,
+        columns: &[u32],
+        values: &mut dyn Iterator<Item = Value>,
+    ) {
+        if !self.graph.contains(o) {
+            return;
+        }
         for (&c, value) in columns.iter().zip(values) {
             let stale = self.graph.row(o).is_ok_and(|current| current[c as usize] != value);
             if stale {
@@ -1268,12 +1275,15 @@ impl Session {
         for (map, n) in self.identity.iter_mut().zip(inserts) {
             map.reserve(n);
         }
+        // Taken out for the loop, so that each row borrows its table's key
+        // columns instead of cloning a handle to them.
+        let key_columns = std::mem::take(&mut self.key_columns);
         for (p, (&node, op)) in order.iter().zip(ops).enumerate() {
             match (work.nodes[node as usize].reason, op) {
                 (Reason::Insert(o), RowOp::Insert { table, row }) => {
                     // Only key columns can differ from the graph: a generated
                     // primary key, and foreign keys derived from links.
-                    let key_columns = self.key_columns[table.index()].clone();
+                    let key_columns = &key_columns[table.index()];
                     let generated = keys.get(p).copied().flatten();
                     let pk = match self.schema.table(*table).primary_key.as_slice() {
                         [pk] => Some(*pk),
@@ -1283,23 +1293,24 @@ impl Session {
                         (Some(key), Some(pk)) if c == pk => Value::Integer(key),
                         _ => resolve(&row[c as usize]),
                     });
-                    self.record(o, &key_columns, &mut values);
+                    self.record(o, *table, key_columns, &mut values);
                 }
-                (Reason::Update(o) | Reason::PostUpdate(o), RowOp::Update { columns, values, .. }) => {
+                (Reason::Update(o) | Reason::PostUpdate(o), RowOp::Update { table, columns, values, .. }) => {
                     if work.delete_node.contains_key(o) {
                         continue;
                     }
-                    self.record(o, columns, &mut values.iter().map(&resolve));
+                    self.record(o, *table, columns, &mut values.iter().map(&resolve));
                 }
                 _ => {}
             }
         }
+        self.key_columns = key_columns;
         // A re-key (rule 20) holds even when its UPDATE had no column to
         // change and so never ran: the new object's row is in the graph, the
         // old object's row is now the new one's.
         for node in &work.nodes {
             if let Reason::Rekey { new, old } = node.reason {
-                self.record(new, &[], &mut std::iter::empty());
+                self.record(new, node.table, &[], &mut std::iter::empty());
                 if let Some(t) = self.tracked.get_mut(old) {
                     t.persisted = false;
                 }
