@@ -75,6 +75,12 @@ impl Db {
         .collect()
     }
 
+    /// Runs SQL on a connection of its own, as another writer would.
+    pub fn exec(&self, sql: &str) {
+        let conn = rusqlite::Connection::open(&self.path).unwrap();
+        conn.execute_batch(sql).unwrap();
+    }
+
     pub fn new_obj(&mut self, entity: &str) -> ObjectKey {
         let entity = self.schema.entity_id(entity).unwrap();
         self.session.new_object(entity)

@@ -26,6 +26,18 @@ pub enum SessionError {
         /// The object, described.
         object: String,
     },
+    /// The object is pending: it has no stored row to read yet.
+    #[error("{object} is pending: it has no row in the store until a flush writes it")]
+    NotPersistent {
+        /// The object, described.
+        object: String,
+    },
+    /// The object's row is no longer in the store (deleted outside this session).
+    #[error("{object} has no row in the store any more; it was deleted outside this session")]
+    Gone {
+        /// The object, described.
+        object: String,
+    },
     /// A key of the wrong shape for the entity's primary key.
     #[error("entity '{entity}' has a primary key of {expected} columns, not {found}")]
     KeyShape {

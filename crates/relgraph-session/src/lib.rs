@@ -44,6 +44,7 @@ mod flush;
 mod identity;
 mod load;
 mod order;
+mod refresh;
 
 use std::sync::Arc;
 
