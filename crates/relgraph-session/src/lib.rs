@@ -43,6 +43,7 @@ mod error;
 mod flush;
 mod identity;
 mod load;
+mod merge;
 mod order;
 mod refresh;
 
