@@ -31,6 +31,10 @@ use crate::{FlushError, Session, State};
 /// every object of a flush.
 type KeySet = SecondaryMap<ObjectKey, ()>;
 
+/// (foreign key, referenced values) to the object holding them, for foreign
+/// keys that reference a unique column rather than the primary key.
+type UniqueTargets = HashMap<(ForeignKeyId, Row), ObjectKey>;
+
 /// What a flush wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlushStats {
@@ -353,24 +357,56 @@ impl Session {
         }
     }
 
-    /// The object a committed foreign key points at, through the identity map.
-    fn committed_target(&self, key: ObjectKey, fk: ForeignKeyId) -> Option<ObjectKey> {
-        let fk = self.schema.foreign_key(fk);
+    /// The object a committed foreign key points at: through the identity
+    /// map for a key referencing a primary key, through `by_unique` (the
+    /// objects this flush deletes, by the values of other referenced
+    /// columns) for one referencing a unique column.
+    fn committed_target(
+        &self,
+        key: ObjectKey,
+        fk: ForeignKeyId,
+        by_unique: &UniqueTargets,
+    ) -> Option<ObjectKey> {
+        let def = self.schema.foreign_key(fk);
         let row = self.stored(key)?;
-        if fk.ref_columns != self.schema.table(fk.ref_table).primary_key {
-            return None;
+        if def.ref_columns != self.schema.table(def.ref_table).primary_key {
+            let values: Row = def.columns.iter().map(|&c| row[c as usize].clone()).collect();
+            return by_unique.get(&(fk, values)).copied();
         }
-        let identity = &self.identity[fk.ref_table.index()];
+        let identity = &self.identity[def.ref_table.index()];
         // A single-column key is looked up in place, without collecting it.
-        if let [c] = fk.columns.as_slice() {
+        if let [c] = def.columns.as_slice() {
             let value = &row[*c as usize];
             return if value.is_null() { None } else { identity.get(std::slice::from_ref(value)) };
         }
-        let values: Row = fk.columns.iter().map(|&c| row[c as usize].clone()).collect();
+        let values: Row = def.columns.iter().map(|&c| row[c as usize].clone()).collect();
         if values.iter().any(Value::is_null) {
             return None;
         }
         identity.get(&values)
+    }
+
+    /// For each foreign key referencing a unique column that is not the
+    /// primary key: the objects in `doomed` its referenced values name.
+    fn unique_targets(&self, doomed: &[ObjectKey]) -> UniqueTargets {
+        let mut targets = UniqueTargets::default();
+        for (fk, def) in self.schema.foreign_key_ids().zip(self.schema.foreign_keys()) {
+            if def.ref_columns == self.schema.table(def.ref_table).primary_key {
+                continue;
+            }
+            for &d in doomed {
+                let Ok(entity) = self.graph.entity_of(d) else { continue };
+                let Some(row) = self.stored(d) else { continue };
+                if self.schema.entity(entity).table != def.ref_table {
+                    continue;
+                }
+                let values: Row = def.ref_columns.iter().map(|&c| row[c as usize].clone()).collect();
+                if !values.iter().any(Value::is_null) {
+                    targets.insert((fk, values), d);
+                }
+            }
+        }
+        targets
     }
 
     fn collect(&mut self) -> Result<Work, FlushError> {
@@ -609,6 +645,8 @@ impl Session {
             }
         }
 
+        let by_unique = self.unique_targets(&doomed_list);
+
         // 3a. Deletes and the association rows of deleted objects (rule 12).
         for &d in &doomed_list {
             let entity = self.graph.entity_of(d)?;
@@ -799,7 +837,7 @@ impl Session {
             let pk = &self.schema.table(table).primary_key;
             // Moving a foreign key away from a deleted row must happen before its DELETE.
             for &(_, fk) in self.fk_links[entity.index()].iter() {
-                if let Some(old) = self.committed_target(o, fk)
+                if let Some(old) = self.committed_target(o, fk, &by_unique)
                     && let Some(&delete) = work.delete_node.get(old)
                 {
                     work.edge(node, delete, Dep::Must);
@@ -821,7 +859,7 @@ impl Session {
             };
             let entity = self.graph.entity_of(d)?;
             for &(_, fk) in self.fk_links[entity.index()].iter() {
-                if let Some(parent) = self.committed_target(d, fk)
+                if let Some(parent) = self.committed_target(d, fk, &by_unique)
                     && let Some(&parent_node) = work.delete_node.get(parent)
                 {
                     // In a cycle of deletes, the child's key can be nulled first instead.

@@ -334,6 +334,11 @@ impl Schema {
         (0..self.relationships.len() as u32).map(RelationshipId)
     }
 
+    /// Handles of all foreign keys, in the order of [`Schema::foreign_keys`].
+    pub fn foreign_key_ids(&self) -> impl ExactSizeIterator<Item = ForeignKeyId> + use<> {
+        (0..self.foreign_keys.len() as u32).map(ForeignKeyId)
+    }
+
     /// Handles of all links.
     pub fn link_ids(&self) -> impl ExactSizeIterator<Item = LinkId> + use<> {
         (0..self.links.len() as u32).map(LinkId)
