@@ -15,6 +15,7 @@
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use relgraph_core::{
     Cascade, Cell, ColumnId, End, ForeignKeyId, LinkId, LinkKind, PassiveDeletes, RelationshipId, Row, RowOp,
@@ -410,6 +411,9 @@ impl Session {
     }
 
     fn collect(&mut self) -> Result<Work, FlushError> {
+        // A handle of its own, so that schema parts are borrowed from it while
+        // `self` loads, instead of cloned per object.
+        let schema = Arc::clone(&self.schema);
         self.absorb_journal();
         let mut work = Work::default();
         let mut pending: Vec<ObjectKey> = Vec::new();
@@ -534,8 +538,8 @@ impl Session {
         loop {
             while let Some(d) = queue.pop() {
                 let entity = self.graph.entity_of(d)?;
-                for &rel in &self.schema.entity(entity).relationships.clone() {
-                    let def = self.schema.relationship(rel).clone();
+                for &rel in &schema.entity(entity).relationships {
+                    let def = schema.relationship(rel);
                     let cascades = def.cascade.contains(Cascade::DELETE);
                     let orphans = def.cascade.contains(Cascade::DELETE_ORPHAN);
                     if !cascades && !orphans {
@@ -572,7 +576,7 @@ impl Session {
                 if !self.graph.contains(child) {
                     continue;
                 }
-                let def = self.schema.relationship(rel).clone();
+                let def = schema.relationship(rel);
                 self.ensure_loaded(child, def.link, def.end.opposite())?;
                 let has_parent = self
                     .graph
@@ -606,8 +610,8 @@ impl Session {
         let mut nulled: Vec<ObjectKey> = Vec::new();
         for &d in &doomed_list {
             let entity = self.graph.entity_of(d)?;
-            for (link, end) in self.schema.entity(entity).slots.clone() {
-                let def = self.schema.link(link).clone();
+            for &(link, end) in &schema.entity(entity).slots {
+                let def = schema.link(link);
                 let LinkKind::ForeignKey(fk) = def.kind else {
                     continue;
                 };
@@ -651,12 +655,12 @@ impl Session {
         for &d in &doomed_list {
             let entity = self.graph.entity_of(d)?;
             let table = self.schema.entity(entity).table;
-            let row: Row = self.stored(d).expect("deleted objects are persistent").into();
-            for (link, end) in self.schema.entity(entity).slots.clone() {
-                let LinkKind::Secondary { table: assoc, foreign_keys } = self.schema.link(link).kind else {
+            let row = self.stored(d).expect("deleted objects are persistent");
+            for &(link, end) in &schema.entity(entity).slots {
+                let LinkKind::Secondary { table: assoc, foreign_keys } = schema.link(link).kind else {
                     continue;
                 };
-                let fk = self.schema.foreign_key(foreign_keys[end.index()]).clone();
+                let fk = schema.foreign_key(foreign_keys[end.index()]);
                 let op = RowOp::Delete {
                     table: assoc,
                     columns: fk.columns.clone().into(),
@@ -799,6 +803,8 @@ impl Session {
         candidates.extend(nulled);
         self.sort_by_seq(&mut candidates);
         candidates.dedup();
+        // One buffer for every candidate's row: only changed cells are kept.
+        let mut cells: Vec<Cell> = Vec::new();
         for o in candidates {
             if doomed.contains(&o) || self.state(o) != State::Persistent {
                 continue;
@@ -806,16 +812,15 @@ impl Session {
             let entity = self.graph.entity_of(o)?;
             let table = self.schema.entity(entity).table;
             let committed = self.stored(o).expect("persistent");
-            let mut cells: Vec<Cell> = self.graph.row(o)?.iter().map(v).collect();
+            cells.clear();
+            cells.extend(self.graph.row(o)?.iter().map(v));
             // Unloaded foreign keys keep what the store has.
-            for &(link, fk) in self.fk_links[entity.index()].iter() {
-                for &c in &self.schema.foreign_key(fk).columns {
+            for &(_, fk) in self.fk_links[entity.index()].iter() {
+                for &c in &schema.foreign_key(fk).columns {
                     cells[c as usize] = v(&committed[c as usize]);
                 }
-                let _ = link;
             }
             let node = work.push(RowOp::Insert { table, row: Box::new([]) }, Reason::Update(o), Kind::Update);
-            let mut cells: Box<[Cell]> = cells.into();
             self.fill_foreign_keys(&mut work, o, node, &mut cells, &doomed, &keep_fk)?;
             let (columns, values): (Vec<u32>, Vec<Cell>) = cells
                 .iter()
@@ -872,17 +877,16 @@ impl Session {
         }
 
         // 3d. Association rows from the net link changes (rules 4, 12).
-        let mut changes: Vec<(LinkId, std::cmp::Reverse<i8>, u64, u64, ObjectKey, ObjectKey)> = net
-            .iter()
-            .filter(|(l, ..)| matches!(self.schema.link(*l).kind, LinkKind::Secondary { .. }))
-            .map(|&(l, s, t, n)| (l, std::cmp::Reverse(n), self.seq(s), self.seq(t), s, t))
-            .collect();
-        changes.sort_unstable_by_key(|c| (c.0, c.1, c.2, c.3));
-        for (link, std::cmp::Reverse(n), _, _, s, t) in changes {
-            let LinkKind::Secondary { table, foreign_keys } = self.schema.link(link).kind else {
+        // In the order the links were made, as SQLAlchemy writes a collection
+        // in its order; the plan's order puts each table's rows together.
+        let nothing_gone = doomed.is_empty() && dropped.is_empty() && retired.is_empty();
+        for &(link, s, t, n) in &net {
+            let LinkKind::Secondary { table, foreign_keys } = schema.link(link).kind else {
                 continue;
             };
-            let gone = |k: &ObjectKey| doomed.contains(k) || dropped.contains(k) || retired.contains(k);
+            let gone = |k: &ObjectKey| {
+                !nothing_gone && (doomed.contains(k) || dropped.contains(k) || retired.contains(k))
+            };
             if n > 0 {
                 if gone(&s) || gone(&t) || !in_uow(self, s) || !in_uow(self, t) {
                     continue;
