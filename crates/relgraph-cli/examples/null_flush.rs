@@ -19,8 +19,9 @@ impl Store for NullStore {
         Ok(())
     }
 
-    fn apply(&mut self, _: &Schema, ops: &[RowOp]) -> Result<Vec<Option<i64>>, StoreError> {
-        Ok(vec![None; ops.len()])
+    fn apply(&mut self, _: &Schema, ops: &[RowOp], keys: &mut Vec<Option<i64>>) -> Result<(), StoreError> {
+        keys.resize(keys.len() + ops.len(), None);
+        Ok(())
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {

@@ -248,7 +248,7 @@ pub fn export(path: &Path, sqlite: &Path, force: bool, out: &mut dyn Write) -> a
                 .iter()
                 .map(|row| RowOp::Insert { table, row: row.iter().cloned().map(Cell::Value).collect() })
                 .collect();
-            if let Err(e) = target.apply(&schema, &ops) {
+            if let Err(e) = target.apply_all(&schema, &ops) {
                 return Err(rolled_back(&mut target, e))
                     .context(format!("exporting table {}", schema.table(table).name));
             }

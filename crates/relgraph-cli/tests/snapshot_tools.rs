@@ -47,7 +47,7 @@ fn sample(path: &Path) {
     store.create_tables(&schema).unwrap();
     store.begin().unwrap();
     store
-        .apply(
+        .apply_all(
             &schema,
             &[
                 insert(&schema, "parent", vec![Value::Null, "plain".into()]),
@@ -60,7 +60,7 @@ fn sample(path: &Path) {
     let child =
         vec![7.into(), 1.into(), true.into(), 1.5.into(), Value::Blob(vec![0xde, 0xad].into()), Value::Null];
     store
-        .apply(
+        .apply_all(
             &schema,
             &[insert(&schema, "child", child), insert(&schema, "assoc", vec![2.into(), 7.into()])],
         )

@@ -297,14 +297,34 @@ pub trait Store: Send {
     /// [`ErrorKind::Usage`] when one is open already, and IO errors.
     fn begin(&mut self) -> Result<(), StoreError>;
 
-    /// Applies `ops` in order, inside the open transaction, and returns for
-    /// each operation the key the store generated for it (`Some` only for an
-    /// INSERT whose autoincrement key was NULL). A [`Cell::Generated`] refers
-    /// to an earlier position of this batch.
+    /// Applies `ops` in order, inside the open transaction, and appends to
+    /// `keys`, for each operation, the key the store generated for it
+    /// (`Some` only for an INSERT whose autoincrement key was NULL).
+    ///
+    /// A transaction's operations may arrive in several calls (a flush
+    /// streams them while it builds the rest): on entry `keys` holds one
+    /// entry per operation of the earlier calls, and a [`Cell::Generated`]
+    /// refers to a position counted over all of them.
     ///
     /// # Errors
     /// The first failing operation's error; the caller must roll back.
-    fn apply(&mut self, schema: &Schema, ops: &[RowOp]) -> Result<Vec<Option<i64>>, StoreError>;
+    fn apply(
+        &mut self,
+        schema: &Schema,
+        ops: &[RowOp],
+        keys: &mut Vec<Option<i64>>,
+    ) -> Result<(), StoreError>;
+
+    /// [`Store::apply`] for a transaction's only call, returning the keys:
+    /// positions in `ops` are positions in the transaction.
+    ///
+    /// # Errors
+    /// As [`Store::apply`].
+    fn apply_all(&mut self, schema: &Schema, ops: &[RowOp]) -> Result<Vec<Option<i64>>, StoreError> {
+        let mut keys = Vec::with_capacity(ops.len());
+        self.apply(schema, ops, &mut keys)?;
+        Ok(keys)
+    }
 
     /// Commits the open transaction.
     ///

@@ -387,11 +387,18 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    fn apply(&mut self, schema: &Schema, ops: &[RowOp]) -> Result<Vec<Option<i64>>, StoreError> {
+    fn apply(
+        &mut self,
+        schema: &Schema,
+        ops: &[RowOp],
+        keys: &mut Vec<Option<i64>>,
+    ) -> Result<(), StoreError> {
         if !self.in_transaction {
             return Err(StoreError::new(ErrorKind::Usage, "apply outside a transaction"));
         }
-        let mut keys: Vec<Option<i64>> = vec![None; ops.len()];
+        // This call's operations follow the transaction's earlier ones.
+        let base = keys.len();
+        keys.resize(base + ops.len(), None);
         let mut args: Vec<Arg<'_>> = Vec::new();
         let mut i = 0;
         while i < ops.len() {
@@ -402,7 +409,7 @@ impl Store for PostgresStore {
                     let auto = def.autoincrement_column().expect("generating tables have one");
                     let columns: Vec<u32> = (0..def.columns.len() as u32).filter(|&c| c != auto).collect();
                     for &c in &columns {
-                        args.push(arg(&row[c as usize], &keys)?);
+                        args.push(arg(&row[c as usize], keys)?);
                     }
                     let mut text = sql::insert_columns(def, &columns, 1, Dialect::Postgres);
                     text.push_str(" RETURNING ");
@@ -414,7 +421,7 @@ impl Store for PostgresStore {
                         .client
                         .query_one(&statement, &Self::params(&args))
                         .map_err(|e| error(format_args!("writing table {}: {text}", def.name), e))?;
-                    keys[i] = Some(row.get(0));
+                    keys[base + i] = Some(row.get(0));
                     i += 1;
                 }
                 RowOp::Insert { .. } => {
@@ -423,7 +430,7 @@ impl Store for PostgresStore {
                     for op in &ops[i..end] {
                         let RowOp::Insert { row, .. } = op else { unreachable!("a run holds one kind") };
                         for cell in row.iter() {
-                            args.push(arg(cell, &keys)?);
+                            args.push(arg(cell, keys)?);
                         }
                     }
                     let text = sql::insert(def, end - i, Dialect::Postgres);
@@ -436,13 +443,13 @@ impl Store for PostgresStore {
                     let updated = if end - i == 1 {
                         let RowOp::Update { key, values, .. } = &ops[i] else { unreachable!("an update") };
                         for cell in values.iter().chain(key.iter()) {
-                            args.push(arg(cell, &keys)?);
+                            args.push(arg(cell, keys)?);
                         }
                         let text = sql::update(def, columns, key_columns, Dialect::Postgres);
                         let width = args.len();
                         self.execute(&text, &args, width, def)?
                     } else {
-                        self.update_many(def, columns, key_columns, &ops[i..end], &keys)?
+                        self.update_many(def, columns, key_columns, &ops[i..end], keys)?
                     };
                     if updated != (end - i) as u64 {
                         return Err(StoreError::new(
@@ -469,7 +476,7 @@ impl Store for PostgresStore {
                             let RowOp::Delete { values, .. } = op else {
                                 unreachable!("a run holds one kind")
                             };
-                            array.push(&owned(&values[0], &keys)?, &def.name)?;
+                            array.push(&owned(&values[0], keys)?, &def.name)?;
                         }
                         let mut text = String::from("DELETE FROM ");
                         sql::quote(&mut text, &def.name);
@@ -492,7 +499,7 @@ impl Store for PostgresStore {
                                 unreachable!("a run holds one kind")
                             };
                             for cell in values.iter() {
-                                args.push(arg(cell, &keys)?);
+                                args.push(arg(cell, keys)?);
                             }
                         }
                         let text = sql::delete_many(def, columns, end - i, Dialect::Postgres);
@@ -502,7 +509,7 @@ impl Store for PostgresStore {
                 }
             }
         }
-        Ok(keys)
+        Ok(())
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {

@@ -184,8 +184,9 @@ impl Session {
         let (ops, _) = Self::sequence(&mut work, &order);
         let fail = |operation: String, source| FlushError::Store { operation, source };
         self.store.begin().map_err(|e| fail("begin".into(), e))?;
-        let keys = match self.store.apply(&self.schema, &ops) {
-            Ok(keys) => keys,
+        let mut keys = Vec::with_capacity(ops.len());
+        match self.store.apply(&self.schema, &ops, &mut keys) {
+            Ok(()) => {}
             Err(e) => {
                 let e = match self.store.rollback() {
                     Ok(()) => e,

@@ -21,7 +21,7 @@
 //! store.begin()?;
 //! let parent = schema.table_id("parent").unwrap();
 //! let row = vec![Cell::Value(Value::Integer(1)), Cell::Value(Value::from("p1"))].into_boxed_slice();
-//! store.apply(&schema, &[RowOp::Insert { table: parent, row }])?;
+//! store.apply_all(&schema, &[RowOp::Insert { table: parent, row }])?;
 //! store.commit()?;
 //! drop(store);
 //!

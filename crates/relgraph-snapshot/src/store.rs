@@ -1110,13 +1110,18 @@ impl Store for SnapshotStore {
         Ok(())
     }
 
-    fn apply(&mut self, schema: &Schema, ops: &[RowOp]) -> Result<Vec<Option<i64>>, StoreError> {
+    fn apply(
+        &mut self,
+        schema: &Schema,
+        ops: &[RowOp],
+        keys: &mut Vec<Option<i64>>,
+    ) -> Result<(), StoreError> {
         if self.tx.is_none() {
             return Err(usage("apply outside a transaction"));
         }
-        let mut keys = Vec::with_capacity(ops.len());
+        keys.reserve(ops.len());
         for op in ops {
-            self.echo_op(schema, op, &keys);
+            self.echo_op(schema, op, keys);
             let (Some(db), Some(tx)) = (self.db.as_mut(), self.tx.as_mut()) else {
                 return Err(usage("apply outside a transaction"));
             };
@@ -1125,7 +1130,7 @@ impl Store for SnapshotStore {
                 return Err(StoreError::new(ErrorKind::Schema, format!("the snapshot has no table {t}")));
             }
             let cells =
-                |cells: &[Cell]| cells.iter().map(|c| resolve(c, &keys)).collect::<Result<Vec<_>, _>>();
+                |cells: &[Cell]| cells.iter().map(|c| resolve(c, keys)).collect::<Result<Vec<_>, _>>();
             let key = match op {
                 RowOp::Insert { row, .. } => {
                     let row = cells(row)?;
@@ -1148,7 +1153,7 @@ impl Store for SnapshotStore {
             };
             keys.push(key);
         }
-        Ok(keys)
+        Ok(())
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {

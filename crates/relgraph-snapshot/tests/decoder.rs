@@ -68,7 +68,7 @@ fn seeds(dir: &Path) -> Vec<Vec<u8>> {
             ops.push(insert(&schema, "assoc", vec![(round + 1).into(), id.into()]));
         }
         ops.push(insert(&schema, "kid", vec![(round + 1).into(), (round + 1).into()]));
-        store.apply(&schema, &ops).unwrap();
+        store.apply_all(&schema, &ops).unwrap();
         store.commit().unwrap();
     }
     let logged = std::fs::read(&path).unwrap();

@@ -54,7 +54,7 @@ fn open(path: &Path, schema: &Schema) -> Result<SnapshotStore, StoreError> {
 
 fn commit(store: &mut SnapshotStore, schema: &Schema, ops: &[RowOp]) {
     store.begin().unwrap();
-    store.apply(schema, ops).unwrap();
+    store.apply_all(schema, ops).unwrap();
     store.commit().unwrap();
 }
 
@@ -118,7 +118,8 @@ fn a_reopened_file_holds_every_commit_and_continues_it() {
     assert_eq!(store.info().unwrap().batches, 3);
     // Keys keep counting from the stored rows, and the new commit reopens too.
     store.begin().unwrap();
-    let keys = store.apply(&schema, &[insert(&schema, "parent", vec![Value::Null, "p3".into()])]).unwrap();
+    let keys =
+        store.apply_all(&schema, &[insert(&schema, "parent", vec![Value::Null, "p3".into()])]).unwrap();
     store.commit().unwrap();
     assert_eq!(keys, vec![Some(3)]);
     let expected = state(&mut store, &schema);
@@ -145,7 +146,7 @@ fn a_rolled_back_transaction_leaves_no_trace_in_memory_or_on_disk() {
     let mut store = open(&path, &schema).unwrap();
     store.begin().unwrap();
     store
-        .apply(
+        .apply_all(
             &schema,
             &[
                 rename(&schema, 1, "renamed"),
@@ -159,7 +160,8 @@ fn a_rolled_back_transaction_leaves_no_trace_in_memory_or_on_disk() {
     assert_eq!(std::fs::metadata(&path).unwrap().len(), after[2].0);
     // The generated key is not used up either.
     store.begin().unwrap();
-    let keys = store.apply(&schema, &[insert(&schema, "parent", vec![Value::Null, "p9".into()])]).unwrap();
+    let keys =
+        store.apply_all(&schema, &[insert(&schema, "parent", vec![Value::Null, "p9".into()])]).unwrap();
     store.rollback().unwrap();
     assert_eq!(keys, vec![Some(3)]);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -364,7 +366,8 @@ fn a_generated_key_past_the_largest_integer_is_an_error() {
     let mut store = open(&path, &schema).unwrap();
     commit(&mut store, &schema, &[insert(&schema, "parent", vec![i64::MAX.into(), "last".into()])]);
     store.begin().unwrap();
-    let e = store.apply(&schema, &[insert(&schema, "parent", vec![Value::Null, "next".into()])]).unwrap_err();
+    let e =
+        store.apply_all(&schema, &[insert(&schema, "parent", vec![Value::Null, "next".into()])]).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Other, "{e}");
     assert!(e.message.contains("no key left"), "{e}");
     store.rollback().unwrap();

@@ -16,7 +16,7 @@
 //! let mut store = SqliteStore::open_in_memory()?;
 //! store.create_tables(&schema)?;
 //! store.begin()?;
-//! let keys = store.apply(&schema, &[RowOp::Insert { table, row: Box::new([Cell::Value(Value::Null)]) }])?;
+//! let keys = store.apply_all(&schema, &[RowOp::Insert { table, row: Box::new([Cell::Value(Value::Null)]) }])?;
 //! store.commit()?;
 //! assert_eq!(keys, [Some(1)]);
 //! assert_eq!(store.load_all(&schema, table)?.len(), 1);
@@ -316,11 +316,18 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn apply(&mut self, schema: &Schema, ops: &[RowOp]) -> Result<Vec<Option<i64>>, StoreError> {
+    fn apply(
+        &mut self,
+        schema: &Schema,
+        ops: &[RowOp],
+        keys: &mut Vec<Option<i64>>,
+    ) -> Result<(), StoreError> {
         if !self.in_transaction {
             return Err(StoreError::new(ErrorKind::Usage, "apply outside a transaction"));
         }
-        let mut keys: Vec<Option<i64>> = vec![None; ops.len()];
+        // This call's operations follow the transaction's earlier ones.
+        let base = keys.len();
+        keys.resize(base + ops.len(), None);
         let mut args: Vec<Arg<'_>> = Vec::new();
         let mut i = 0;
         while i < ops.len() {
@@ -332,11 +339,11 @@ impl Store for SqliteStore {
                     let auto = def.autoincrement_column().expect("generating tables have one");
                     let columns: Vec<u32> = (0..def.columns.len() as u32).filter(|&c| c != auto).collect();
                     for &c in &columns {
-                        args.push(arg(&row[c as usize], &keys)?);
+                        args.push(arg(&row[c as usize], keys)?);
                     }
                     let text = sql::insert_columns(def, &columns, 1, Dialect::Sqlite);
                     self.execute(&text, &args, columns.len(), def)?;
-                    keys[i] = Some(self.conn.last_insert_rowid());
+                    keys[base + i] = Some(self.conn.last_insert_rowid());
                     i += 1;
                 }
                 RowOp::Insert { .. } => {
@@ -350,7 +357,7 @@ impl Store for SqliteStore {
                     for op in &ops[i..end] {
                         let RowOp::Insert { row, .. } = op else { unreachable!("a run holds one kind") };
                         for cell in row.iter() {
-                            args.push(arg(cell, &keys)?);
+                            args.push(arg(cell, keys)?);
                         }
                     }
                     let text = sql::insert(def, end - i, Dialect::Sqlite);
@@ -367,7 +374,7 @@ impl Store for SqliteStore {
                             unreachable!("a run holds one kind")
                         };
                         for cell in values.iter().chain(key.iter()) {
-                            args.push(arg(cell, &keys)?);
+                            args.push(arg(cell, keys)?);
                         }
                     }
                     let updated = if end - i == 1 {
@@ -402,7 +409,7 @@ impl Store for SqliteStore {
                     for op in &ops[i..end] {
                         let RowOp::Delete { values, .. } = op else { unreachable!("a run holds one kind") };
                         for cell in values.iter() {
-                            args.push(arg(cell, &keys)?);
+                            args.push(arg(cell, keys)?);
                         }
                     }
                     let text = sql::delete_many(def, columns, end - i, Dialect::Sqlite);
@@ -411,7 +418,7 @@ impl Store for SqliteStore {
                 }
             }
         }
-        Ok(keys)
+        Ok(())
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {

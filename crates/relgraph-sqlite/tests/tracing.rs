@@ -50,7 +50,7 @@ fn statements_are_traced_under_relgraph_sql() {
         store.begin().unwrap();
         let parent = schema.table_id("parent").unwrap();
         let row = vec![Cell::Value(Value::Integer(1)), Cell::Value(Value::from("traced"))].into_boxed_slice();
-        store.apply(&schema, &[RowOp::Insert { table: parent, row }]).unwrap();
+        store.apply_all(&schema, &[RowOp::Insert { table: parent, row }]).unwrap();
         store.commit().unwrap();
     });
     let events = events.lock().unwrap();

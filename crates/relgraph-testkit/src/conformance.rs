@@ -90,7 +90,7 @@ impl Suite {
     /// Runs `ops` in one committed transaction.
     fn commit(&mut self, ops: &[RowOp]) -> Vec<Option<i64>> {
         self.store.begin().expect("begin");
-        let keys = self.store.apply(&self.schema, ops).unwrap_or_else(|e| panic!("apply {ops:?}: {e}"));
+        let keys = self.store.apply_all(&self.schema, ops).unwrap_or_else(|e| panic!("apply {ops:?}: {e}"));
         self.store.commit().expect("commit");
         keys
     }
@@ -100,7 +100,7 @@ impl Suite {
         self.store.begin().expect("begin");
         let err = self
             .store
-            .apply(&self.schema, ops)
+            .apply_all(&self.schema, ops)
             .err()
             .unwrap_or_else(|| panic!("{check}: {ops:?} was accepted"));
         assert_eq!(err.kind, kind, "{check}: {err}");
@@ -118,10 +118,11 @@ impl Suite {
 /// On the first check a store fails, naming it.
 pub fn run(make: &mut dyn FnMut() -> Box<dyn Store>) {
     type Check = fn(&mut Suite);
-    let checks: [(&str, Check); 10] = [
+    let checks: [(&str, Check); 11] = [
         ("tables are created idempotently", tables_idempotent),
         ("rows round-trip with every type", round_trip),
         ("generated keys are returned and referenced", generated_keys),
+        ("a transaction's operations may come in several calls", operations_in_several_calls),
         ("updates write only their columns", updates),
         ("loads by key, by foreign key and by association", loads),
         ("constraint violations have their kind", constraint_kinds),
@@ -181,6 +182,27 @@ fn generated_keys(s: &mut Suite) {
     assert!(keys[0].expect("generated") > b, "a later transaction gets a fresh key");
 }
 
+fn operations_in_several_calls(s: &mut Suite) {
+    // One transaction, three calls: positions count over all of them, so
+    // the third call's child refers to the first call's parent.
+    s.store.begin().expect("begin");
+    let mut keys = Vec::new();
+    let first = [s.insert("parent", vec![null(), v("first")])];
+    s.store.apply(&s.schema, &first, &mut keys).expect("first call");
+    s.store.apply(&s.schema, &[], &mut keys).expect("an empty call");
+    let second = [
+        s.insert("parent", vec![null(), v("second")]),
+        s.insert("child", vec![v(1), Cell::Generated(0), null(), null(), null(), null()]),
+    ];
+    s.store.apply(&s.schema, &second, &mut keys).expect("second call");
+    s.store.commit().expect("commit");
+    assert_eq!(keys.len(), 3, "one key entry per operation over all calls: {keys:?}");
+    let first_key = keys[0].expect("generated");
+    assert!(keys[1].expect("generated") > first_key);
+    assert_eq!(keys[2], None);
+    assert_eq!(s.all("child")[0][1], Value::Integer(first_key));
+}
+
 fn updates(s: &mut Suite) {
     let mut ops = s.parents(&[(1, "a"), (2, "b")]);
     ops.push(s.insert("child", vec![v(10), v(1), v(true), v(1.0), null(), v("l")]));
@@ -212,7 +234,7 @@ fn updates(s: &mut Suite) {
     assert_eq!(labels, [(Value::Integer(1), Value::from("x")), (Value::Null, Value::from("y"))]);
     // An update of a row that is not there fails: the session's record would be wrong otherwise.
     s.store.begin().expect("begin");
-    assert!(s.store.apply(&s.schema, &[relabel(10, "z", v(1)), relabel(99, "z", v(1))]).is_err());
+    assert!(s.store.apply_all(&s.schema, &[relabel(10, "z", v(1)), relabel(99, "z", v(1))]).is_err());
     s.store.rollback().expect("rollback");
     assert_eq!(s.all("child")[0][5], Value::from("x"));
 }
@@ -322,7 +344,7 @@ fn rollback_discards(s: &mut Suite) {
     s.commit(&s.parents(&[(1, "a")]));
     s.store.begin().expect("begin");
     let ops = s.parents(&[(2, "b")]);
-    s.store.apply(&s.schema, &ops).expect("apply");
+    s.store.apply_all(&s.schema, &ops).expect("apply");
     assert_eq!(s.ids("parent"), [1, 2], "a transaction sees its own writes");
     s.store.rollback().expect("rollback");
     assert_eq!(s.ids("parent"), [1]);
@@ -342,7 +364,7 @@ fn misuse(s: &mut Suite) {
     assert_eq!(s.store.commit().expect_err("commit without begin").kind, ErrorKind::Usage);
     let ops = s.parents(&[(1, "a")]);
     assert_eq!(
-        s.store.apply(&s.schema, &ops).expect_err("apply outside a transaction").kind,
+        s.store.apply_all(&s.schema, &ops).expect_err("apply outside a transaction").kind,
         ErrorKind::Usage
     );
     s.store.begin().expect("begin");

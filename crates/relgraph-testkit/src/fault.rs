@@ -68,19 +68,24 @@ impl Store for FaultStore {
         self.inner.begin()
     }
 
-    fn apply(&mut self, schema: &Schema, ops: &[RowOp]) -> Result<Vec<Option<i64>>, StoreError> {
+    fn apply(
+        &mut self,
+        schema: &Schema,
+        ops: &[RowOp],
+        keys: &mut Vec<Option<i64>>,
+    ) -> Result<(), StoreError> {
         self.control.0.lock().expect("fault lock").1 += ops.len();
         if let Fault::AtOp(n) = self.fault
             && n >= self.applied
             && n < self.applied + ops.len()
         {
             let before = n - self.applied;
-            self.inner.apply(schema, &ops[..before])?;
+            self.inner.apply(schema, &ops[..before], keys)?;
             self.applied += before;
             return Err(Self::injected(format!("operation {n} ({:?})", ops[before])));
         }
         self.applied += ops.len();
-        self.inner.apply(schema, ops)
+        self.inner.apply(schema, ops, keys)
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {

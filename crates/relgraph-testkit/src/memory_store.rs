@@ -277,19 +277,24 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn apply(&mut self, schema: &Schema, ops: &[RowOp]) -> Result<Vec<Option<i64>>, StoreError> {
+    fn apply(
+        &mut self,
+        schema: &Schema,
+        ops: &[RowOp],
+        keys: &mut Vec<Option<i64>>,
+    ) -> Result<(), StoreError> {
         if self.backup.is_none() {
             return Err(err(ErrorKind::Usage, "apply outside a transaction".into()));
         }
-        let mut keys = Vec::with_capacity(ops.len());
+        keys.reserve(ops.len());
         for op in ops {
             if let Some(echo) = &mut self.echo {
                 echo(&format!("{op:?}"));
             }
-            let key = self.apply_one(schema, op, &keys)?;
+            let key = self.apply_one(schema, op, keys)?;
             keys.push(key);
         }
-        Ok(keys)
+        Ok(())
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {
