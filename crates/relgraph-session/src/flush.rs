@@ -36,6 +36,14 @@ type KeySet = SecondaryMap<ObjectKey, ()>;
 /// keys that reference a unique column rather than the primary key.
 type UniqueTargets = HashMap<(ForeignKeyId, Row), ObjectKey>;
 
+/// The key checks of a flush's new rows: keys taken so far per table, and
+/// the deleted objects whose key a new object may take (rule 20).
+struct KeyCheck<'a> {
+    seen: Vec<crate::identity::IdentityMap>,
+    doomed: &'a mut HashSet<ObjectKey>,
+    retired: &'a mut HashSet<ObjectKey>,
+}
+
 /// What a flush wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlushStats {
@@ -704,87 +712,12 @@ impl Session {
         for (map, n) in seen_keys.iter_mut().zip(per_table) {
             map.reserve(n);
         }
+        let mut keys = KeyCheck { seen: seen_keys, doomed: &mut doomed, retired: &mut retired };
         for &o in &new_objects {
             let node = work.insert_node[o];
-            let mut cells: Box<[Cell]> = self.graph.row(o)?.iter().map(v).collect();
-            self.fill_foreign_keys(&mut work, o, node, &mut cells, &doomed, &keep_fk)?;
-            let entity = self.graph.entity_of(o)?;
-            let table = self.schema.entity(entity).table;
-            let def = self.schema.table(table);
-            for (i, column) in def.columns.iter().enumerate() {
-                if cells[i] == Cell::Value(Value::Null) && !column.nullable && !column.autoincrement {
-                    return Err(FlushError::MissingValue {
-                        object: self.describe(o),
-                        column: self.schema.column_path(ColumnId { table, index: i as u32 }),
-                    });
-                }
+            if let Some(cells) = self.insert_row(&mut work, o, node, &mut keys, &keep_fk)? {
+                *work.row_mut(node) = cells;
             }
-            // Rule 20 and duplicate keys. A single-column key is looked at in
-            // place; a composite one is collected.
-            let literal = |c: &u32| match &cells[*c as usize] {
-                Cell::Value(v) if !v.is_null() => Some(v.clone()),
-                _ => None,
-            };
-            let single: Option<[Value; 1]>;
-            let composite: Option<Vec<Value>>;
-            let pk: Option<&[Value]> = match def.primary_key.as_slice() {
-                [c] => {
-                    single = literal(c).map(|v| [v]);
-                    single.as_ref().map(|k| &k[..])
-                }
-                many => {
-                    composite = many.iter().map(literal).collect();
-                    composite.as_deref()
-                }
-            };
-            if let Some(pk) = pk {
-                // A third object claiming a re-keyed key is a duplicate of `o`.
-                if let Some(other) = seen_keys[table.index()].claim(pk, o) {
-                    return Err(FlushError::DuplicateKey {
-                        table: def.name.clone(),
-                        first: self.describe(other),
-                        second: self.describe(o),
-                    });
-                }
-                let identity = &self.identity[table.index()];
-                if !identity.is_empty()
-                    && let Some(old) = identity.get(pk)
-                {
-                    if !doomed.contains(&old) {
-                        return Err(FlushError::DuplicateKey {
-                            table: def.name.clone(),
-                            first: self.describe(old),
-                            second: self.describe(o),
-                        });
-                    }
-                    // A delete and re-insert of one key is an UPDATE of the columns that differ.
-                    let old_row: Row = self.stored(old).expect("persistent").into();
-                    let (columns, values): (Vec<u32>, Vec<Cell>) = cells
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, c)| !holds(c, &old_row[*i]))
-                        .map(|(i, c)| (i as u32, c.clone()))
-                        .unzip();
-                    let delete = work.delete_node.remove(old).expect("doomed objects have a delete");
-                    work.nodes[delete as usize].op = RowOp::Update {
-                        table,
-                        key_columns: def.primary_key.clone().into(),
-                        key: pk.iter().map(v).collect(),
-                        columns: columns.into(),
-                        values: values.into(),
-                    };
-                    work.nodes[delete as usize].kind = Kind::Update;
-                    work.nodes[delete as usize].reason = Reason::Rekey { new: o, old };
-                    // The insert node stays empty: the update stands for it.
-                    work.nodes[node as usize].kind = Kind::Update;
-                    work.edge(node, delete, Dep::Must);
-                    doomed.remove(&old);
-                    retired.insert(old);
-                    work.deleted.push(old);
-                    continue;
-                }
-            }
-            *work.row_mut(node) = cells;
         }
 
         // 3c. Updates of persistent objects: changed columns, foreign keys from links.
@@ -892,19 +825,8 @@ impl Session {
                 if gone(&s) || gone(&t) || !in_uow(self, s) || !in_uow(self, t) {
                     continue;
                 }
-                let mut row = vec![Cell::Value(Value::Null); self.schema.table(table).columns.len()];
-                let mut after = SmallVec::new();
-                for (end, obj) in [(0, s), (1, t)] {
-                    let fk = self.schema.foreign_key(foreign_keys[end]);
-                    for (&col, &rc) in fk.columns.iter().zip(&fk.ref_columns) {
-                        row[col as usize] = self.reference_cell(&work, obj, rc, &mut after)?;
-                    }
-                }
-                let node = work.push(
-                    RowOp::Insert { table, row: row.into() },
-                    Reason::AssocInsert(link, s, t),
-                    Kind::AssocInsert,
-                );
+                let (op, after) = self.association_row(&work, link, s, t)?;
+                let node = work.push(op, Reason::AssocInsert(link, s, t), Kind::AssocInsert);
                 for before in after {
                     work.edge(before, node, Dep::Must);
                 }
@@ -954,6 +876,117 @@ impl Session {
         work.deleted.extend(doomed_list.into_iter().filter(|&k| work.delete_node.contains_key(k)));
         work.dropped = dropped.into_iter().collect();
         Ok(work)
+    }
+
+    /// The row of new object `o` (INSERT node `node`): its values, foreign
+    /// keys from its links (with their dependencies), checked for missing
+    /// values and duplicate keys. `None` when `o` takes the key of an object
+    /// deleted in this flush (rule 20): the DELETE became an UPDATE instead.
+    fn insert_row(
+        &self,
+        work: &mut Work,
+        o: ObjectKey,
+        node: u32,
+        keys: &mut KeyCheck<'_>,
+        keep_fk: &HashSet<(ObjectKey, LinkId)>,
+    ) -> Result<Option<Box<[Cell]>>, FlushError> {
+        let mut cells: Box<[Cell]> = self.graph.row(o)?.iter().map(v).collect();
+        self.fill_foreign_keys(work, o, node, &mut cells, keys.doomed, keep_fk)?;
+        let entity = self.graph.entity_of(o)?;
+        let table = self.schema.entity(entity).table;
+        let def = self.schema.table(table);
+        for (i, column) in def.columns.iter().enumerate() {
+            if matches!(cells[i], Cell::Value(Value::Null)) && !column.nullable && !column.autoincrement {
+                return Err(FlushError::MissingValue {
+                    object: self.describe(o),
+                    column: self.schema.column_path(ColumnId { table, index: i as u32 }),
+                });
+            }
+        }
+        // Rule 20 and duplicate keys. A single-column key is looked at in
+        // place; a composite one is collected.
+        let literal = |c: &u32| match &cells[*c as usize] {
+            Cell::Value(v) if !v.is_null() => Some(v.clone()),
+            _ => None,
+        };
+        let single: Option<[Value; 1]>;
+        let composite: Option<Vec<Value>>;
+        let pk: Option<&[Value]> = match def.primary_key.as_slice() {
+            [c] => {
+                single = literal(c).map(|v| [v]);
+                single.as_ref().map(|k| &k[..])
+            }
+            many => {
+                composite = many.iter().map(literal).collect();
+                composite.as_deref()
+            }
+        };
+        let Some(pk) = pk else { return Ok(Some(cells)) };
+        // A third object claiming a re-keyed key is a duplicate of `o`.
+        if let Some(other) = keys.seen[table.index()].claim(pk, o) {
+            return Err(FlushError::DuplicateKey {
+                table: def.name.clone(),
+                first: self.describe(other),
+                second: self.describe(o),
+            });
+        }
+        let identity = &self.identity[table.index()];
+        let Some(old) = identity.get(pk).filter(|_| !identity.is_empty()) else { return Ok(Some(cells)) };
+        if !keys.doomed.contains(&old) {
+            return Err(FlushError::DuplicateKey {
+                table: def.name.clone(),
+                first: self.describe(old),
+                second: self.describe(o),
+            });
+        }
+        // A delete and re-insert of one key is an UPDATE of the columns that differ.
+        let old_row = self.stored(old).expect("persistent");
+        let (columns, values): (Vec<u32>, Vec<Cell>) = cells
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| !holds(c, &old_row[*i]))
+            .map(|(i, c)| (i as u32, c.clone()))
+            .unzip();
+        let delete = work.delete_node.remove(old).expect("doomed objects have a delete");
+        work.nodes[delete as usize].op = RowOp::Update {
+            table,
+            key_columns: def.primary_key.clone().into(),
+            key: pk.iter().map(v).collect(),
+            columns: columns.into(),
+            values: values.into(),
+        };
+        work.nodes[delete as usize].kind = Kind::Update;
+        work.nodes[delete as usize].reason = Reason::Rekey { new: o, old };
+        // The insert node stays empty: the update stands for it.
+        work.nodes[node as usize].kind = Kind::Update;
+        work.edge(node, delete, Dep::Must);
+        keys.doomed.remove(&old);
+        keys.retired.insert(old);
+        work.deleted.push(old);
+        Ok(None)
+    }
+
+    /// The association row linking `s` to `t` through `link` (an
+    /// association table's link), and the INSERTs of this flush it must follow.
+    fn association_row(
+        &self,
+        work: &Work,
+        link: LinkId,
+        s: ObjectKey,
+        t: ObjectKey,
+    ) -> Result<(RowOp, SmallVec<[u32; 2]>), FlushError> {
+        let LinkKind::Secondary { table, foreign_keys } = self.schema.link(link).kind else {
+            unreachable!("association rows are rows of association tables")
+        };
+        let mut row = vec![Cell::Value(Value::Null); self.schema.table(table).columns.len()];
+        let mut after = SmallVec::new();
+        for (end, obj) in [(0, s), (1, t)] {
+            let fk = self.schema.foreign_key(foreign_keys[end]);
+            for (&col, &rc) in fk.columns.iter().zip(&fk.ref_columns) {
+                row[col as usize] = self.reference_cell(work, obj, rc, &mut after)?;
+            }
+        }
+        Ok((RowOp::Insert { table, row: row.into() }, after))
     }
 
     /// The cell for column `rc` of `obj` as a foreign key value: a literal,
