@@ -38,10 +38,10 @@ type UniqueTargets = HashMap<(ForeignKeyId, Row), ObjectKey>;
 
 /// The key checks of a flush's new rows: keys taken so far per table, and
 /// the deleted objects whose key a new object may take (rule 20).
-struct KeyCheck<'a> {
-    seen: Vec<crate::identity::IdentityMap>,
-    doomed: &'a mut HashSet<ObjectKey>,
-    retired: &'a mut HashSet<ObjectKey>,
+pub(crate) struct KeyCheck<'a> {
+    pub(crate) seen: Vec<crate::identity::IdentityMap>,
+    pub(crate) doomed: &'a mut HashSet<ObjectKey>,
+    pub(crate) retired: &'a mut HashSet<ObjectKey>,
 }
 
 /// What a flush wrote.
@@ -57,6 +57,9 @@ pub struct FlushStats {
     pub association_inserts: usize,
     /// Association-row DELETE statements (one may remove all rows of an object).
     pub association_deletes: usize,
+    /// Whether the rows were built while the store wrote them (see
+    /// [`Session::set_pipeline_threshold`]).
+    pub pipelined: bool,
 }
 
 /// One planned row operation and why it is there, in run order.
@@ -85,7 +88,7 @@ impl std::fmt::Display for Plan {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Kind {
+pub(crate) enum Kind {
     AssocDelete = 0,
     Insert = 1,
     Update = 2,
@@ -95,14 +98,14 @@ enum Kind {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Why {
+pub(crate) enum Why {
     Explicit,
     Cascade(RelationshipId, ObjectKey),
     Orphan(RelationshipId),
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Reason {
+pub(crate) enum Reason {
     Insert(ObjectKey),
     Update(ObjectKey),
     Rekey { new: ObjectKey, old: ObjectKey },
@@ -113,17 +116,17 @@ enum Reason {
     PostUpdate(ObjectKey),
 }
 
-struct Node {
-    op: RowOp,
-    reason: Reason,
+pub(crate) struct Node {
+    pub(crate) op: RowOp,
+    pub(crate) reason: Reason,
     kind: Kind,
     table: TableId,
 }
 
 /// Everything a flush decided, before it runs.
 #[derive(Default)]
-struct Work {
-    nodes: Vec<Node>,
+pub(crate) struct Work {
+    pub(crate) nodes: Vec<Node>,
     edges: Vec<Edge>,
     /// Object to its INSERT (or UPDATE) node; slot-indexed, no hashing.
     insert_node: SecondaryMap<ObjectKey, u32>,
@@ -135,10 +138,23 @@ struct Work {
     dropped: Vec<ObjectKey>,
     /// Transient objects the save-update cascade brought in.
     cascaded: Vec<ObjectKey>,
+    /// Set when the flush runs as a pipeline: its rows are built as the
+    /// store writes them, in this order, instead of by `collect`.
+    pub(crate) streamed: Option<Streamed>,
+}
+
+/// The rows of a pipelined flush (new rows only), in run order: the
+/// INSERT nodes by table rank then creation order, and the association
+/// links by table rank then the order they were made. That is the order
+/// `order` gives the same work (its dependencies all point forward in it).
+pub(crate) struct Streamed {
+    pub(crate) inserts: Vec<u32>,
+    pub(crate) links: Vec<(LinkId, ObjectKey, ObjectKey)>,
+    pub(crate) seen: Vec<crate::identity::IdentityMap>,
 }
 
 impl Work {
-    fn push(&mut self, op: RowOp, reason: Reason, kind: Kind) -> u32 {
+    pub(crate) fn push(&mut self, op: RowOp, reason: Reason, kind: Kind) -> u32 {
         let table = op.table();
         self.nodes.push(Node { op, reason, kind, table });
         self.nodes.len() as u32 - 1
@@ -181,12 +197,15 @@ impl Session {
     /// A [`FlushError`]; nothing was written and every pending change is
     /// still in the session, so fixing the cause and flushing again works.
     pub fn flush(&mut self) -> Result<FlushStats, FlushError> {
-        let mut work = self.collect()?;
+        let mut work = self.collect(true)?;
+        if let Some(streamed) = work.streamed.take() {
+            return self.flush_pipelined(work, streamed);
+        }
         let order = self.order(&mut work)?;
         if order.is_empty() {
             // Nothing to send, but the session's record may still move: a
             // re-key whose row did not change, pending orphans never inserted.
-            self.committed(work, &[], &[], &[]);
+            self.committed(work, &[], &[], &[], &[]);
             return Ok(FlushStats::default());
         }
         let (ops, _) = Self::sequence(&mut work, &order);
@@ -211,7 +230,7 @@ impl Session {
             return Err(fail("commit".into(), e));
         }
         let stats = Self::stats(&ops, &work, &order);
-        self.committed(work, &ops, &order, &keys);
+        self.committed(work, &ops, &order, &keys, &[]);
         free_later(ops);
         Ok(stats)
     }
@@ -231,7 +250,7 @@ impl Session {
     /// # Errors
     /// As [`Session::flush`], except store write errors.
     pub fn plan(&mut self) -> Result<Plan, FlushError> {
-        let mut work = self.collect()?;
+        let mut work = self.collect(false)?;
         let order = self.order(&mut work)?;
         let mut position = vec![u32::MAX; work.nodes.len()];
         for (p, &node) in order.iter().enumerate() {
@@ -243,7 +262,7 @@ impl Session {
         Ok(Plan { ops })
     }
 
-    fn stats(ops: &[RowOp], work: &Work, order: &[u32]) -> FlushStats {
+    pub(crate) fn stats(ops: &[RowOp], work: &Work, order: &[u32]) -> FlushStats {
         let mut s = FlushStats::default();
         for (_, &node) in ops.iter().zip(order) {
             match work.nodes[node as usize].kind {
@@ -419,7 +438,10 @@ impl Session {
         targets
     }
 
-    fn collect(&mut self) -> Result<Work, FlushError> {
+    /// The unit of work and its row operations. With `pipeline`, a flush of
+    /// new rows only that is large enough comes back with `streamed` set and
+    /// its rows not built yet.
+    fn collect(&mut self, pipeline: bool) -> Result<Work, FlushError> {
         // A handle of its own, so that schema parts are borrowed from it while
         // `self` loads, instead of cloned per object.
         let schema = Arc::clone(&self.schema);
@@ -712,6 +734,13 @@ impl Session {
         for (map, n) in seen_keys.iter_mut().zip(per_table) {
             map.reserve(n);
         }
+        if pipeline
+            && let Some(streamed) =
+                self.streamable(&work, &net, &doomed, &dropped, &new_objects, &cascaded, &mut seen_keys)
+        {
+            work.streamed = Some(streamed);
+            return Ok(work);
+        }
         let mut keys = KeyCheck { seen: seen_keys, doomed: &mut doomed, retired: &mut retired };
         for &o in &new_objects {
             let node = work.insert_node[o];
@@ -878,11 +907,74 @@ impl Session {
         Ok(work)
     }
 
+    /// The pipelined form of this flush, if it may run as one: only new
+    /// rows (no UPDATE, no DELETE, no association row removed), a schema in
+    /// which every foreign key points to an earlier table (no cycle, no
+    /// self-reference, no `post_update`), and at least the threshold of
+    /// operations. Then every dependency points forward in (kind, table
+    /// rank, creation) order, which is the run order.
+    #[allow(clippy::too_many_arguments)]
+    fn streamable(
+        &self,
+        work: &Work,
+        net: &[(LinkId, ObjectKey, ObjectKey, i8)],
+        doomed: &HashSet<ObjectKey>,
+        dropped: &HashSet<ObjectKey>,
+        new_objects: &[ObjectKey],
+        cascaded: &KeySet,
+        seen: &mut Vec<crate::identity::IdentityMap>,
+    ) -> Option<Streamed> {
+        if !doomed.is_empty() || !dropped.is_empty() || self.post_update.iter().any(|&p| p) {
+            return None;
+        }
+        let ranks = self.table_ranks();
+        let forward =
+            self.schema.foreign_keys().iter().all(|fk| ranks[fk.ref_table.index()] < ranks[fk.table.index()]);
+        if !forward {
+            return None;
+        }
+        let dirty =
+            |k: ObjectKey| self.tracked.get(k).is_some_and(|t| t.state == State::Persistent && t.dirty);
+        if self.written.iter().any(|&k| dirty(k)) {
+            return None;
+        }
+        let in_uow = |k: ObjectKey| {
+            matches!(self.effective(k, cascaded), State::Pending | State::Persistent | State::Deleted)
+        };
+        let mut links = Vec::new();
+        for &(link, s, t, n) in net {
+            match self.schema.link(link).kind {
+                // A persistent object's foreign key changes: an UPDATE.
+                LinkKind::ForeignKey(_) if self.state(s) == State::Persistent => return None,
+                LinkKind::ForeignKey(_) => {}
+                LinkKind::Secondary { .. } if n < 0 => return None,
+                LinkKind::Secondary { table, .. } => {
+                    if in_uow(s) && in_uow(t) {
+                        links.push((ranks[table.index()], link, s, t));
+                    }
+                }
+            }
+        }
+        let total = new_objects.len() + links.len();
+        if total == 0 || total < self.pipeline_min {
+            return None;
+        }
+        // Stable sorts: creation order, and link order, within each table.
+        links.sort_by_key(|l| l.0);
+        let mut inserts: Vec<u32> = new_objects.iter().map(|&o| work.insert_node[o]).collect();
+        inserts.sort_by_key(|&node| ranks[work.nodes[node as usize].table.index()]);
+        Some(Streamed {
+            inserts,
+            links: links.into_iter().map(|(_, l, s, t)| (l, s, t)).collect(),
+            seen: std::mem::take(seen),
+        })
+    }
+
     /// The row of new object `o` (INSERT node `node`): its values, foreign
     /// keys from its links (with their dependencies), checked for missing
     /// values and duplicate keys. `None` when `o` takes the key of an object
     /// deleted in this flush (rule 20): the DELETE became an UPDATE instead.
-    fn insert_row(
+    pub(crate) fn insert_row(
         &self,
         work: &mut Work,
         o: ObjectKey,
@@ -968,7 +1060,7 @@ impl Session {
 
     /// The association row linking `s` to `t` through `link` (an
     /// association table's link), and the INSERTs of this flush it must follow.
-    fn association_row(
+    pub(crate) fn association_row(
         &self,
         work: &Work,
         link: LinkId,
@@ -1331,7 +1423,16 @@ impl Session {
 
     /// After the store committed: the session's record moves to the flushed
     /// state, read from the operations as they ran.
-    fn committed(&mut self, work: Work, ops: &[RowOp], order: &[u32], keys: &[Option<i64>]) {
+    /// `early[p]` marks operations whose record was written already (a
+    /// pipelined flush records rows with known keys as it builds them).
+    pub(crate) fn committed(
+        &mut self,
+        work: Work,
+        ops: &[RowOp],
+        order: &[u32],
+        keys: &[Option<i64>],
+        early: &[bool],
+    ) {
         let resolve = |cell: &Cell| -> Value {
             match cell {
                 Cell::Value(v) => v.clone(),
@@ -1355,6 +1456,9 @@ impl Session {
         // columns instead of cloning a handle to them.
         let key_columns = std::mem::take(&mut self.key_columns);
         for (p, (&node, op)) in order.iter().zip(ops).enumerate() {
+            if early.get(p).copied().unwrap_or(false) {
+                continue;
+            }
             match (work.nodes[node as usize].reason, op) {
                 (Reason::Insert(o), RowOp::Insert { table, row }) => {
                     // Only key columns can differ from the graph: a generated
@@ -1436,7 +1540,7 @@ const FREE_LATER_MIN: usize = 10_000;
 /// Frees a large flush's operations or plan on a thread of its own: freeing
 /// 100,000 rows of cells costs milliseconds the caller need not wait for.
 /// Small ones, or any when no thread can start, are freed here.
-fn free_later<T: Send + 'static + Footprint>(value: T) {
+pub(crate) fn free_later<T: Send + 'static + Footprint>(value: T) {
     if value.footprint() >= FREE_LATER_MIN {
         // On failure the closure, and the value with it, is dropped here.
         let _ = std::thread::Builder::new().name("relgraph-free".into()).spawn(move || drop(value));
@@ -1444,7 +1548,7 @@ fn free_later<T: Send + 'static + Footprint>(value: T) {
 }
 
 /// How many row operations a value holds, for [`free_later`].
-trait Footprint {
+pub(crate) trait Footprint {
     fn footprint(&self) -> usize;
 }
 

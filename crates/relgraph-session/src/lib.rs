@@ -45,6 +45,7 @@ mod identity;
 mod load;
 mod merge;
 mod order;
+mod pipeline;
 mod refresh;
 
 use std::sync::Arc;
@@ -116,6 +117,9 @@ pub struct Session {
     fk_links: FkLinks,
     /// Per link, whether a side declares `post_update`.
     post_update: Box<[bool]>,
+    /// Flushes of new rows only, with at least this many operations, build
+    /// their rows while the store writes them (see [`Session::set_pipeline_threshold`]).
+    pipeline_min: usize,
     /// Per table, its primary-key and foreign-key columns: the only ones a
     /// flush writes that the graph does not hold already.
     key_columns: Box<[Arc<[u32]>]>,
@@ -170,6 +174,7 @@ impl Session {
                     l.ends.iter().any(|e| e.relationship.is_some_and(|r| schema.relationship(r).post_update))
                 })
                 .collect(),
+            pipeline_min: DEFAULT_PIPELINE_MIN,
             schema,
             graph,
             store,
@@ -180,6 +185,16 @@ impl Session {
             staged: Vec::new(),
             next_seq: 0,
         })
+    }
+
+    /// Sets how many row operations a flush of new rows only (INSERTs and
+    /// association rows, no update or delete) needs before it runs as a
+    /// pipeline: the store writes on a thread of its own while the session
+    /// builds the rows that follow, so the flush takes about as long as the
+    /// store alone. The rows and their order are the same either way; `0`
+    /// pipelines every such flush, `usize::MAX` none. Default: 4,096.
+    pub fn set_pipeline_threshold(&mut self, ops: usize) {
+        self.pipeline_min = ops;
     }
 
     /// The schema.
@@ -654,6 +669,10 @@ pub(crate) fn sql_columns(table: &relgraph_core::TableDef, columns: &[u32]) -> S
 }
 
 /// Per entity, its foreign-key links and their keys.
+/// See [`Session::set_pipeline_threshold`]: below this, a second thread
+/// costs more than it saves.
+const DEFAULT_PIPELINE_MIN: usize = 4096;
+
 /// Link changes by (link, source, target), in the order they were made.
 type NetLinks = indexmap::IndexMap<(LinkId, ObjectKey, ObjectKey), i8, rustc_hash::FxBuildHasher>;
 

@@ -17,19 +17,32 @@ pub enum Fault {
     AtCommit,
 }
 
+/// What a [`FaultHandle`] shares with its store: where to fail, and the
+/// operations the last transaction asked for.
+#[derive(Debug)]
+struct Control {
+    fault: Fault,
+    ops: Vec<RowOp>,
+}
+
 /// Controls a [`FaultStore`] from outside the session that owns it.
 #[derive(Clone, Debug)]
-pub struct FaultHandle(Arc<Mutex<(Fault, usize)>>);
+pub struct FaultHandle(Arc<Mutex<Control>>);
 
 impl FaultHandle {
     /// Changes where the next transaction fails.
     pub fn set(&self, fault: Fault) {
-        self.0.lock().expect("fault lock").0 = fault;
+        self.0.lock().expect("fault lock").fault = fault;
     }
 
     /// How many operations the last transaction asked for, failed or not.
     pub fn last_transaction_ops(&self) -> usize {
-        self.0.lock().expect("fault lock").1
+        self.0.lock().expect("fault lock").ops.len()
+    }
+
+    /// The operations the last transaction asked for, in order, over all its calls.
+    pub fn last_transaction(&self) -> Vec<RowOp> {
+        self.0.lock().expect("fault lock").ops.clone()
     }
 }
 
@@ -45,7 +58,7 @@ pub struct FaultStore {
 impl FaultStore {
     /// Wraps `inner`, failing as `fault` says; the handle changes it later.
     pub fn new(inner: Box<dyn Store>, fault: Fault) -> (Self, FaultHandle) {
-        let control = FaultHandle(Arc::new(Mutex::new((fault, 0))));
+        let control = FaultHandle(Arc::new(Mutex::new(Control { fault, ops: Vec::new() })));
         (FaultStore { inner, control: control.clone(), fault, applied: 0 }, control)
     }
 
@@ -62,8 +75,8 @@ impl Store for FaultStore {
     fn begin(&mut self) -> Result<(), StoreError> {
         self.applied = 0;
         let mut control = self.control.0.lock().expect("fault lock");
-        self.fault = control.0;
-        control.1 = 0;
+        self.fault = control.fault;
+        control.ops.clear();
         drop(control);
         self.inner.begin()
     }
@@ -74,7 +87,7 @@ impl Store for FaultStore {
         ops: &[RowOp],
         keys: &mut Vec<Option<i64>>,
     ) -> Result<(), StoreError> {
-        self.control.0.lock().expect("fault lock").1 += ops.len();
+        self.control.0.lock().expect("fault lock").ops.extend_from_slice(ops);
         if let Fault::AtOp(n) = self.fault
             && n >= self.applied
             && n < self.applied + ops.len()

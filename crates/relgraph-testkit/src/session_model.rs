@@ -27,6 +27,10 @@ pub struct SessionHarness {
     numbers: HashMap<ObjectKey, usize>,
     by_entity: Vec<Vec<usize>>,
     reopen: Box<dyn FnMut() -> Box<dyn Store>>,
+    /// Set for a pipelined run: what the store was sent, to compare with the plan.
+    sent: Option<crate::fault::FaultHandle>,
+    /// Flushes that ran as a pipeline.
+    pub pipelined: usize,
     /// Operations applied.
     pub steps: usize,
     /// Flushes checked.
@@ -52,9 +56,29 @@ impl SessionHarness {
             numbers: HashMap::new(),
             by_entity: vec![Vec::new(); entities],
             reopen,
+            sent: None,
+            pipelined: 0,
             steps: 0,
             flushes: 0,
         }
+    }
+
+    /// A session over `store` that runs every flush of new rows only as a
+    /// pipeline, and checks that each flush sends exactly the operations
+    /// its plan lists, in order.
+    ///
+    /// # Panics
+    /// If the store cannot create the tables.
+    pub fn pipelined(
+        schema: Arc<Schema>,
+        store: Box<dyn Store>,
+        reopen: Box<dyn FnMut() -> Box<dyn Store>>,
+    ) -> Self {
+        let (store, sent) = crate::fault::FaultStore::new(store, crate::fault::Fault::Never);
+        let mut h = SessionHarness::new(schema, Box::new(store), reopen);
+        h.session.set_pipeline_threshold(0);
+        h.sent = Some(sent);
+        h
     }
 
     /// Applies one operation to both. Between flushes only success or
@@ -126,9 +150,22 @@ impl SessionHarness {
     /// A description of the first disagreement.
     pub fn flush_and_check(&mut self) -> Result<(), String> {
         let step = self.steps;
-        let plan = self.session.plan().map(|p| p.to_string()).unwrap_or_else(|e| e.to_string());
-        self.session.flush().map_err(|e| format!("step {step}: flush failed: {e}\nplan:\n{plan}"))?;
+        let planned = self.session.plan();
+        let plan = planned.as_ref().map(|p| p.to_string()).unwrap_or_else(|e| e.to_string());
+        let stats =
+            self.session.flush().map_err(|e| format!("step {step}: flush failed: {e}\nplan:\n{plan}"))?;
         self.flushes += 1;
+        self.pipelined += usize::from(stats.pipelined);
+        if let (Some(sent), Ok(planned)) = (&self.sent, &planned) {
+            let planned: Vec<_> = planned.ops.iter().map(|p| p.op.clone()).collect();
+            let sent = if planned.is_empty() { Vec::new() } else { sent.last_transaction() };
+            if sent != planned {
+                return Err(format!(
+                    "step {step}: the flush (pipelined: {}) sent {sent:?}\nits plan:\n{plan}",
+                    stats.pipelined
+                ));
+            }
+        }
         check_graph(&self.schema, self.session.graph(), &self.model, &self.keys, &self.numbers, step)?;
         let pks = self.primary_keys()?;
         let expected = self.expected_rows(&pks);
@@ -350,6 +387,26 @@ pub fn run(
     }
     h.flush_and_check()?;
     Ok((h.steps, h.flushes))
+}
+
+/// As [`run`], with every flush of new rows only run as a pipeline and
+/// checked against its plan (see [`SessionHarness::pipelined`]); returns
+/// (steps, flushes, pipelined flushes).
+///
+/// # Errors
+/// The first disagreement.
+pub fn run_pipelined(
+    schema: Arc<Schema>,
+    store: Box<dyn Store>,
+    reopen: Box<dyn FnMut() -> Box<dyn Store>>,
+    ops: &[Op],
+) -> Result<(usize, usize, usize), String> {
+    let mut h = SessionHarness::pipelined(schema, store, reopen);
+    for op in ops {
+        h.apply(op)?;
+    }
+    h.flush_and_check()?;
+    Ok((h.steps, h.flushes, h.pipelined))
 }
 
 /// Runs a model-based property over random schemas of the family and

@@ -1,0 +1,334 @@
+//! A pipelined flush: for a flush of new rows only, the store begins and
+//! writes on a thread of its own while this thread builds the rows that
+//! follow, in run order, and hands them over in chunks. The rows, their
+//! order and the all-or-nothing outcome are those of the ordinary flush;
+//! what changes is that building the rows no longer adds to the time the
+//! store takes.
+
+use std::sync::Arc;
+use std::sync::mpsc::sync_channel;
+
+use relgraph_core::{Cell, ColumnId, Echo, ErrorKind, Row, RowOp, Schema, Store, StoreError, TableId, Value};
+use relgraph_graph::ObjectKey;
+use rustc_hash::FxHashSet as HashSet;
+
+use crate::flush::{FlushStats, KeyCheck, Kind, Reason, Streamed, Work};
+use crate::{FlushError, Session, State};
+
+/// Operations per hand-over: enough for the store to batch, few enough that
+/// it starts early.
+const CHUNK: usize = 2048;
+
+/// Chunks that may wait between the two threads.
+const QUEUED_CHUNKS: usize = 4;
+
+/// What the store's thread returns: every operation it ran with the keys it
+/// generated, or the step that failed.
+type StoreRun = Result<(Vec<RowOp>, Vec<Option<i64>>), (&'static str, StoreError)>;
+
+impl Session {
+    /// Runs `work`, whose rows `streamed` describes, as a pipeline.
+    pub(crate) fn flush_pipelined(
+        &mut self,
+        mut work: Work,
+        streamed: Streamed,
+    ) -> Result<FlushStats, FlushError> {
+        let schema = Arc::clone(&self.schema);
+        // The store moves to the writing thread for the run; the session
+        // holds a stand-in that refuses everything until it comes back.
+        let mut store = std::mem::replace(&mut self.store, Box::new(Lent));
+        // Events the store logs through `tracing` reach this thread's subscriber.
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        let mut undo = Undo::default();
+        // Taken by whichever side builds the rows: the pipeline, or the
+        // fallback when no thread can start.
+        let mut streamed = Some(streamed);
+        let pipelined = std::thread::scope(|scope| {
+            let (sender, receiver) = sync_channel::<Vec<RowOp>>(QUEUED_CHUNKS);
+            let writer =
+                std::thread::Builder::new().name("relgraph-store".into()).spawn_scoped(scope, || {
+                    tracing::dispatcher::with_default(&dispatch, || write(&mut *store, &schema, receiver))
+                });
+            let writer = writer.ok()?;
+            let rows = streamed.take()?;
+            let built =
+                self.build_streamed(&mut work, rows, &mut |chunk| sender.send(chunk).is_ok(), &mut undo);
+            drop(sender);
+            Some((built, writer.join()))
+        });
+        let (built, ran) = match pipelined {
+            Some(outcome) => outcome,
+            None => {
+                // No thread to be had: the store writes here, once the rows are built.
+                let mut chunks = Vec::new();
+                let mut keep = |chunk| {
+                    chunks.push(chunk);
+                    true
+                };
+                let rows = streamed.take().expect("the pipeline did not start, so it took nothing");
+                let built = self.build_streamed(&mut work, rows, &mut keep, &mut undo);
+                let ran = match &built {
+                    Ok(_) => write(&mut *store, &schema, chunks),
+                    Err(_) => Err(("begin", StoreError::new(ErrorKind::Usage, "not begun: the rows failed"))),
+                };
+                (built, Ok(ran))
+            }
+        };
+        self.store = store;
+        let ran = match ran {
+            Ok(ran) => ran,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        let fail = |operation: &str, source| FlushError::Store { operation: operation.to_owned(), source };
+        let (order, ops, keys) = match (built, ran) {
+            (Err(e), ran) => {
+                // The session's own error comes first, whatever the store
+                // made of the rows it got; none of them may stay written.
+                if !matches!(ran, Err(("begin", _))) {
+                    let _ = self.store.rollback();
+                }
+                self.undo(undo);
+                return Err(e);
+            }
+            (Ok(_), Err(("begin", e))) => {
+                self.undo(undo);
+                return Err(fail("begin", e));
+            }
+            (Ok(_), Err((operation, e))) => {
+                let e = match self.store.rollback() {
+                    Ok(()) => e,
+                    Err(rollback) => e.with_rollback(rollback),
+                };
+                self.undo(undo);
+                return Err(fail(operation, e));
+            }
+            // The store ran everything built: the session stops building
+            // only when the store's thread has failed.
+            (Ok(order), Ok((ops, keys))) => (order, ops, keys),
+        };
+        if let Err(e) = self.store.commit() {
+            let e = match self.store.rollback() {
+                Ok(()) => e,
+                Err(rollback) => e.with_rollback(rollback),
+            };
+            self.undo(undo);
+            return Err(fail("commit", e));
+        }
+        let stats = FlushStats { pipelined: true, ..Self::stats(&ops, &work, &order) };
+        self.committed(work, &ops, &order, &keys, &undo.early);
+        crate::flush::free_later(ops);
+        Ok(stats)
+    }
+
+    /// Builds the rows of `streamed` in run order and sends them to the
+    /// store's thread; returns the node of each operation sent. Stops early,
+    /// without error, when the store's thread has stopped (its error says why).
+    fn build_streamed(
+        &mut self,
+        work: &mut Work,
+        streamed: Streamed,
+        hand_over: &mut dyn FnMut(Vec<RowOp>) -> bool,
+        undo: &mut Undo,
+    ) -> Result<Vec<u32>, FlushError> {
+        let Streamed { inserts, links, seen } = streamed;
+        // The early record puts every new row in the identity map: sized once.
+        let mut per_table = vec![0usize; self.identity.len()];
+        for &node in &inserts {
+            per_table[work.nodes[node as usize].op.table().index()] += 1;
+        }
+        for (map, n) in self.identity.iter_mut().zip(per_table) {
+            map.reserve(n);
+        }
+        // Run positions of the INSERTs, for references to generated keys.
+        let mut position = vec![u32::MAX; work.nodes.len()];
+        for (p, &node) in inserts.iter().enumerate() {
+            position[node as usize] = p as u32;
+        }
+        let renumber = |row: &mut [Cell]| {
+            for cell in row {
+                if let Cell::Generated(node) = cell {
+                    *node = position[*node as usize];
+                }
+            }
+        };
+        let mut order = Vec::with_capacity(inserts.len() + links.len());
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut send = |op: RowOp, chunk: &mut Vec<RowOp>| -> bool {
+            chunk.push(op);
+            chunk.len() < CHUNK || hand_over(std::mem::replace(chunk, Vec::with_capacity(CHUNK)))
+        };
+        let (mut doomed, mut retired) = (HashSet::default(), HashSet::default());
+        let mut keys = KeyCheck { seen, doomed: &mut doomed, retired: &mut retired };
+        let keep_fk = HashSet::default();
+        for &node in &inserts {
+            let Reason::Insert(o) = work.nodes[node as usize].reason else {
+                unreachable!("streamed INSERT nodes are inserts")
+            };
+            let table = work.nodes[node as usize].op.table();
+            // Nothing is deleted in a pipelined flush, so a key held by
+            // another object is a duplicate, never a re-key.
+            let Some(mut row) = self.insert_row(work, o, node, &mut keys, &keep_fk)? else {
+                unreachable!("a re-key needs a deleted object, and a pipelined flush deletes none")
+            };
+            renumber(&mut row);
+            order.push(node);
+            // While the store writes, this thread has time to spare: the
+            // session's record of the row is written now, and put back if
+            // the flush fails.
+            let early = self.record_early(o, table, &row, undo);
+            undo.early.push(early);
+            if !send(RowOp::Insert { table, row }, &mut chunk) {
+                return Ok(order);
+            }
+        }
+        for (link, s, t) in links {
+            let (mut op, _) = self.association_row(work, link, s, t)?;
+            if let RowOp::Insert { row, .. } = &mut op {
+                renumber(row);
+            }
+            let placeholder = RowOp::Insert { table: op.table(), row: Box::new([]) };
+            order.push(work.push(placeholder, Reason::AssocInsert(link, s, t), Kind::AssocInsert));
+            undo.early.push(false);
+            if !send(op, &mut chunk) {
+                return Ok(order);
+            }
+        }
+        if !chunk.is_empty() {
+            hand_over(chunk);
+        }
+        Ok(order)
+    }
+}
+
+/// What a pipelined flush recorded before the store committed, so that a
+/// failed flush can put the session back as it was.
+#[derive(Default)]
+struct Undo {
+    /// Per operation sent: whether its row was recorded early.
+    early: Vec<bool>,
+    /// Objects recorded early, with their table and their state before.
+    objects: Vec<(ObjectKey, TableId, State, bool)>,
+    /// Values written into the graph, each with the value it replaced.
+    values: Vec<(ObjectKey, ColumnId, Value)>,
+}
+
+impl Session {
+    /// Records new object `o` as stored with `row` (the row sent to the
+    /// store), as `committed` would after the commit, noting how to undo it.
+    /// Returns false, recording nothing, when the row waits for a generated key.
+    fn record_early(&mut self, o: ObjectKey, table: TableId, row: &[Cell], undo: &mut Undo) -> bool {
+        let key_columns = Arc::clone(&self.key_columns[table.index()]);
+        let def = self.schema.table(table);
+        let known = |c: u32| matches!(&row[c as usize], Cell::Value(v) if !v.is_null());
+        if !def.primary_key.iter().all(|&c| known(c))
+            || key_columns.iter().any(|&c| matches!(row[c as usize], Cell::Generated(_)))
+        {
+            return false;
+        }
+        let Some(tracked) = self.tracked.get(o) else { return false };
+        let before = (tracked.state, tracked.dirty);
+        for &c in key_columns.iter() {
+            let Cell::Value(value) = &row[c as usize] else { continue };
+            let column = ColumnId { table, index: c };
+            let stale = self.graph.row(o).is_ok_and(|current| current[c as usize] != *value);
+            if stale && let Ok(old) = self.graph.set_derived_value(o, column, value.clone()) {
+                undo.values.push((o, column, old));
+            }
+        }
+        let literal = |c: u32| match &row[c as usize] {
+            Cell::Value(v) => v.clone(),
+            Cell::Generated(_) => Value::Null,
+        };
+        match def.primary_key.as_slice() {
+            // The common single-column key is looked up in place.
+            [c] => {
+                if let Cell::Value(v) = &row[*c as usize] {
+                    self.identity[table.index()].insert(std::slice::from_ref(v), o);
+                }
+            }
+            many => {
+                let pk: Row = many.iter().map(|&c| literal(c)).collect();
+                self.identity[table.index()].insert(&pk, o);
+            }
+        }
+        if let Some(t) = self.tracked.get_mut(o) {
+            t.persisted = true;
+            t.snapshot = None;
+            t.state = State::Persistent;
+            t.dirty = false;
+        }
+        undo.objects.push((o, table, before.0, before.1));
+        true
+    }
+
+    /// Puts back what `record_early` wrote, newest first.
+    fn undo(&mut self, undo: Undo) {
+        for (o, column, old) in undo.values.into_iter().rev() {
+            let _ = self.graph.set_derived_value(o, column, old);
+        }
+        for (o, table, state, dirty) in undo.objects.into_iter().rev() {
+            if let Ok(row) = self.graph.row(o) {
+                let pk = self.pk_of_row(table, row);
+                self.identity[table.index()].remove(&pk);
+            }
+            if let Some(t) = self.tracked.get_mut(o) {
+                t.persisted = false;
+                t.state = state;
+                t.dirty = dirty;
+            }
+        }
+    }
+}
+
+/// The store's side of the pipeline: begins, then applies each chunk as it
+/// arrives, until the session's side has sent everything (or stopped).
+fn write(store: &mut dyn Store, schema: &Schema, chunks: impl IntoIterator<Item = Vec<RowOp>>) -> StoreRun {
+    store.begin().map_err(|e| ("begin", e))?;
+    let mut ops = Vec::new();
+    let mut keys = Vec::new();
+    for chunk in chunks {
+        store.apply(schema, &chunk, &mut keys).map_err(|e| ("a row operation", e))?;
+        ops.extend(chunk);
+    }
+    Ok((ops, keys))
+}
+
+/// The session's stand-in for its store while a pipelined flush runs it on
+/// another thread; seen only if that thread panicked and the store was lost.
+struct Lent;
+
+fn lent() -> StoreError {
+    StoreError::new(ErrorKind::Usage, "the store was lost: a pipelined flush panicked while it held it")
+}
+
+impl Store for Lent {
+    fn create_tables(&mut self, _: &Schema) -> Result<(), StoreError> {
+        Err(lent())
+    }
+
+    fn begin(&mut self) -> Result<(), StoreError> {
+        Err(lent())
+    }
+
+    fn apply(&mut self, _: &Schema, _: &[RowOp], _: &mut Vec<Option<i64>>) -> Result<(), StoreError> {
+        Err(lent())
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        Err(lent())
+    }
+
+    fn rollback(&mut self) -> Result<(), StoreError> {
+        Err(lent())
+    }
+
+    fn load(&mut self, _: &Schema, _: TableId, _: &[u32], _: &[Row]) -> Result<Vec<Row>, StoreError> {
+        Err(lent())
+    }
+
+    fn load_all(&mut self, _: &Schema, _: TableId) -> Result<Vec<Row>, StoreError> {
+        Err(lent())
+    }
+
+    fn set_echo(&mut self, _: Option<Echo>) {}
+}
