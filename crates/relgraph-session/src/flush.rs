@@ -205,7 +205,7 @@ impl Session {
         if order.is_empty() {
             // Nothing to send, but the session's record may still move: a
             // re-key whose row did not change, pending orphans never inserted.
-            self.committed(work, &[], &[], &[], &[]);
+            self.committed(work, &[], &[], &[]);
             return Ok(FlushStats::default());
         }
         let (ops, _) = Self::sequence(&mut work, &order);
@@ -229,8 +229,8 @@ impl Session {
             };
             return Err(fail("commit".into(), e));
         }
-        let stats = Self::stats(&ops, &work, &order);
-        self.committed(work, &ops, &order, &keys, &[]);
+        let stats = Self::stats(&work, &order);
+        self.committed(work, &ops, &order, &keys);
         free_later(ops);
         Ok(stats)
     }
@@ -262,9 +262,10 @@ impl Session {
         Ok(Plan { ops })
     }
 
-    pub(crate) fn stats(ops: &[RowOp], work: &Work, order: &[u32]) -> FlushStats {
+    /// What the operations of `order` (nodes of `work`, as they ran) wrote.
+    pub(crate) fn stats(work: &Work, order: &[u32]) -> FlushStats {
         let mut s = FlushStats::default();
-        for (_, &node) in ops.iter().zip(order) {
+        for &node in order {
             match work.nodes[node as usize].kind {
                 Kind::Insert => s.inserts += 1,
                 Kind::Update | Kind::PostUpdate => s.updates += 1,
@@ -345,6 +346,33 @@ impl Session {
 
     fn effective(&self, key: ObjectKey, cascaded: &KeySet) -> State {
         if cascaded.contains_key(key) { State::Pending } else { self.state(key) }
+    }
+
+    /// Records the row the INSERT at position `p` wrote for `o`. Only key
+    /// columns can differ from the graph: a generated primary key, and
+    /// foreign keys derived from links (or generated for their parent).
+    pub(crate) fn record_inserted(
+        &mut self,
+        key_columns: &[u32],
+        o: ObjectKey,
+        table: TableId,
+        row: &[Cell],
+        p: usize,
+        keys: &[Option<i64>],
+    ) {
+        let generated = keys.get(p).copied().flatten();
+        let pk = match self.schema.table(table).primary_key.as_slice() {
+            [pk] => Some(*pk),
+            _ => None,
+        };
+        let mut values = key_columns.iter().map(|&c| match (generated, pk, &row[c as usize]) {
+            (Some(key), Some(pk), _) if c == pk => Value::Integer(key),
+            (_, _, Cell::Value(v)) => v.clone(),
+            (_, _, Cell::Generated(op)) => {
+                keys.get(*op as usize).copied().flatten().map_or(Value::Null, Value::Integer)
+            }
+        });
+        self.record(o, table, key_columns, &mut values);
     }
 
     /// Records that the store now holds `o`'s row: the values written to
@@ -1423,16 +1451,7 @@ impl Session {
 
     /// After the store committed: the session's record moves to the flushed
     /// state, read from the operations as they ran.
-    /// `early[p]` marks operations whose record was written already (a
-    /// pipelined flush records rows with known keys as it builds them).
-    pub(crate) fn committed(
-        &mut self,
-        work: Work,
-        ops: &[RowOp],
-        order: &[u32],
-        keys: &[Option<i64>],
-        early: &[bool],
-    ) {
+    pub(crate) fn committed(&mut self, work: Work, ops: &[RowOp], order: &[u32], keys: &[Option<i64>]) {
         let resolve = |cell: &Cell| -> Value {
             match cell {
                 Cell::Value(v) => v.clone(),
@@ -1456,24 +1475,9 @@ impl Session {
         // columns instead of cloning a handle to them.
         let key_columns = std::mem::take(&mut self.key_columns);
         for (p, (&node, op)) in order.iter().zip(ops).enumerate() {
-            if early.get(p).copied().unwrap_or(false) {
-                continue;
-            }
             match (work.nodes[node as usize].reason, op) {
                 (Reason::Insert(o), RowOp::Insert { table, row }) => {
-                    // Only key columns can differ from the graph: a generated
-                    // primary key, and foreign keys derived from links.
-                    let key_columns = &key_columns[table.index()];
-                    let generated = keys.get(p).copied().flatten();
-                    let pk = match self.schema.table(*table).primary_key.as_slice() {
-                        [pk] => Some(*pk),
-                        _ => None,
-                    };
-                    let mut values = key_columns.iter().map(|&c| match (generated, pk) {
-                        (Some(key), Some(pk)) if c == pk => Value::Integer(key),
-                        _ => resolve(&row[c as usize]),
-                    });
-                    self.record(o, *table, key_columns, &mut values);
+                    self.record_inserted(&key_columns[table.index()], o, *table, row, p, keys);
                 }
                 (Reason::Update(o) | Reason::PostUpdate(o), RowOp::Update { table, columns, values, .. }) => {
                     if work.delete_node.contains_key(o) {

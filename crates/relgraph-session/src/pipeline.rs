@@ -15,16 +15,17 @@ use rustc_hash::FxHashSet as HashSet;
 use crate::flush::{FlushStats, KeyCheck, Kind, Reason, Streamed, Work};
 use crate::{FlushError, Session, State};
 
-/// Operations per hand-over: enough for the store to batch, few enough that
-/// it starts early.
-const CHUNK: usize = 2048;
+/// Operations per hand-over: enough for the store to batch (a multiple of
+/// the SQLite store's 200-row statements), few enough that it starts early
+/// and that a chunk's memory is reused rather than mapped afresh.
+const CHUNK: usize = 1000;
 
 /// Chunks that may wait between the two threads.
-const QUEUED_CHUNKS: usize = 4;
+const QUEUED_CHUNKS: usize = 8;
 
-/// What the store's thread returns: every operation it ran with the keys it
-/// generated, or the step that failed.
-type StoreRun = Result<(Vec<RowOp>, Vec<Option<i64>>), (&'static str, StoreError)>;
+/// What the store's thread returns: the key it generated for each
+/// operation, or the step that failed.
+type StoreRun = Result<Vec<Option<i64>>, (&'static str, StoreError)>;
 
 impl Session {
     /// Runs `work`, whose rows `streamed` describes, as a pipeline.
@@ -40,6 +41,7 @@ impl Session {
         // Events the store logs through `tracing` reach this thread's subscriber.
         let dispatch = tracing::dispatcher::get_default(Clone::clone);
         let mut undo = Undo::default();
+        let total = streamed.inserts.len() + streamed.links.len();
         // Taken by whichever side builds the rows: the pipeline, or the
         // fallback when no thread can start.
         let mut streamed = Some(streamed);
@@ -47,7 +49,9 @@ impl Session {
             let (sender, receiver) = sync_channel::<Vec<RowOp>>(QUEUED_CHUNKS);
             let writer =
                 std::thread::Builder::new().name("relgraph-store".into()).spawn_scoped(scope, || {
-                    tracing::dispatcher::with_default(&dispatch, || write(&mut *store, &schema, receiver))
+                    tracing::dispatcher::with_default(&dispatch, || {
+                        write(&mut *store, &schema, receiver, total)
+                    })
                 });
             let writer = writer.ok()?;
             let rows = streamed.take()?;
@@ -68,7 +72,7 @@ impl Session {
                 let rows = streamed.take().expect("the pipeline did not start, so it took nothing");
                 let built = self.build_streamed(&mut work, rows, &mut keep, &mut undo);
                 let ran = match &built {
-                    Ok(_) => write(&mut *store, &schema, chunks),
+                    Ok(_) => write(&mut *store, &schema, chunks, total),
                     Err(_) => Err(("begin", StoreError::new(ErrorKind::Usage, "not begun: the rows failed"))),
                 };
                 (built, Ok(ran))
@@ -80,7 +84,7 @@ impl Session {
             Err(panic) => std::panic::resume_unwind(panic),
         };
         let fail = |operation: &str, source| FlushError::Store { operation: operation.to_owned(), source };
-        let (order, ops, keys) = match (built, ran) {
+        let (order, keys) = match (built, ran) {
             (Err(e), ran) => {
                 // The session's own error comes first, whatever the store
                 // made of the rows it got; none of them may stay written.
@@ -104,7 +108,7 @@ impl Session {
             }
             // The store ran everything built: the session stops building
             // only when the store's thread has failed.
-            (Ok(order), Ok((ops, keys))) => (order, ops, keys),
+            (Ok(order), Ok(keys)) => (order, keys),
         };
         if let Err(e) = self.store.commit() {
             let e = match self.store.rollback() {
@@ -114,9 +118,15 @@ impl Session {
             self.undo(undo);
             return Err(fail("commit", e));
         }
-        let stats = FlushStats { pipelined: true, ..Self::stats(&ops, &work, &order) };
-        self.committed(work, &ops, &order, &keys, &undo.early);
-        crate::flush::free_later(ops);
+        let stats = FlushStats { pipelined: true, ..Self::stats(&work, &order) };
+        // Rows that waited for generated keys are recorded now; the rest
+        // were recorded as they were built.
+        let key_columns = std::mem::take(&mut self.key_columns);
+        for (p, o, table, row) in std::mem::take(&mut undo.late) {
+            self.record_inserted(&key_columns[table.index()], o, table, &row, p, &keys);
+        }
+        self.key_columns = key_columns;
+        self.committed(work, &[], &[], &keys);
         Ok(stats)
     }
 
@@ -175,8 +185,9 @@ impl Session {
             // While the store writes, this thread has time to spare: the
             // session's record of the row is written now, and put back if
             // the flush fails.
-            let early = self.record_early(o, table, &row, undo);
-            undo.early.push(early);
+            if !self.record_early(o, table, &row, undo) {
+                undo.late.push((order.len() - 1, o, table, row.clone()));
+            }
             if !send(RowOp::Insert { table, row }, &mut chunk) {
                 return Ok(order);
             }
@@ -188,7 +199,6 @@ impl Session {
             }
             let placeholder = RowOp::Insert { table: op.table(), row: Box::new([]) };
             order.push(work.push(placeholder, Reason::AssocInsert(link, s, t), Kind::AssocInsert));
-            undo.early.push(false);
             if !send(op, &mut chunk) {
                 return Ok(order);
             }
@@ -204,8 +214,9 @@ impl Session {
 /// failed flush can put the session back as it was.
 #[derive(Default)]
 struct Undo {
-    /// Per operation sent: whether its row was recorded early.
-    early: Vec<bool>,
+    /// INSERTs recorded only after the commit, because they wait for a
+    /// generated key: (run position, object, table, row as sent).
+    late: Vec<(usize, ObjectKey, TableId, Box<[Cell]>)>,
     /// Objects recorded early, with their table and their state before.
     objects: Vec<(ObjectKey, TableId, State, bool)>,
     /// Values written into the graph, each with the value it replaced.
@@ -282,15 +293,21 @@ impl Session {
 
 /// The store's side of the pipeline: begins, then applies each chunk as it
 /// arrives, until the session's side has sent everything (or stopped).
-fn write(store: &mut dyn Store, schema: &Schema, chunks: impl IntoIterator<Item = Vec<RowOp>>) -> StoreRun {
+fn write(
+    store: &mut dyn Store,
+    schema: &Schema,
+    chunks: impl IntoIterator<Item = Vec<RowOp>>,
+    total: usize,
+) -> StoreRun {
     store.begin().map_err(|e| ("begin", e))?;
-    let mut ops = Vec::new();
-    let mut keys = Vec::new();
+    let mut keys = Vec::with_capacity(total);
     for chunk in chunks {
         store.apply(schema, &chunk, &mut keys).map_err(|e| ("a row operation", e))?;
-        ops.extend(chunk);
+        // Freed here, as soon as written: the memory goes back to the
+        // session's side for the chunks that follow.
+        drop(chunk);
     }
-    Ok((ops, keys))
+    Ok(keys)
 }
 
 /// The session's stand-in for its store while a pipelined flush runs it on
