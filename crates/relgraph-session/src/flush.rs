@@ -185,6 +185,22 @@ fn holds(cell: &Cell, value: &Value) -> bool {
     matches!(cell, Cell::Value(v) if v == value)
 }
 
+/// The columns where `cells` differ from `stored`, and their new cells:
+/// counted first, so each is allocated once at its size.
+fn changed_cells(cells: &[Cell], stored: &[Value]) -> (Box<[u32]>, Box<[Cell]>) {
+    let differs = |i: usize| !holds(&cells[i], &stored[i]);
+    let n = (0..cells.len()).filter(|&i| differs(i)).count();
+    let mut columns = Vec::with_capacity(n);
+    let mut values = Vec::with_capacity(n);
+    for (i, cell) in cells.iter().enumerate() {
+        if differs(i) {
+            columns.push(i as u32);
+            values.push(cell.clone());
+        }
+    }
+    (columns.into_boxed_slice(), values.into_boxed_slice())
+}
+
 fn v(value: &Value) -> Cell {
     Cell::Value(value.clone())
 }
@@ -813,12 +829,7 @@ impl Session {
             }
             let node = work.push(RowOp::Insert { table, row: Box::new([]) }, Reason::Update(o), Kind::Update);
             self.fill_foreign_keys(&mut work, o, node, &mut cells, &doomed, &keep_fk)?;
-            let (columns, values): (Vec<u32>, Vec<Cell>) = cells
-                .iter()
-                .enumerate()
-                .filter(|(i, c)| !holds(c, &committed[*i]))
-                .map(|(i, c)| (i as u32, c.clone()))
-                .unzip();
+            let (columns, values) = changed_cells(&cells, committed);
             if columns.is_empty() {
                 // Nothing changed after all: the node stays an empty no-op, dropped by `order`.
                 work.nodes[node as usize].op = RowOp::Update {
@@ -843,8 +854,8 @@ impl Session {
                 table,
                 key_columns: pk.clone().into(),
                 key: pk.iter().map(|&c| v(&committed[c as usize])).collect(),
-                columns: columns.into(),
-                values: values.into(),
+                columns,
+                values,
             };
         }
 
@@ -1061,19 +1072,14 @@ impl Session {
         }
         // A delete and re-insert of one key is an UPDATE of the columns that differ.
         let old_row = self.stored(old).expect("persistent");
-        let (columns, values): (Vec<u32>, Vec<Cell>) = cells
-            .iter()
-            .enumerate()
-            .filter(|(i, c)| !holds(c, &old_row[*i]))
-            .map(|(i, c)| (i as u32, c.clone()))
-            .unzip();
+        let (columns, values) = changed_cells(&cells, old_row);
         let delete = work.delete_node.remove(old).expect("doomed objects have a delete");
         work.nodes[delete as usize].op = RowOp::Update {
             table,
             key_columns: def.primary_key.clone().into(),
             key: pk.iter().map(v).collect(),
-            columns: columns.into(),
-            values: values.into(),
+            columns,
+            values,
         };
         work.nodes[delete as usize].kind = Kind::Update;
         work.nodes[delete as usize].reason = Reason::Rekey { new: o, old };
