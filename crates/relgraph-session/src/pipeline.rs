@@ -6,7 +6,7 @@
 //! store takes.
 
 use std::sync::Arc;
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{Sender, channel, sync_channel};
 
 use relgraph_core::{Cell, ColumnId, Echo, ErrorKind, Row, RowOp, Schema, Store, StoreError, TableId, Value};
 use relgraph_graph::ObjectKey;
@@ -47,16 +47,29 @@ impl Session {
         let mut streamed = Some(streamed);
         let pipelined = std::thread::scope(|scope| {
             let (sender, receiver) = sync_channel::<Vec<RowOp>>(QUEUED_CHUNKS);
+            // Written chunks come back to be emptied and refilled here: the
+            // rows are freed by the thread that made them, and their memory
+            // serves the rows that follow.
+            let (give_back, returned) = channel::<Vec<RowOp>>();
             let writer =
                 std::thread::Builder::new().name("relgraph-store".into()).spawn_scoped(scope, || {
                     tracing::dispatcher::with_default(&dispatch, || {
-                        write(&mut *store, &schema, receiver, total)
+                        write(&mut *store, &schema, receiver, Some(give_back), total)
                     })
                 });
             let writer = writer.ok()?;
             let rows = streamed.take()?;
-            let built =
-                self.build_streamed(&mut work, rows, &mut |chunk| sender.send(chunk).is_ok(), &mut undo);
+            let mut hand_over = |chunk| {
+                sender.send(chunk).ok()?;
+                Some(match returned.try_recv() {
+                    Ok(mut used) => {
+                        used.clear();
+                        used
+                    }
+                    Err(_) => Vec::with_capacity(CHUNK),
+                })
+            };
+            let built = self.build_streamed(&mut work, rows, &mut hand_over, &mut undo);
             drop(sender);
             Some((built, writer.join()))
         });
@@ -67,12 +80,12 @@ impl Session {
                 let mut chunks = Vec::new();
                 let mut keep = |chunk| {
                     chunks.push(chunk);
-                    true
+                    Some(Vec::with_capacity(CHUNK))
                 };
                 let rows = streamed.take().expect("the pipeline did not start, so it took nothing");
                 let built = self.build_streamed(&mut work, rows, &mut keep, &mut undo);
                 let ran = match &built {
-                    Ok(_) => write(&mut *store, &schema, chunks, total),
+                    Ok(_) => write(&mut *store, &schema, chunks, None, total),
                     Err(_) => Err(("begin", StoreError::new(ErrorKind::Usage, "not begun: the rows failed"))),
                 };
                 (built, Ok(ran))
@@ -137,7 +150,7 @@ impl Session {
         &mut self,
         work: &mut Work,
         streamed: Streamed,
-        hand_over: &mut dyn FnMut(Vec<RowOp>) -> bool,
+        hand_over: &mut dyn FnMut(Vec<RowOp>) -> Option<Vec<RowOp>>,
         undo: &mut Undo,
     ) -> Result<Vec<u32>, FlushError> {
         let Streamed { inserts, links, seen } = streamed;
@@ -165,7 +178,16 @@ impl Session {
         let mut chunk = Vec::with_capacity(CHUNK);
         let mut send = |op: RowOp, chunk: &mut Vec<RowOp>| -> bool {
             chunk.push(op);
-            chunk.len() < CHUNK || hand_over(std::mem::replace(chunk, Vec::with_capacity(CHUNK)))
+            if chunk.len() < CHUNK {
+                return true;
+            }
+            match hand_over(std::mem::take(chunk)) {
+                Some(next) => {
+                    *chunk = next;
+                    true
+                }
+                None => false,
+            }
         };
         let (mut doomed, mut retired) = (HashSet::default(), HashSet::default());
         let mut keys = KeyCheck { seen, doomed: &mut doomed, retired: &mut retired };
@@ -204,7 +226,7 @@ impl Session {
             }
         }
         if !chunk.is_empty() {
-            hand_over(chunk);
+            let _ = hand_over(chunk);
         }
         Ok(order)
     }
@@ -228,7 +250,7 @@ impl Session {
     /// store), as `committed` would after the commit, noting how to undo it.
     /// Returns false, recording nothing, when the row waits for a generated key.
     fn record_early(&mut self, o: ObjectKey, table: TableId, row: &[Cell], undo: &mut Undo) -> bool {
-        let key_columns = Arc::clone(&self.key_columns[table.index()]);
+        let key_columns = &self.key_columns[table.index()];
         let def = self.schema.table(table);
         let known = |c: u32| matches!(&row[c as usize], Cell::Value(v) if !v.is_null());
         if !def.primary_key.iter().all(|&c| known(c))
@@ -297,15 +319,17 @@ fn write(
     store: &mut dyn Store,
     schema: &Schema,
     chunks: impl IntoIterator<Item = Vec<RowOp>>,
+    give_back: Option<Sender<Vec<RowOp>>>,
     total: usize,
 ) -> StoreRun {
     store.begin().map_err(|e| ("begin", e))?;
     let mut keys = Vec::with_capacity(total);
     for chunk in chunks {
         store.apply(schema, &chunk, &mut keys).map_err(|e| ("a row operation", e))?;
-        // Freed here, as soon as written: the memory goes back to the
-        // session's side for the chunks that follow.
-        drop(chunk);
+        if let Some(back) = &give_back {
+            // Unwanted once the session's side has finished building.
+            let _ = back.send(chunk);
+        }
     }
     Ok(keys)
 }
