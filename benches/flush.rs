@@ -42,9 +42,9 @@ fn flush(c: &mut Criterion) {
         "sqlite",
         "raw_rusqlite",
         [
-            ("W1", Box::new(|n| sqlite_bench::w1(dir, n))),
-            ("W2", Box::new(|n| sqlite_bench::w2(dir, n))),
-            ("W3", Box::new(|n| sqlite_bench::w3(dir, n))),
+            ("W1", Box::new(|n| sqlite_bench::w1(dir, n, None))),
+            ("W2", Box::new(|n| sqlite_bench::w2(dir, n, None))),
+            ("W3", Box::new(|n| sqlite_bench::w3(dir, n, None))),
         ],
     );
     group(

@@ -41,9 +41,14 @@ fn fresh(dir: &Path, name: &str, schema: &Schema) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn raw(path: &Path) -> Result<rusqlite::Connection> {
+/// A raw connection for the baseline, with SQLite's default page cache or
+/// `cache_kib` KiB of it.
+fn raw(path: &Path, cache_kib: Option<i64>) -> Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(path)?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    if let Some(kib) = cache_kib {
+        conn.pragma_update(None, "cache_size", -kib)?;
+    }
     Ok(conn)
 }
 
@@ -69,10 +74,10 @@ fn raw_w1(conn: &rusqlite::Connection, parents: usize) -> Result<()> {
 ///
 /// # Errors
 /// IO and SQLite errors.
-pub fn w1(dir: &Path, parents: usize) -> Result<Run> {
+pub fn w1(dir: &Path, parents: usize, raw_cache_kib: Option<i64>) -> Result<Run> {
     let schema = workloads::schema();
     let path = fresh(dir, "w1-raw", &schema)?;
-    let conn = raw(&path)?;
+    let conn = raw(&path, raw_cache_kib)?;
     let start = Instant::now();
     raw_w1(&conn, parents)?;
     let baseline = start.elapsed();
@@ -86,11 +91,11 @@ pub fn w1(dir: &Path, parents: usize) -> Result<Run> {
 ///
 /// # Errors
 /// IO and SQLite errors.
-pub fn w2(dir: &Path, n: usize) -> Result<Run> {
+pub fn w2(dir: &Path, n: usize, raw_cache_kib: Option<i64>) -> Result<Run> {
     let schema = workloads::schema();
     let links = w2_links(n);
     let path = fresh(dir, "w2-raw", &schema)?;
-    let conn = raw(&path)?;
+    let conn = raw(&path, raw_cache_kib)?;
     let start = Instant::now();
     let tx = conn.unchecked_transaction()?;
     {
@@ -118,14 +123,14 @@ pub fn w2(dir: &Path, n: usize) -> Result<Run> {
 ///
 /// # Errors
 /// IO and SQLite errors.
-pub fn w3(dir: &Path, parents: usize) -> Result<Run> {
+pub fn w3(dir: &Path, parents: usize, raw_cache_kib: Option<i64>) -> Result<Run> {
     let schema = workloads::schema();
     let changes = w3_changes(parents);
     let changed =
         changes.moves.len() + changes.renames.len() + changes.deletes.len() + changes.child_deletes.len();
 
     let path = fresh(dir, "w3-raw", &schema)?;
-    let conn = raw(&path)?;
+    let conn = raw(&path, raw_cache_kib)?;
     raw_w1(&conn, parents)?;
     let start = Instant::now();
     let tx = conn.unchecked_transaction()?;
@@ -152,9 +157,9 @@ pub fn w3(dir: &Path, parents: usize) -> Result<Run> {
     check_w3_end_state(&conn, parents)?;
 
     let path = fresh(dir, "w3-relgraph", &schema)?;
-    raw_w1(&raw(&path)?, parents)?;
+    raw_w1(&raw(&path, None)?, parents)?;
     let (relgraph, setup) = relgraph_w3(Box::new(SqliteStore::open(&path)?), parents)?;
-    check_w3_end_state(&raw(&path)?, parents)?;
+    check_w3_end_state(&raw(&path, None)?, parents)?;
     Ok(Run { relgraph, baseline, rows: changed, setup, open: None })
 }
 
