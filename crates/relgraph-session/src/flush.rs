@@ -422,12 +422,7 @@ impl Session {
                 self.identity[table.index()].insert(&pk, o);
             }
         }
-        if let Some(t) = self.tracked.get_mut(o) {
-            t.persisted = true;
-            t.snapshot = None;
-            t.state = State::Persistent;
-            t.dirty = false;
-        }
+        self.mark_persisted(o);
     }
 
     /// The object a committed foreign key points at: through the identity

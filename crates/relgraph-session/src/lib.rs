@@ -350,6 +350,24 @@ impl Session {
     pub fn expunge(&mut self, key: ObjectKey) -> Result<(), SessionError> {
         let object = self.describe(key);
         self.tracked.get(key).ok_or(SessionError::NotInSession { object })?;
+        let reached = self.cascade_reach(key, relgraph_core::Cascade::EXPUNGE, |s, member| {
+            s.tracked.contains_key(member)
+        })?;
+        for k in reached {
+            self.expunge_one(k)?;
+        }
+        Ok(())
+    }
+
+    /// `key` and the objects reached from it in memory through relationships
+    /// whose cascade includes `cascade`, where `follow` admits them, in the
+    /// order they were reached.
+    pub(crate) fn cascade_reach(
+        &self,
+        key: ObjectKey,
+        cascade: relgraph_core::Cascade,
+        follow: impl Fn(&Self, ObjectKey) -> bool,
+    ) -> Result<Vec<ObjectKey>, relgraph_graph::GraphError> {
         let mut reached = vec![key];
         let mut seen: SecondaryMap<ObjectKey, ()> = SecondaryMap::new();
         seen.insert(key, ());
@@ -358,20 +376,27 @@ impl Session {
             next += 1;
             let entity = self.graph.entity_of(k)?;
             for &rel in &self.schema.entity(entity).relationships {
-                if !self.schema.relationship(rel).cascade.contains(relgraph_core::Cascade::EXPUNGE) {
+                if !self.schema.relationship(rel).cascade.contains(cascade) {
                     continue;
                 }
                 for member in self.graph.members(k, rel)? {
-                    if self.tracked.contains_key(member) && seen.insert(member, ()).is_none() {
+                    if follow(self, member) && seen.insert(member, ()).is_none() {
                         reached.push(member);
                     }
                 }
             }
         }
-        for k in reached {
-            self.expunge_one(k)?;
+        Ok(reached)
+    }
+
+    /// Marks `o` as holding the row the store has, its graph row being that row.
+    pub(crate) fn mark_persisted(&mut self, o: ObjectKey) {
+        if let Some(t) = self.tracked.get_mut(o) {
+            t.persisted = true;
+            t.snapshot = None;
+            t.state = State::Persistent;
+            t.dirty = false;
         }
-        Ok(())
     }
 
     fn expunge_one(&mut self, key: ObjectKey) -> Result<(), SessionError> {

@@ -284,12 +284,7 @@ impl Session {
                 self.identity[table.index()].insert(&pk, o);
             }
         }
-        if let Some(t) = self.tracked.get_mut(o) {
-            t.persisted = true;
-            t.snapshot = None;
-            t.state = State::Persistent;
-            t.dirty = false;
-        }
+        self.mark_persisted(o);
         undo.objects.push((o, table, before.0, before.1));
         true
     }

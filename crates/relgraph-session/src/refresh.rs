@@ -4,7 +4,6 @@
 use relgraph_core::{Cascade, ColumnId, End, LinkId, LinkKind, Row, TableId};
 use relgraph_graph::ObjectKey;
 use rustc_hash::{FxHashMap, FxHashSet};
-use slotmap::SecondaryMap;
 
 use crate::{Session, SessionError, State};
 
@@ -36,7 +35,8 @@ impl Session {
             _ => return Err(SessionError::NotInSession { object: self.describe(key) }),
         }
         self.absorb_journal();
-        let reached = self.refresh_cascade(key)?;
+        let reached = self
+            .cascade_reach(key, Cascade::REFRESH_EXPIRE, |s, member| s.state(member) == State::Persistent)?;
         // Rows by table, so that each table is read in one statement.
         let mut by_table: FxHashMap<TableId, Vec<(ObjectKey, Row)>> = FxHashMap::default();
         for &k in &reached {
@@ -97,30 +97,6 @@ impl Session {
             self.relink_from_store(k, &changed)?;
         }
         Ok(())
-    }
-
-    /// `key` and the persistent objects reached from it in memory through
-    /// `refresh-expire` relationships, in the order they were reached.
-    fn refresh_cascade(&self, key: ObjectKey) -> Result<Vec<ObjectKey>, SessionError> {
-        let mut reached = vec![key];
-        let mut seen: SecondaryMap<ObjectKey, ()> = SecondaryMap::new();
-        seen.insert(key, ());
-        let mut next = 0;
-        while let Some(&k) = reached.get(next) {
-            next += 1;
-            let entity = self.graph.entity_of(k)?;
-            for &rel in &self.schema.entity(entity).relationships {
-                if !self.schema.relationship(rel).cascade.contains(Cascade::REFRESH_EXPIRE) {
-                    continue;
-                }
-                for member in self.graph.members(k, rel)? {
-                    if self.state(member) == State::Persistent && seen.insert(member, ()).is_none() {
-                        reached.push(member);
-                    }
-                }
-            }
-        }
-        Ok(reached)
     }
 
     /// (object, link) pairs with a link change since the last flush, at either end.
