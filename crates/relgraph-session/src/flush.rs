@@ -32,9 +32,10 @@ use crate::{FlushError, Session, State};
 /// every object of a flush.
 type KeySet = SecondaryMap<ObjectKey, ()>;
 
-/// (foreign key, referenced values) to the object holding them, for foreign
-/// keys that reference a unique column rather than the primary key.
-type UniqueTargets = HashMap<(ForeignKeyId, Row), ObjectKey>;
+/// Per foreign key (by index), the objects a flush deletes by the values of
+/// the columns the key references (a primary key or another unique key).
+/// Orders a DELETE after the rows that stop referencing its row.
+type DoomedTargets = Vec<crate::identity::IdentityMap>;
 
 /// The key checks of a flush's new rows: keys taken so far per table, and
 /// the deleted objects whose key a new object may take (rule 20).
@@ -425,43 +426,30 @@ impl Session {
         self.mark_persisted(o);
     }
 
-    /// The object a committed foreign key points at: through the identity
-    /// map for a key referencing a primary key, through `by_unique` (the
-    /// objects this flush deletes, by the values of other referenced
-    /// columns) for one referencing a unique column.
-    fn committed_target(
-        &self,
-        key: ObjectKey,
-        fk: ForeignKeyId,
-        by_unique: &UniqueTargets,
-    ) -> Option<ObjectKey> {
-        let def = self.schema.foreign_key(fk);
+    /// The object deleted in this flush that `key`'s committed foreign key
+    /// `fk` points at, if any (see [`DoomedTargets`]).
+    fn doomed_target(&self, key: ObjectKey, fk: ForeignKeyId, doomed: &DoomedTargets) -> Option<ObjectKey> {
+        let map = doomed.get(fk.index()).filter(|m| !m.is_empty())?;
         let row = self.stored(key)?;
-        if def.ref_columns != self.schema.table(def.ref_table).primary_key {
-            let values: Row = def.columns.iter().map(|&c| row[c as usize].clone()).collect();
-            return by_unique.get(&(fk, values)).copied();
-        }
-        let identity = &self.identity[def.ref_table.index()];
+        let def = self.schema.foreign_key(fk);
         // A single-column key is looked up in place, without collecting it.
         if let [c] = def.columns.as_slice() {
             let value = &row[*c as usize];
-            return if value.is_null() { None } else { identity.get(std::slice::from_ref(value)) };
+            return if value.is_null() { None } else { map.get(std::slice::from_ref(value)) };
         }
         let values: Row = def.columns.iter().map(|&c| row[c as usize].clone()).collect();
-        if values.iter().any(Value::is_null) {
-            return None;
-        }
-        identity.get(&values)
+        if values.iter().any(Value::is_null) { None } else { map.get(&values) }
     }
 
-    /// For each foreign key referencing a unique column that is not the
-    /// primary key: the objects in `doomed` its referenced values name.
-    fn unique_targets(&self, doomed: &[ObjectKey]) -> UniqueTargets {
-        let mut targets = UniqueTargets::default();
-        for (fk, def) in self.schema.foreign_key_ids().zip(self.schema.foreign_keys()) {
-            if def.ref_columns == self.schema.table(def.ref_table).primary_key {
-                continue;
-            }
+    /// Per foreign key, the objects in `doomed` by the values of the columns
+    /// it references: a map the size of the deletes, not of the table.
+    fn doomed_targets(&self, doomed: &[ObjectKey]) -> DoomedTargets {
+        let mut targets: DoomedTargets =
+            self.schema.foreign_keys().iter().map(|_| crate::identity::IdentityMap::default()).collect();
+        if doomed.is_empty() {
+            return targets;
+        }
+        for (map, def) in targets.iter_mut().zip(self.schema.foreign_keys()) {
             for &d in doomed {
                 let Ok(entity) = self.graph.entity_of(d) else { continue };
                 let Some(row) = self.stored(d) else { continue };
@@ -470,7 +458,7 @@ impl Session {
                 }
                 let values: Row = def.ref_columns.iter().map(|&c| row[c as usize].clone()).collect();
                 if !values.iter().any(Value::is_null) {
-                    targets.insert((fk, values), d);
+                    map.insert(&values, d);
                 }
             }
         }
@@ -719,7 +707,7 @@ impl Session {
             }
         }
 
-        let by_unique = self.unique_targets(&doomed_list);
+        let doomed_targets = self.doomed_targets(&doomed_list);
 
         // 3a. Deletes and the association rows of deleted objects (rule 12).
         for &d in &doomed_list {
@@ -839,7 +827,7 @@ impl Session {
             let pk = &self.schema.table(table).primary_key;
             // Moving a foreign key away from a deleted row must happen before its DELETE.
             for &(_, fk) in self.fk_links[entity.index()].iter() {
-                if let Some(old) = self.committed_target(o, fk, &by_unique)
+                if let Some(old) = self.doomed_target(o, fk, &doomed_targets)
                     && let Some(&delete) = work.delete_node.get(old)
                 {
                     work.edge(node, delete, Dep::Must);
@@ -861,7 +849,7 @@ impl Session {
             };
             let entity = self.graph.entity_of(d)?;
             for &(_, fk) in self.fk_links[entity.index()].iter() {
-                if let Some(parent) = self.committed_target(d, fk, &by_unique)
+                if let Some(parent) = self.doomed_target(d, fk, &doomed_targets)
                     && let Some(&parent_node) = work.delete_node.get(parent)
                 {
                     // In a cycle of deletes, the child's key can be nulled first instead.
