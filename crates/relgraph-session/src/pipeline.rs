@@ -51,6 +51,9 @@ impl Session {
             // rows are freed by the thread that made them, and their memory
             // serves the rows that follow.
             let (give_back, returned) = channel::<Vec<RowOp>>();
+            if NO_THREAD.with(std::cell::Cell::get) {
+                return None;
+            }
             let writer =
                 std::thread::Builder::new().name("relgraph-store".into()).spawn_scoped(scope, || {
                     tracing::dispatcher::with_default(&dispatch, || {
@@ -232,6 +235,11 @@ impl Session {
     }
 }
 
+thread_local! {
+    /// Set by tests to take the path of a machine where no thread can start.
+    static NO_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// What a pipelined flush recorded before the store committed, so that a
 /// failed flush can put the session back as it was.
 #[derive(Default)]
@@ -367,4 +375,52 @@ impl Store for Lent {
     }
 
     fn set_echo(&mut self, _: Option<Echo>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use relgraph_core::{Schema, Store, Value};
+    use relgraph_testkit::memory_store::MemoryStore;
+    use relgraph_testkit::workloads::{Handles, schema};
+
+    use super::NO_THREAD;
+    use crate::Session;
+
+    /// 30 parents (keys 1 to 30, the tenth generated) with two children each.
+    fn flushed(schema: &Arc<Schema>, no_thread: bool) -> (Vec<Vec<relgraph_core::Row>>, bool) {
+        let h = Handles::new(schema);
+        let mut session = Session::new(schema.clone(), MemoryStore::new()).unwrap();
+        session.set_pipeline_threshold(0);
+        let (pid, cid) =
+            (schema.entity_column(h.parent, "id").unwrap(), schema.entity_column(h.child, "id").unwrap());
+        for p in 1..=30i64 {
+            let parent = session.new_object(h.parent);
+            if p != 10 {
+                session.set_value(parent, pid, p).unwrap();
+            }
+            session.add(parent).unwrap();
+            for k in 0..2 {
+                let child = session.new_with(h.child, [(cid, Value::from(p * 10 + k))]).unwrap();
+                session.append(parent, h.children, child).unwrap();
+            }
+        }
+        NO_THREAD.with(|n| n.set(no_thread));
+        let stats = session.flush();
+        NO_THREAD.with(|n| n.set(false));
+        let stats = stats.unwrap();
+        let rows = schema.table_ids().map(|t| session.store_mut().load_all(schema, t).unwrap()).collect();
+        (rows, stats.pipelined)
+    }
+
+    #[test]
+    fn without_a_thread_the_pipeline_writes_the_same_rows_after_building_them() {
+        let schema = schema();
+        let (threaded, pipelined) = flushed(&schema, false);
+        let (alone, pipelined_alone) = flushed(&schema, true);
+        assert!(pipelined && pipelined_alone);
+        assert_eq!(threaded, alone);
+        assert_eq!(threaded.iter().map(Vec::len).sum::<usize>(), 90);
+    }
 }
