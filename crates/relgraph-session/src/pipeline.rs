@@ -381,7 +381,7 @@ impl Store for Lent {
 mod tests {
     use std::sync::Arc;
 
-    use relgraph_core::{Schema, Store, Value};
+    use relgraph_core::{Schema, Value};
     use relgraph_testkit::memory_store::MemoryStore;
     use relgraph_testkit::workloads::{Handles, schema};
 
