@@ -97,7 +97,11 @@ impl Session {
         self.store = store;
         let ran = match ran {
             Ok(ran) => ran,
-            Err(panic) => std::panic::resume_unwind(panic),
+            Err(panic) => {
+                // The store panicked: what was recorded early goes back first.
+                self.undo(undo);
+                std::panic::resume_unwind(panic)
+            }
         };
         let fail = |operation: &str, source| FlushError::Store { operation: operation.to_owned(), source };
         let (order, keys) = match (built, ran) {
@@ -412,6 +416,73 @@ mod tests {
         let stats = stats.unwrap();
         let rows = schema.table_ids().map(|t| session.store_mut().load_all(schema, t).unwrap()).collect();
         (rows, stats.pipelined)
+    }
+
+    /// A store that panics at its 50th operation.
+    struct Panicking(MemoryStore, usize);
+
+    impl relgraph_core::Store for Panicking {
+        fn create_tables(&mut self, schema: &Schema) -> Result<(), relgraph_core::StoreError> {
+            self.0.create_tables(schema)
+        }
+        fn begin(&mut self) -> Result<(), relgraph_core::StoreError> {
+            self.0.begin()
+        }
+        fn apply(
+            &mut self,
+            schema: &Schema,
+            ops: &[relgraph_core::RowOp],
+            keys: &mut Vec<Option<i64>>,
+        ) -> Result<(), relgraph_core::StoreError> {
+            self.1 += ops.len();
+            assert!(self.1 < 50, "a bug in the store");
+            self.0.apply(schema, ops, keys)
+        }
+        fn commit(&mut self) -> Result<(), relgraph_core::StoreError> {
+            self.0.commit()
+        }
+        fn rollback(&mut self) -> Result<(), relgraph_core::StoreError> {
+            self.0.rollback()
+        }
+        fn load(
+            &mut self,
+            schema: &Schema,
+            table: relgraph_core::TableId,
+            columns: &[u32],
+            keys: &[relgraph_core::Row],
+        ) -> Result<Vec<relgraph_core::Row>, relgraph_core::StoreError> {
+            self.0.load(schema, table, columns, keys)
+        }
+        fn load_all(
+            &mut self,
+            schema: &Schema,
+            table: relgraph_core::TableId,
+        ) -> Result<Vec<relgraph_core::Row>, relgraph_core::StoreError> {
+            self.0.load_all(schema, table)
+        }
+        fn set_echo(&mut self, echo: Option<relgraph_core::Echo>) {
+            self.0.set_echo(echo);
+        }
+    }
+
+    #[test]
+    fn a_store_that_panics_takes_back_what_was_recorded_early_and_the_panic_goes_on() {
+        let schema = schema();
+        let h = Handles::new(&schema);
+        let mut session = Session::new(schema.clone(), Panicking(MemoryStore::new(), 0)).unwrap();
+        session.set_pipeline_threshold(0);
+        let pid = schema.entity_column(h.parent, "id").unwrap();
+        let parents: Vec<_> = (1..=3000i64)
+            .map(|p| {
+                let parent = session.new_with(h.parent, [(pid, Value::from(p))]).unwrap();
+                session.add(parent).unwrap();
+                parent
+            })
+            .collect();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.flush()));
+        assert!(result.is_err(), "the store's panic reaches the caller");
+        assert!(parents.iter().all(|&p| session.state(p) == crate::State::Pending));
+        assert!(session.identity.iter().all(crate::identity::IdentityMap::is_empty));
     }
 
     #[test]
