@@ -433,18 +433,40 @@ impl Db {
     /// inserted since, oldest first (so rows inserted in key order come out
     /// sorted, which makes compaction's sort a linear pass).
     fn live_rows(&self, t: usize) -> Vec<RowId> {
+        self.live_sources(t).into_iter().map(|(r, _)| r).collect()
+    }
+
+    /// The live rows of table `t` in row order, each with where its values
+    /// are: the overlay's row, or the image's (`None`).
+    fn live_sources(&self, t: usize) -> Vec<(RowId, Option<&Row>)> {
         let state = &self.tables[t];
         let base = RowId::from(state.base_rows);
-        let mut rows: Vec<RowId> = (0..base)
-            .filter(|r| !state.changed.contains_key(r))
-            .chain(state.changed.iter().filter(|(r, e)| **r < base && e.is_some()).map(|(&r, _)| r))
+        let mut live: Vec<(RowId, Option<&Row>)> = (0..base)
+            .filter_map(|r| match state.changed.get(&r) {
+                Some(Some(row)) => Some((r, Some(row))),
+                Some(None) => None,
+                None => Some((r, None)),
+            })
             .collect();
-        let mut inserted: Vec<RowId> =
-            state.changed.iter().filter(|(r, e)| **r >= base && e.is_some()).map(|(&r, _)| r).collect();
-        inserted.sort_unstable();
-        rows.sort_unstable();
-        rows.extend(inserted);
-        rows
+        // Rows inserted since the image. Their numbers come from the log, an
+        // untrusted input: walking the range is bounded by the entries there
+        // are, else they are sorted.
+        let span = state.next_row.saturating_sub(base);
+        if span <= 2 * state.changed.len() as u64 {
+            live.extend((base..state.next_row).filter_map(|r| match state.changed.get(&r) {
+                Some(Some(row)) => Some((r, Some(row))),
+                _ => None,
+            }));
+        } else {
+            let mut inserted: Vec<(RowId, Option<&Row>)> = state
+                .changed
+                .iter()
+                .filter_map(|(&r, e)| e.as_ref().filter(|_| r >= base).map(|row| (r, Some(row))))
+                .collect();
+            inserted.sort_unstable_by_key(|&(r, _)| r);
+            live.extend(inserted);
+        }
+        live
     }
 
     /// NOT NULL, keys and unique constraints of `row`, ignoring `itself`.
@@ -923,11 +945,11 @@ impl SnapshotStore {
         let cells: Vec<(u32, Vec<ColumnData>)> = (0..db.tables.len())
             .map(|t| {
                 let rows = db
-                    .live_rows(t)
+                    .live_sources(t)
                     .into_iter()
-                    .map(|r| match db.tables[t].changed.get(&r) {
-                        Some(Some(row)) => Source::Row(row),
-                        _ => Source::Archived { base: &db.base, table: t, row: r as u32 },
+                    .map(|(r, row)| match row {
+                        Some(row) => Source::Row(row),
+                        None => Source::Archived { base: &db.base, table: t, row: r as u32 },
                     })
                     .collect();
                 let desc = &db.tables[t].desc;
