@@ -500,6 +500,12 @@ impl Session {
         // then read objects about in the order they sit in memory.
         let net: Vec<(LinkId, ObjectKey, ObjectKey, i8)> =
             self.net.iter().map(|(&(l, s, t), &n)| (l, s, t, n)).collect();
+        // About one row operation per object staged or written and per link
+        // changed, and one dependency per link: sized once, not regrown.
+        work.nodes.reserve(pending.len() + deleted.len() + self.written.len() + net.len());
+        work.edges.reserve(net.len());
+        // One buffer for the members read while deleting.
+        let mut scratch: Vec<ObjectKey> = Vec::new();
         for &(link, s, t, n) in &net {
             if n <= 0 {
                 continue;
@@ -606,8 +612,9 @@ impl Session {
                     if def.passive_deletes == PassiveDeletes::Off {
                         self.ensure_loaded(d, def.link, def.end)?;
                     }
-                    let members: Vec<ObjectKey> = self.graph.members(d, rel)?.collect();
-                    for m in members {
+                    scratch.clear();
+                    scratch.extend(self.graph.members(d, rel)?);
+                    for &m in &scratch {
                         if cascades {
                             match self.effective(m, &cascaded) {
                                 State::Persistent if doomed.insert(m) => {
@@ -682,8 +689,9 @@ impl Session {
                 if passive == PassiveDeletes::Off {
                     self.ensure_loaded(d, link, End::Target)?;
                 }
-                let children: Vec<ObjectKey> = self.graph.link_members(d, link, End::Target)?.collect();
-                for c in children {
+                scratch.clear();
+                scratch.extend(self.graph.link_members(d, link, End::Target)?);
+                for &c in &scratch {
                     if doomed.contains(&c) || dropped.contains(&c) {
                         continue;
                     }
