@@ -412,6 +412,13 @@ impl Session {
             }
         }
         let def = self.schema.table(table);
+        // A persisted object already sits in the identity map under its key,
+        // unless this write changed the key: most UPDATEs need no hashing here.
+        let persisted = self.tracked.get(o).is_some_and(|t| t.persisted);
+        if persisted && !columns.iter().any(|c| def.primary_key.contains(c)) {
+            self.mark_persisted(o);
+            return;
+        }
         let row = self.graph.row(o).expect("recorded objects are live");
         match def.primary_key.as_slice() {
             [pk] => {
@@ -1502,10 +1509,18 @@ impl Session {
             let Ok(entity) = self.graph.entity_of(d) else { continue };
             let table = self.schema.entity(entity).table;
             // A re-keyed object is no longer persisted, and the identity map holds its successor.
-            if let Some(pk) = self.stored(d).map(|row| self.pk_of_row(table, row))
-                && self.identity[table.index()].get(&pk) == Some(d)
-            {
-                self.identity[table.index()].remove(&pk);
+            // A single-column key is copied onto the stack, not collected.
+            match self.schema.table(table).primary_key.as_slice() {
+                [pk] => {
+                    if let Some(value) = self.stored(d).map(|row| row[*pk as usize].clone()) {
+                        self.identity[table.index()].remove_if(std::slice::from_ref(&value), d);
+                    }
+                }
+                _ => {
+                    if let Some(pk) = self.stored(d).map(|row| self.pk_of_row(table, row)) {
+                        self.identity[table.index()].remove_if(&pk, d);
+                    }
+                }
             }
             if let Some(t) = self.tracked.get_mut(d) {
                 t.state = State::Detached;

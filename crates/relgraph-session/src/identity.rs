@@ -69,6 +69,24 @@ impl IdentityMap {
         self.ints.reserve(n);
     }
 
+    /// Removes `key` when it maps to `object`: one hash lookup.
+    pub(crate) fn remove_if(&mut self, key: &[Value], object: ObjectKey) {
+        match key {
+            [Value::Integer(i)] => {
+                if let Entry::Occupied(e) = self.ints.entry(*i)
+                    && *e.get() == object
+                {
+                    e.remove();
+                }
+            }
+            _ => {
+                if self.rows.get(key) == Some(&object) {
+                    self.rows.remove(key);
+                }
+            }
+        }
+    }
+
     pub(crate) fn remove(&mut self, key: &[Value]) {
         match key {
             [Value::Integer(i)] => {
