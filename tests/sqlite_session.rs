@@ -52,8 +52,22 @@ fn expunged_objects_are_left_alone() {
     // A second get is a new object: the identity map forgot the expunged one.
     let again = db.get("Parent", 1);
     assert_ne!(again, p);
+    // One object per row: the expunged object cannot come back while the
+    // new one holds its key, and nothing changed by trying.
+    let refused = db.session.add(p).unwrap_err();
+    assert!(matches!(refused, relgraph::SessionError::IdentityTaken { .. }), "{refused}");
+    assert_eq!(db.session.state(p), State::Detached);
+    assert_eq!(db.get("Parent", 1), again);
+    db.session.expunge(again).unwrap();
     db.session.add(p).unwrap();
     assert_eq!(db.session.state(p), State::Persistent);
+    assert_eq!(db.get("Parent", 1), p, "the re-attached object is the one a get finds");
+    db.session.flush().unwrap();
+    assert_eq!(
+        db.query("SELECT name FROM parent WHERE id = 1"),
+        ["ignored"],
+        "its change made while detached is written once it is back"
+    );
 }
 
 #[test]

@@ -38,6 +38,18 @@ pub enum SessionError {
         /// The object, described.
         object: String,
     },
+    /// A detached object cannot come back: another object of the session
+    /// holds its primary key (loaded after it was expunged). Expunge that
+    /// one first, or `merge` the detached object's values onto it.
+    #[error(
+        "{object} cannot be added back: {holder} holds its primary key in this session; expunge it first, or merge()"
+    )]
+    IdentityTaken {
+        /// The detached object.
+        object: String,
+        /// The object that holds the key.
+        holder: String,
+    },
     /// A key of the wrong shape for the entity's primary key.
     #[error("entity '{entity}' has a primary key of {expected} columns, not {found}")]
     KeyShape {

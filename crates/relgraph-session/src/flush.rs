@@ -1536,9 +1536,15 @@ impl Session {
             }
         }
         self.staged.clear();
-        // Every stored row now equals its graph row, written columns included.
+        // Every stored row now equals its graph row, written columns included,
+        // except a detached object's: the flush did not write it, and its
+        // changes wait, with its stored row, until it is added back.
         for key in std::mem::take(&mut self.written) {
             if let Some(t) = self.tracked.get_mut(key) {
+                if t.state == State::Detached && t.persisted {
+                    self.written.push(key);
+                    continue;
+                }
                 t.dirty = false;
                 t.snapshot = None;
             }

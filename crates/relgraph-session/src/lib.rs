@@ -290,13 +290,19 @@ impl Session {
     /// one, or cancels the deletion of a deleted one. O(1).
     ///
     /// # Errors
-    /// [`relgraph_graph::GraphError::StaleKey`] for a removed object.
+    /// [`relgraph_graph::GraphError::StaleKey`] for a removed object;
+    /// [`SessionError::IdentityTaken`] when a detached object's primary key
+    /// is held by another object of the session (one object per row).
     pub fn add(&mut self, key: ObjectKey) -> Result<(), SessionError> {
         let state = self.state(key);
-        let tracked = match self.tracked.get_mut(key) {
-            Some(t) => t,
+        let persisted = match self.tracked.get(key) {
+            Some(t) => t.persisted,
             None => return Err(relgraph_graph::GraphError::StaleKey(key).into()),
         };
+        if state == State::Detached && persisted {
+            self.reattach(key)?;
+        }
+        let tracked = self.tracked.get_mut(key).expect("checked above");
         tracked.state = match (state, tracked.persisted) {
             (State::Transient, _) | (State::Detached, false) => State::Pending,
             (State::Deleted, _) | (State::Detached, true) => State::Persistent,
@@ -396,6 +402,20 @@ impl Session {
             t.snapshot = None;
             t.state = State::Persistent;
             t.dirty = false;
+        }
+    }
+
+    /// Puts a detached object back into the identity map under its stored
+    /// key, unless another object of this session holds that key now.
+    fn reattach(&mut self, key: ObjectKey) -> Result<(), SessionError> {
+        let Some(row) = self.stored(key) else { return Ok(()) };
+        let table = self.schema.entity(self.graph.entity_of(key)?).table;
+        let pk = self.pk_of_row(table, row);
+        match self.identity[table.index()].claim(&pk, key) {
+            Some(holder) if holder != key => {
+                Err(SessionError::IdentityTaken { object: self.describe(key), holder: self.describe(holder) })
+            }
+            _ => Ok(()),
         }
     }
 
