@@ -116,7 +116,7 @@ impl Session {
         }
     }
 
-    fn mark_loaded(&mut self, key: ObjectKey, link: LinkId, end: End) {
+    pub(crate) fn mark_loaded(&mut self, key: ObjectKey, link: LinkId, end: End) {
         if let Some(slot) = self.slot_index(key, link, end)
             && let Some(t) = self.tracked.get_mut(key)
         {
@@ -136,7 +136,7 @@ impl Session {
     }
 
     /// The values of `columns` in an object's row as the store has it.
-    fn committed_values(&self, key: ObjectKey, columns: &[u32]) -> Option<Row> {
+    pub(crate) fn committed_values(&self, key: ObjectKey, columns: &[u32]) -> Option<Row> {
         let row = self.stored(key)?;
         let values: Row = columns.iter().map(|&c| row[c as usize].clone()).collect();
         (!values.iter().any(Value::is_null)).then_some(values)

@@ -17,9 +17,13 @@ impl Session {
     ///
     /// Links follow the store where no change of this session touches them:
     /// a many-to-one link is set from the foreign key just read (so another
-    /// writer's move of the row shows, on both sides); a collection is read
-    /// again on next use, merged with what memory holds. A link changed
-    /// since the last flush keeps the change, which the next flush writes.
+    /// writer's move of the row shows, on both sides); a loaded collection
+    /// is read again now, one statement per relationship, and holds what the
+    /// store holds: a child another writer moved away leaves it (and follows
+    /// its foreign key to its new parent), one moved here joins it, and an
+    /// association row deleted elsewhere unlinks its pair. A collection not
+    /// loaded yet stays so. A link changed since the last flush keeps the
+    /// change, which the next flush writes.
     ///
     /// # Errors
     /// [`SessionError::NotInSession`] for a transient or detached object,
@@ -86,6 +90,7 @@ impl Session {
             }
         }
         let changed = self.changed_links();
+        let mut collections: Vec<(LinkId, End, ObjectKey)> = Vec::new();
         for (k, table, row) in fresh {
             for (i, value) in row.iter().enumerate() {
                 self.graph.set_derived_value(k, ColumnId { table, index: i as u32 }, value.clone())?;
@@ -94,7 +99,162 @@ impl Session {
                 t.snapshot = None;
                 t.dirty = false;
             }
-            self.relink_from_store(k, &changed)?;
+            self.relink_from_store(k, &changed, &mut collections)?;
+        }
+        // A stable sort: each group keeps the objects in the order reached.
+        collections.sort_by_key(|&(link, end, _)| (link, end.index()));
+        for group in collections.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+            let keys: Vec<ObjectKey> = group.iter().map(|&(_, _, k)| k).collect();
+            self.reload_collection(&keys, group[0].0, group[0].1, &changed)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the collections at `end` of `link` of `keys` again and makes
+    /// memory hold what the store holds, except links `changed` names.
+    fn reload_collection(
+        &mut self,
+        keys: &[ObjectKey],
+        link: LinkId,
+        end: End,
+        changed: &FxHashSet<(ObjectKey, LinkId)>,
+    ) -> Result<(), SessionError> {
+        // Links read from the store are not changes: keep them out of the journal.
+        self.graph.set_journaling(false);
+        let result = self.reload_collection_inner(keys, link, end, changed);
+        self.graph.take_journal();
+        self.graph.set_journaling(true);
+        let moved_away = result?;
+        for &key in keys {
+            self.mark_loaded(key, link, end);
+        }
+        // A child that left one of these parents in the store follows its
+        // foreign key, read again, to wherever it went.
+        if moved_away.is_empty() {
+            return Ok(());
+        }
+        let far_entity = self.schema.link(link).end(end.opposite()).entity;
+        let far_table = self.schema.entity(far_entity).table;
+        let def = self.schema.table(far_table);
+        let pk = def.primary_key.clone();
+        let LinkKind::ForeignKey(fk) = self.schema.link(link).kind else { return Ok(()) };
+        let fk_columns = self.schema.foreign_key(fk).columns.clone();
+        let wanted: Vec<Row> = moved_away
+            .iter()
+            .filter_map(|&c| self.stored(c).map(|row| self.pk_of_row(far_table, row)))
+            .collect();
+        for row in self.store.load(&self.schema, far_table, &pk, &wanted)? {
+            let Some(child) = self.identity[far_table.index()].get(&self.pk_of_row(far_table, &row)) else {
+                continue;
+            };
+            let values: Row = fk_columns.iter().map(|&c| row[c as usize].clone()).collect();
+            self.adopt_stored(child, far_table, &fk_columns, &values)?;
+            self.follow_foreign_key(child, link)?;
+        }
+        Ok(())
+    }
+
+    /// The reload itself; returns the children (of a one-to-many) that the
+    /// store no longer has under these parents.
+    fn reload_collection_inner(
+        &mut self,
+        keys: &[ObjectKey],
+        link: LinkId,
+        end: End,
+        changed: &FxHashSet<(ObjectKey, LinkId)>,
+    ) -> Result<Vec<ObjectKey>, SessionError> {
+        let def = self.schema.link(link).clone();
+        let far_entity = def.end(end.opposite()).entity;
+        let far_table = self.schema.entity(far_entity).table;
+        // (near, far) pairs the store holds, with the foreign-key values a
+        // child row holds (one-to-many only).
+        let mut held: Vec<(ObjectKey, ObjectKey, Option<Row>)> = Vec::new();
+        match def.kind {
+            LinkKind::ForeignKey(fk) => {
+                let fk = self.schema.foreign_key(fk).clone();
+                let near: Vec<(ObjectKey, Row)> = keys
+                    .iter()
+                    .filter_map(|&k| self.committed_values(k, &fk.ref_columns).map(|v| (k, v)))
+                    .collect();
+                let values: Vec<Row> = near.iter().map(|(_, v)| v.clone()).collect();
+                let by_value: FxHashMap<Row, ObjectKey> = near.into_iter().map(|(k, v)| (v, k)).collect();
+                for row in self.store.load(&self.schema, far_table, &fk.columns, &values)? {
+                    let fk_values: Row = fk.columns.iter().map(|&c| row[c as usize].clone()).collect();
+                    let Some(&parent) = by_value.get(&fk_values) else { continue };
+                    let child = self.materialize(far_entity, row)?;
+                    held.push((parent, child, Some(fk_values)));
+                }
+            }
+            LinkKind::Secondary { foreign_keys, .. } => {
+                let (near_id, far_id) = (foreign_keys[end.index()], foreign_keys[end.opposite().index()]);
+                let near_fk = self.schema.foreign_key(near_id).clone();
+                let near: Vec<(ObjectKey, Row)> = keys
+                    .iter()
+                    .filter_map(|&k| self.committed_values(k, &near_fk.ref_columns).map(|v| (k, v)))
+                    .collect();
+                let values: Vec<Row> = near.iter().map(|(_, v)| v.clone()).collect();
+                let by_value: FxHashMap<Row, ObjectKey> = near.into_iter().map(|(k, v)| (v, k)).collect();
+                for (near_value, far_row) in
+                    self.store.load_through(&self.schema, near_id, far_id, &values)?
+                {
+                    let Some(&near_key) = by_value.get(&near_value) else { continue };
+                    let far_key = self.materialize(far_entity, far_row)?;
+                    held.push((near_key, far_key, None));
+                }
+            }
+        }
+        let pair = |near, far| if end == End::Source { (near, far) } else { (far, near) };
+        let held_pairs: FxHashSet<(ObjectKey, ObjectKey)> = held.iter().map(|&(k, m, _)| (k, m)).collect();
+        // Links memory holds and the store does not, none of them made by this session.
+        let mut lost: Vec<(ObjectKey, ObjectKey)> = Vec::new();
+        for &k in keys {
+            for m in self.graph.link_members(k, link, end)? {
+                if !held_pairs.contains(&(k, m)) && !changed.contains(&(m, link)) {
+                    lost.push((k, m));
+                }
+            }
+        }
+        for &(k, m) in &lost {
+            let (source, target) = pair(k, m);
+            self.graph.disconnect_link(link, source, target)?;
+        }
+        // Links the store holds, unless this session changed the far object's link.
+        for (k, m, fk_values) in held {
+            if changed.contains(&(m, link)) {
+                continue;
+            }
+            if let Some(values) = fk_values {
+                // The child's row is as the store has it: its parent is `k`.
+                let columns = match def.kind {
+                    LinkKind::ForeignKey(fk) => self.schema.foreign_key(fk).columns.clone(),
+                    LinkKind::Secondary { .. } => unreachable!("only one-to-many rows carry values"),
+                };
+                self.adopt_stored(m, far_table, &columns, &values)?;
+                self.mark_loaded(m, link, End::Source);
+            }
+            let (source, target) = pair(k, m);
+            self.graph.connect_link(link, source, target)?;
+        }
+        Ok(match def.kind {
+            LinkKind::ForeignKey(_) => lost.into_iter().map(|(_, m)| m).collect(),
+            LinkKind::Secondary { .. } => Vec::new(),
+        })
+    }
+
+    /// Sets columns of `key`'s stored row (and its graph row) to values the
+    /// store holds; its other unflushed values stay unflushed.
+    fn adopt_stored(
+        &mut self,
+        key: ObjectKey,
+        table: TableId,
+        columns: &[u32],
+        values: &[relgraph_core::Value],
+    ) -> Result<(), SessionError> {
+        for (&c, value) in columns.iter().zip(values) {
+            if let Some(snapshot) = self.tracked.get_mut(key).and_then(|t| t.snapshot.as_mut()) {
+                snapshot[c as usize] = value.clone();
+            }
+            self.graph.set_derived_value(key, ColumnId { table, index: c }, value.clone())?;
         }
         Ok(())
     }
@@ -110,12 +270,14 @@ impl Session {
     }
 
     /// After `key`'s row was read again: its many-to-one links follow the
-    /// foreign keys in the row, and its collections are read again on next
-    /// use, except where this session changed the link since the last flush.
+    /// foreign keys in the row, and its loaded collections go into
+    /// `collections` to be read again, except where this session changed
+    /// the link since the last flush.
     fn relink_from_store(
         &mut self,
         key: ObjectKey,
         changed: &FxHashSet<(ObjectKey, LinkId)>,
+        collections: &mut Vec<(LinkId, End, ObjectKey)>,
     ) -> Result<(), SessionError> {
         let entity = self.graph.entity_of(key)?;
         let slots = self.schema.entity(entity).slots.clone();
@@ -126,8 +288,8 @@ impl Session {
             match (self.schema.link(link).kind, end) {
                 (LinkKind::ForeignKey(_), End::Source) => self.follow_foreign_key(key, link)?,
                 _ => {
-                    if let Some(t) = self.tracked.get_mut(key) {
-                        t.loaded[slot] = false;
+                    if self.tracked.get(key).is_some_and(|t| t.loaded[slot]) {
+                        collections.push((link, end, key));
                     }
                 }
             }
