@@ -140,7 +140,12 @@ pub fn resolve(op: &Op, schema: &Schema, by_entity: &[Vec<usize>], count: usize)
         }
         Op::Remove { object } => Step::Remove((count > 0).then(|| object % count)?),
         Op::SetName { object, name } => {
-            Step::SetName((count > 0).then(|| object % count)?, Op::name_value(name))
+            let o = (count > 0).then(|| object % count)?;
+            // Only an entity with a `name` column has one to write: a schema
+            // of the user's own may have none.
+            let entity = schema.entity_ids().zip(by_entity).find(|(_, ns)| ns.binary_search(&o).is_ok())?.0;
+            schema.entity_column(entity, "name")?;
+            Step::SetName(o, Op::name_value(name))
         }
         Op::Append { rel: r, object, member } | Op::RemoveMember { rel: r, object, member } => {
             let r = rel(r)?;
