@@ -71,6 +71,26 @@ fn expunged_objects_are_left_alone() {
 }
 
 #[test]
+fn a_rollback_leaves_a_detached_objects_changes_alone() {
+    let mut db = Db::new(relgraph_testkit::workloads::schema(), "expunge-rollback");
+    let parent = db.schema.entity_id("Parent").unwrap();
+    let name = db.schema.entity_column(parent, "name").unwrap();
+    let (p, other) = (db.new_obj("Parent"), db.new_obj("Parent"));
+    db.session.add(p).unwrap();
+    db.session.add(other).unwrap();
+    db.session.flush().unwrap();
+    db.session.expunge(p).unwrap();
+    db.session.set_value(p, name, "made while detached").unwrap();
+    db.session.set_value(other, name, "rolled back").unwrap();
+    db.session.rollback();
+    assert_eq!(db.session.value(other, name).unwrap(), &Value::Null, "the session's own change goes");
+    assert_eq!(db.session.value(p, name).unwrap(), &Value::from("made while detached"));
+    db.session.add(p).unwrap();
+    db.session.flush().unwrap();
+    assert_eq!(db.query("SELECT name FROM parent ORDER BY id"), ["made while detached", "NULL"]);
+}
+
+#[test]
 fn expunge_cascades_where_the_relationship_says_so() {
     // Parent.children cascades "all, delete-orphan" (expunge included);
     // Child.parent has the default "save-update, merge" (no expunge).

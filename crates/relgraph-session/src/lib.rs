@@ -660,9 +660,15 @@ impl Session {
         }
         self.graph.take_journal();
         self.graph.set_journaling(true);
-        // Written values go back to the stored row (only written objects have a snapshot).
+        // Written values go back to the stored row (only written objects have
+        // a snapshot), except a detached object's: it is outside the session,
+        // and its changes wait for it to be added back.
         for key in std::mem::take(&mut self.written) {
             let Some(t) = self.tracked.get_mut(key) else { continue };
+            if t.state == State::Detached && t.persisted {
+                self.written.push(key);
+                continue;
+            }
             t.dirty = false;
             let (Some(row), Ok(entity)) = (t.snapshot.take(), self.graph.entity_of(key)) else { continue };
             let table = self.schema.entity(entity).table;
