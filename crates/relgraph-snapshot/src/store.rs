@@ -873,6 +873,20 @@ fn lock(path: &Path) -> Result<File, SnapshotError> {
 /// Parses `bytes`, a new file this store built, and only then writes it to
 /// `path` (atomically): the file on disk changes only to something that
 /// opens, and the returned state is what the file holds.
+/// Overlay rows from which a replaced database is freed on a thread of its own.
+const DROP_LATER_ROWS: usize = 10_000;
+
+/// Frees a database a compaction replaced. An overlay of 100,000 rows takes
+/// about as long to free as the new image takes to write, and nothing waits
+/// for it; small ones, or any when no thread can start, are freed here.
+fn drop_later(db: Option<Db>) {
+    let rows = db.as_ref().map_or(0, |db| db.tables.iter().map(|t| t.changed.len()).sum());
+    if rows >= DROP_LATER_ROWS {
+        // On failure the closure, and the database with it, is dropped here.
+        let _ = std::thread::Builder::new().name("relgraph-snapshot-free".into()).spawn(move || drop(db));
+    }
+}
+
 fn install(path: &Path, bytes: AlignedVec, sync: bool) -> Result<Db, SnapshotError> {
     let db = Db::parse(bytes)?;
     write_atomically(path, db.base.bytes(), sync)?;
@@ -979,7 +993,8 @@ impl SnapshotStore {
             .collect();
         let bytes = write_image(&descs, cells, db.header.fingerprint, db.header.generation + 1)?;
         let len = bytes.len();
-        self.db = Some(install(&self.path, bytes, self.options.sync)?);
+        let old = self.db.replace(install(&self.path, bytes, self.options.sync)?);
+        drop_later(old);
         if let Some(echo) = &mut self.echo {
             echo(&format!("COMPACT {} -- {len} bytes", self.path.display()));
         }
