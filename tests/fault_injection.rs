@@ -25,8 +25,11 @@ fn rows(session: &mut Session) -> BTreeMap<String, Vec<Row>> {
 }
 
 /// Builds the base state, flushes it, then stages a second unit of work
-/// with inserts, updates, deletes and association changes over every pattern.
-fn staged(store: Box<dyn Store>) -> Session {
+/// with inserts, updates, deletes and association changes over every
+/// pattern. With `overlapped`, the new object's key is given (no key waits
+/// for the store) and every flush runs with the store on its own thread
+/// while the session records.
+fn staged(store: Box<dyn Store>, overlapped: bool) -> Session {
     let schema = every_pattern().build();
     let mut s = Session::with_store(schema.clone(), store).unwrap();
     let e = |i: usize| schema.entity_id(&format!("E{i}")).unwrap();
@@ -59,6 +62,10 @@ fn staged(store: Box<dyn Store>) -> Session {
     s.remove_member(objs[0][2], r("E0.r6"), objs[1][0]).unwrap();
     s.append(objs[0][3], r("E0.r6"), objs[1][2]).unwrap();
     let fresh = s.new_object(e(1));
+    if overlapped {
+        s.set_value(fresh, schema.entity_column(e(1), "id").unwrap(), 1000).unwrap();
+        s.set_pipeline_threshold(0);
+    }
     s.add(fresh).unwrap();
     s.append(objs[0][2], r("E0.r6"), fresh).unwrap();
     s.append(objs[0][0], r("E0.r0"), fresh).unwrap();
@@ -67,15 +74,33 @@ fn staged(store: Box<dyn Store>) -> Session {
     s
 }
 
+/// Every object's state and row, in a form to compare.
+fn session_state(s: &Session) -> Vec<String> {
+    let graph = s.graph();
+    let mut objects: Vec<String> =
+        graph.objects().map(|(k, _)| format!("{k:?} {:?} {:?}", s.state(k), graph.row(k).unwrap())).collect();
+    objects.sort();
+    objects
+}
+
 #[test]
 fn every_operation_index_fails_cleanly_and_loses_nothing() {
+    fail_everywhere(false);
+}
+
+#[test]
+fn every_operation_index_fails_cleanly_while_the_session_records_beside_the_store() {
+    fail_everywhere(true);
+}
+
+fn fail_everywhere(overlapped: bool) {
     // The expected end state, from an unfailing run.
-    let mut reference = staged(Box::new(MemoryStore::new()));
+    let mut reference = staged(Box::new(MemoryStore::new()), overlapped);
     let expected_plan = reference.plan().unwrap().to_string();
     reference.flush().unwrap();
     let expected = rows(&mut reference);
 
-    let dir = std::env::temp_dir().join(format!("relgraph-fault-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("relgraph-fault-{}-{overlapped}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("faults.snap");
     let _ = std::fs::remove_file(&file);
@@ -92,8 +117,9 @@ fn every_operation_index_fails_cleanly_and_loses_nothing() {
             _ => Box::new(SnapshotStore::open(&file).unwrap()),
         };
         let (store, fault) = FaultStore::new(base, Fault::Never);
-        let mut s = staged(Box::new(store));
+        let mut s = staged(Box::new(store), overlapped);
         let before = rows(&mut s);
+        let memory_before = session_state(&s);
         let disk_before = (inner == "snapshot").then(on_disk);
         let plan = s.plan().unwrap();
         assert_eq!(plan.to_string(), expected_plan, "{inner}: the plan is deterministic");
@@ -113,14 +139,19 @@ fn every_operation_index_fails_cleanly_and_loses_nothing() {
                 expected_plan,
                 "{inner} {at:?}: every pending change is kept"
             );
+            assert_eq!(session_state(&s), memory_before, "{inner} {at:?}: the session is as it was");
             tried += 1;
         }
         fault.set(Fault::Never);
-        s.flush().unwrap();
+        let stats = s.flush().unwrap();
+        assert_eq!(stats.overlapped, overlapped, "{inner}: {stats:?}");
         assert_eq!(fault.last_transaction_ops(), ops);
         assert_eq!(rows(&mut s), expected, "{inner}: after the failures the same flush succeeds");
         assert_eq!(tried, ops + 1);
-        println!("{inner}: {tried} fault points tried ({ops} operations and commit), 0 pending changes lost");
+        println!(
+            "{inner}{}: {tried} fault points tried ({ops} operations and commit), 0 pending changes lost",
+            if overlapped { ", recorded beside the store" } else { "" }
+        );
     }
     assert_eq!(on_disk(), expected, "the snapshot file holds the flush that finally succeeded");
     let _ = std::fs::remove_dir_all(&dir);

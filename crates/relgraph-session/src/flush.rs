@@ -26,6 +26,7 @@ use slotmap::SecondaryMap;
 use smallvec::SmallVec;
 
 use crate::order::{self, Dep, Edge, Ordered};
+use crate::overlap::RecordLog;
 use crate::{FlushError, Session, State};
 
 /// A set of objects indexed by slot: no hashing, for sets that can hold
@@ -61,6 +62,9 @@ pub struct FlushStats {
     /// Whether the rows were built while the store wrote them (see
     /// [`Session::set_pipeline_threshold`]).
     pub pipelined: bool,
+    /// Whether the session recorded the flush while the store wrote and
+    /// committed it (see [`Session::set_pipeline_threshold`]).
+    pub overlapped: bool,
 }
 
 /// One planned row operation and why it is there, in run order.
@@ -134,7 +138,7 @@ pub(crate) struct Work {
     /// Object to its DELETE node.
     delete_node: SecondaryMap<ObjectKey, u32>,
     /// Objects whose rows go: deleted ones, and those whose key a new object takes.
-    deleted: Vec<ObjectKey>,
+    pub(crate) deleted: Vec<ObjectKey>,
     /// Pending objects that lost their parent under delete-orphan: never inserted.
     dropped: Vec<ObjectKey>,
     /// Transient objects the save-update cascade brought in.
@@ -226,6 +230,20 @@ impl Session {
             return Ok(FlushStats::default());
         }
         let (ops, _) = Self::sequence(&mut work, &order);
+        if ops.len() >= self.pipeline_min && self.may_overlap(&work, &ops) {
+            return self.flush_overlapped(work, order, ops);
+        }
+        self.run(work, order, ops)
+    }
+
+    /// Runs the row operations `ops` (nodes `order` of `work`) in one
+    /// transaction, then records them.
+    pub(crate) fn run(
+        &mut self,
+        work: Work,
+        order: Vec<u32>,
+        ops: Vec<RowOp>,
+    ) -> Result<FlushStats, FlushError> {
         let fail = |operation: String, source| FlushError::Store { operation, source };
         self.store.begin().map_err(|e| fail("begin".into(), e))?;
         let mut keys = Vec::with_capacity(ops.len());
@@ -368,6 +386,7 @@ impl Session {
     /// Records the row the INSERT at position `p` wrote for `o`. Only key
     /// columns can differ from the graph: a generated primary key, and
     /// foreign keys derived from links (or generated for their parent).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn record_inserted(
         &mut self,
         key_columns: &[u32],
@@ -376,6 +395,7 @@ impl Session {
         row: &[Cell],
         p: usize,
         keys: &[Option<i64>],
+        log: Option<&mut RecordLog>,
     ) {
         let generated = keys.get(p).copied().flatten();
         let pk = match self.schema.table(table).primary_key.as_slice() {
@@ -389,26 +409,32 @@ impl Session {
                 keys.get(*op as usize).copied().flatten().map_or(Value::Null, Value::Integer)
             }
         });
-        self.record(o, table, key_columns, &mut values);
+        self.record(o, table, key_columns, &mut values, log);
     }
 
     /// Records that the store now holds `o`'s row: the values written to
     /// `columns` (generated keys, foreign keys from links) go into the graph
     /// where they differ, after which the graph's row is the stored row.
+    /// With a `log`, what this changes is noted there, to be put back.
     fn record(
         &mut self,
         o: ObjectKey,
         table: TableId,
         columns: &[u32],
         values: &mut dyn Iterator<Item = Value>,
+        mut log: Option<&mut RecordLog>,
     ) {
         if !self.graph.contains(o) {
             return;
         }
         for (&c, value) in columns.iter().zip(values) {
             let stale = self.graph.row(o).is_ok_and(|current| current[c as usize] != value);
-            if stale {
-                let _ = self.graph.set_derived_value(o, ColumnId { table, index: c }, value);
+            let column = ColumnId { table, index: c };
+            if stale
+                && let Ok(old) = self.graph.set_derived_value(o, column, value)
+                && let Some(log) = log.as_deref_mut()
+            {
+                log.value(o, column, old);
             }
         }
         let def = self.schema.table(table);
@@ -416,21 +442,20 @@ impl Session {
         // unless this write changed the key: most UPDATEs need no hashing here.
         let persisted = self.tracked.get(o).is_some_and(|t| t.persisted);
         if persisted && !columns.iter().any(|c| def.primary_key.contains(c)) {
-            self.mark_persisted(o);
+            self.mark_persisted_logged(o, log);
             return;
         }
         let row = self.graph.row(o).expect("recorded objects are live");
-        match def.primary_key.as_slice() {
-            [pk] => {
-                let key = [row[*pk as usize].clone()];
-                self.identity[table.index()].insert(&key, o);
-            }
-            _ => {
-                let pk = self.pk_of_row(table, row);
-                self.identity[table.index()].insert(&pk, o);
-            }
+        let key: Row = match def.primary_key.as_slice() {
+            [pk] => Box::new([row[*pk as usize].clone()]),
+            _ => self.pk_of_row(table, row),
+        };
+        let map = &mut self.identity[table.index()];
+        if let Some(log) = log.as_deref_mut() {
+            log.identity(table, key.clone(), map.get(&key));
         }
-        self.mark_persisted(o);
+        map.insert(&key, o);
+        self.mark_persisted_logged(o, log);
     }
 
     /// The object deleted in this flush that `key`'s committed foreign key
@@ -1456,6 +1481,37 @@ impl Session {
     /// After the store committed: the session's record moves to the flushed
     /// state, read from the operations as they ran.
     pub(crate) fn committed(&mut self, work: Work, ops: &[RowOp], order: &[u32], keys: &[Option<i64>]) {
+        self.graph.set_journaling(false);
+        self.record_ops(&work, ops, order, keys, None);
+        // A re-key (rule 20) holds even when its UPDATE had no column to
+        // change and so never ran: the new object's row is in the graph, the
+        // old object's row is now the new one's.
+        for node in &work.nodes {
+            if let Reason::Rekey { new, old } = node.reason {
+                self.record(new, node.table, &[], &mut std::iter::empty(), None);
+                if let Some(t) = self.tracked.get_mut(old) {
+                    t.persisted = false;
+                }
+            }
+        }
+        for &d in &work.deleted {
+            self.forget_deleted(d, None);
+            // The deleted object leaves every collection and scalar now that the flush committed (rule 18).
+            let _ = self.graph.remove(d);
+        }
+        self.settle(work);
+    }
+
+    /// Records the rows `ops` (nodes `order` of `work`, as they ran) wrote,
+    /// noting in `log` what it changed when there is one.
+    pub(crate) fn record_ops(
+        &mut self,
+        work: &Work,
+        ops: &[RowOp],
+        order: &[u32],
+        keys: &[Option<i64>],
+        mut log: Option<&mut RecordLog>,
+    ) {
         let resolve = |cell: &Cell| -> Value {
             match cell {
                 Cell::Value(v) => v.clone(),
@@ -1464,7 +1520,6 @@ impl Session {
                 }
             }
         };
-        self.graph.set_journaling(false);
         // Sized once: every inserted row enters the identity map.
         let mut inserts = vec![0usize; self.identity.len()];
         for op in ops {
@@ -1481,55 +1536,55 @@ impl Session {
         for (p, (&node, op)) in order.iter().zip(ops).enumerate() {
             match (work.nodes[node as usize].reason, op) {
                 (Reason::Insert(o), RowOp::Insert { table, row }) => {
-                    self.record_inserted(&key_columns[table.index()], o, *table, row, p, keys);
+                    let key_columns = &key_columns[table.index()];
+                    self.record_inserted(key_columns, o, *table, row, p, keys, log.as_deref_mut());
                 }
                 (Reason::Update(o) | Reason::PostUpdate(o), RowOp::Update { table, columns, values, .. }) => {
                     if work.delete_node.contains_key(o) {
                         continue;
                     }
-                    self.record(o, *table, columns, &mut values.iter().map(&resolve));
+                    let mut values = values.iter().map(&resolve);
+                    self.record(o, *table, columns, &mut values, log.as_deref_mut());
                 }
                 _ => {}
             }
         }
         self.key_columns = key_columns;
-        // A re-key (rule 20) holds even when its UPDATE had no column to
-        // change and so never ran: the new object's row is in the graph, the
-        // old object's row is now the new one's.
-        for node in &work.nodes {
-            if let Reason::Rekey { new, old } = node.reason {
-                self.record(new, node.table, &[], &mut std::iter::empty());
-                if let Some(t) = self.tracked.get_mut(old) {
-                    t.persisted = false;
-                }
-            }
+    }
+
+    /// A deleted row is gone: its object leaves the identity map (unless a
+    /// re-key gave its key to a successor) and becomes detached. Its links
+    /// stay until the graph removes it.
+    pub(crate) fn forget_deleted(&mut self, d: ObjectKey, log: Option<&mut RecordLog>) {
+        // The store has committed: a missing object is skipped, not a panic.
+        let Ok(entity) = self.graph.entity_of(d) else { return };
+        let table = self.schema.entity(entity).table;
+        // A single-column key is copied onto the stack, not collected.
+        let key: Option<Row> = match self.schema.table(table).primary_key.as_slice() {
+            [pk] => self.stored(d).map(|row| Box::new([row[*pk as usize].clone()]) as Row),
+            _ => self.stored(d).map(|row| self.pk_of_row(table, row)),
+        };
+        let mut log = log;
+        if let Some(key) = key
+            && self.identity[table.index()].remove_if(&key, d)
+            && let Some(log) = log.as_deref_mut()
+        {
+            log.identity(table, key, Some(d));
         }
-        for &d in &work.deleted {
-            // The store has committed: a missing object is skipped, not a panic.
-            let Ok(entity) = self.graph.entity_of(d) else { continue };
-            let table = self.schema.entity(entity).table;
-            // A re-keyed object is no longer persisted, and the identity map holds its successor.
-            // A single-column key is copied onto the stack, not collected.
-            match self.schema.table(table).primary_key.as_slice() {
-                [pk] => {
-                    if let Some(value) = self.stored(d).map(|row| row[*pk as usize].clone()) {
-                        self.identity[table.index()].remove_if(std::slice::from_ref(&value), d);
-                    }
-                }
-                _ => {
-                    if let Some(pk) = self.stored(d).map(|row| self.pk_of_row(table, row)) {
-                        self.identity[table.index()].remove_if(&pk, d);
-                    }
-                }
+        if let Some(t) = self.tracked.get_mut(d) {
+            let snapshot = t.snapshot.take();
+            if let Some(log) = log {
+                log.tracked(d, t.state, t.persisted, t.dirty, snapshot);
             }
-            if let Some(t) = self.tracked.get_mut(d) {
-                t.state = State::Detached;
-                t.persisted = false;
-                t.snapshot = None;
-            }
-            // The deleted object leaves every collection and scalar now that the flush committed (rule 18).
-            let _ = self.graph.remove(d);
+            t.state = State::Detached;
+            t.persisted = false;
         }
+    }
+
+    /// The end of a committed flush, after its rows are recorded: dropped
+    /// objects are transient again, nothing is staged or written any more
+    /// (but for detached objects), and the link changes are cleared.
+    pub(crate) fn settle(&mut self, work: Work) {
         for &o in &work.dropped {
             if let Some(t) = self.tracked.get_mut(o) {
                 t.state = State::Transient;

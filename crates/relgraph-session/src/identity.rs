@@ -69,21 +69,18 @@ impl IdentityMap {
         self.ints.reserve(n);
     }
 
-    /// Removes `key` when it maps to `object`: one hash lookup.
-    pub(crate) fn remove_if(&mut self, key: &[Value], object: ObjectKey) {
+    /// Removes `key` when it maps to `object`, in one hash lookup; returns
+    /// whether it did.
+    pub(crate) fn remove_if(&mut self, key: &[Value], object: ObjectKey) -> bool {
         match key {
-            [Value::Integer(i)] => {
-                if let Entry::Occupied(e) = self.ints.entry(*i)
-                    && *e.get() == object
-                {
+            [Value::Integer(i)] => match self.ints.entry(*i) {
+                Entry::Occupied(e) if *e.get() == object => {
                     e.remove();
+                    true
                 }
-            }
-            _ => {
-                if self.rows.get(key) == Some(&object) {
-                    self.rows.remove(key);
-                }
-            }
+                _ => false,
+            },
+            _ => self.rows.get(key) == Some(&object) && self.rows.remove(key).is_some(),
         }
     }
 

@@ -45,6 +45,7 @@ mod identity;
 mod load;
 mod merge;
 mod order;
+mod overlap;
 mod pipeline;
 mod refresh;
 
@@ -187,12 +188,16 @@ impl Session {
         })
     }
 
-    /// Sets how many row operations a flush of new rows only (INSERTs and
-    /// association rows, no update or delete) needs before it runs as a
-    /// pipeline: the store writes on a thread of its own while the session
-    /// builds the rows that follow, so the flush takes about as long as the
-    /// store alone. The rows and their order are the same either way; `0`
-    /// pipelines every such flush, `usize::MAX` none. Default: 4,096.
+    /// Sets how many row operations a flush needs before the store runs it
+    /// on a thread of its own. A flush of new rows only (INSERTs and
+    /// association rows, no update or delete) then runs as a pipeline: the
+    /// session builds the rows that follow while the store writes, so the
+    /// flush takes about as long as the store alone. Any other flush in which
+    /// no row waits for a key the store generates is *overlapped*: the
+    /// session records what the rows will have written while the store
+    /// writes and commits them, and puts it all back if the store fails.
+    /// The rows and their order are the same either way; `0` does this for
+    /// every such flush, `usize::MAX` for none. Default: 4,096.
     pub fn set_pipeline_threshold(&mut self, ops: usize) {
         self.pipeline_min = ops;
     }
@@ -397,9 +402,17 @@ impl Session {
 
     /// Marks `o` as holding the row the store has, its graph row being that row.
     pub(crate) fn mark_persisted(&mut self, o: ObjectKey) {
+        self.mark_persisted_logged(o, None);
+    }
+
+    /// As [`Session::mark_persisted`], noting in `log` what it changed.
+    pub(crate) fn mark_persisted_logged(&mut self, o: ObjectKey, log: Option<&mut overlap::RecordLog>) {
         if let Some(t) = self.tracked.get_mut(o) {
+            let snapshot = t.snapshot.take();
+            if let Some(log) = log {
+                log.tracked(o, t.state, t.persisted, t.dirty, snapshot);
+            }
             t.persisted = true;
-            t.snapshot = None;
             t.state = State::Persistent;
             t.dirty = false;
         }

@@ -51,7 +51,7 @@ impl Session {
             // rows are freed by the thread that made them, and their memory
             // serves the rows that follow.
             let (give_back, returned) = channel::<Vec<RowOp>>();
-            if NO_THREAD.with(std::cell::Cell::get) {
+            if no_thread() {
                 return None;
             }
             let writer =
@@ -143,7 +143,7 @@ impl Session {
         // were recorded as they were built.
         let key_columns = std::mem::take(&mut self.key_columns);
         for (p, o, table, row) in std::mem::take(&mut undo.late) {
-            self.record_inserted(&key_columns[table.index()], o, table, &row, p, &keys);
+            self.record_inserted(&key_columns[table.index()], o, table, &row, p, &keys, None);
         }
         self.key_columns = key_columns;
         self.committed(work, &[], &[], &keys);
@@ -241,7 +241,12 @@ impl Session {
 
 thread_local! {
     /// Set by tests to take the path of a machine where no thread can start.
-    static NO_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    pub(crate) static NO_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a test asked for the path of a machine where no thread can start.
+pub(crate) fn no_thread() -> bool {
+    NO_THREAD.with(std::cell::Cell::get)
 }
 
 /// What a pipelined flush recorded before the store committed, so that a
@@ -343,7 +348,7 @@ fn write(
 
 /// The session's stand-in for its store while a pipelined flush runs it on
 /// another thread; seen only if that thread panicked and the store was lost.
-struct Lent;
+pub(crate) struct Lent;
 
 fn lent() -> StoreError {
     StoreError::new(ErrorKind::Usage, "the store was lost: a pipelined flush panicked while it held it")

@@ -31,6 +31,8 @@ pub struct SessionHarness {
     sent: Option<crate::fault::FaultHandle>,
     /// Flushes that ran as a pipeline.
     pub pipelined: usize,
+    /// Flushes recorded while the store wrote them.
+    pub overlapped: usize,
     /// Operations applied.
     pub steps: usize,
     /// Flushes checked.
@@ -58,6 +60,7 @@ impl SessionHarness {
             reopen,
             sent: None,
             pipelined: 0,
+            overlapped: 0,
             steps: 0,
             flushes: 0,
         }
@@ -156,13 +159,14 @@ impl SessionHarness {
             self.session.flush().map_err(|e| format!("step {step}: flush failed: {e}\nplan:\n{plan}"))?;
         self.flushes += 1;
         self.pipelined += usize::from(stats.pipelined);
+        self.overlapped += usize::from(stats.overlapped);
         if let (Some(sent), Ok(planned)) = (&self.sent, &planned) {
             let planned: Vec<_> = planned.ops.iter().map(|p| p.op.clone()).collect();
             let sent = if planned.is_empty() { Vec::new() } else { sent.last_transaction() };
             if sent != planned {
                 return Err(format!(
-                    "step {step}: the flush (pipelined: {}) sent {sent:?}\nits plan:\n{plan}",
-                    stats.pipelined
+                    "step {step}: the flush (pipelined: {}, overlapped: {}) sent {sent:?}\nits plan:\n{plan}",
+                    stats.pipelined, stats.overlapped
                 ));
             }
         }
@@ -391,7 +395,7 @@ pub fn run(
 
 /// As [`run`], with every flush of new rows only run as a pipeline and
 /// checked against its plan (see [`SessionHarness::pipelined`]); returns
-/// (steps, flushes, pipelined flushes).
+/// (steps, flushes, pipelined flushes, overlapped flushes).
 ///
 /// # Errors
 /// The first disagreement.
@@ -400,13 +404,13 @@ pub fn run_pipelined(
     store: Box<dyn Store>,
     reopen: Box<dyn FnMut() -> Box<dyn Store>>,
     ops: &[Op],
-) -> Result<(usize, usize, usize), String> {
+) -> Result<(usize, usize, usize, usize), String> {
     let mut h = SessionHarness::pipelined(schema, store, reopen);
     for op in ops {
         h.apply(op)?;
     }
     h.flush_and_check()?;
-    Ok((h.steps, h.flushes, h.pipelined))
+    Ok((h.steps, h.flushes, h.pipelined, h.overlapped))
 }
 
 /// Runs a model-based property over random schemas of the family and

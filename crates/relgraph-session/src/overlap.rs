@@ -1,0 +1,332 @@
+//! An overlapped flush: for a large flush that is not new rows only (so not
+//! a pipeline), the store begins, applies and commits on a thread of its
+//! own while this thread records what the operations will have written:
+//! the values the graph takes, the identity map, the objects' states. What
+//! the record changes goes into a log; if the store fails anywhere, the log
+//! is played back and the session is as it was. What cannot be played back
+//! (a deleted object leaving the graph, the link changes being cleared)
+//! waits for the commit. The operations and their order are the plan's.
+
+use std::sync::Arc;
+
+use relgraph_core::{Cell, ColumnId, RowOp, Schema, Store, StoreError, TableId, Value};
+use relgraph_graph::ObjectKey;
+
+use crate::flush::{FlushStats, Footprint, Reason, Work, free_later};
+use crate::pipeline::{Lent, no_thread};
+use crate::{FlushError, Session, State};
+
+/// What an early record changed, in order, to be played back if the store fails.
+#[derive(Default)]
+pub(crate) struct RecordLog {
+    changes: Vec<Change>,
+}
+
+enum Change {
+    /// A graph value and the value it replaced.
+    Value(ObjectKey, ColumnId, Value),
+    /// An identity-map key and the object it mapped to before.
+    Identity(TableId, relgraph_core::Row, Option<ObjectKey>),
+    /// An object's state, whether it was persisted, whether dirty, and its
+    /// stored row, as they were.
+    Tracked(ObjectKey, State, bool, bool, Option<relgraph_core::Row>),
+}
+
+impl RecordLog {
+    pub(crate) fn value(&mut self, o: ObjectKey, column: ColumnId, old: Value) {
+        self.changes.push(Change::Value(o, column, old));
+    }
+
+    pub(crate) fn identity(&mut self, table: TableId, key: relgraph_core::Row, before: Option<ObjectKey>) {
+        self.changes.push(Change::Identity(table, key, before));
+    }
+
+    pub(crate) fn tracked(
+        &mut self,
+        o: ObjectKey,
+        state: State,
+        persisted: bool,
+        dirty: bool,
+        snapshot: Option<relgraph_core::Row>,
+    ) {
+        self.changes.push(Change::Tracked(o, state, persisted, dirty, snapshot));
+    }
+}
+
+impl Footprint for RecordLog {
+    fn footprint(&self) -> usize {
+        self.changes.len()
+    }
+}
+
+/// What the store's thread returns: the step that failed, if one did.
+type StoreRun = Result<(), (&'static str, StoreError)>;
+
+/// The store's side: the whole transaction.
+fn run_store(store: &mut dyn Store, schema: &Schema, ops: &[RowOp]) -> StoreRun {
+    store.begin().map_err(|e| ("begin", e))?;
+    let mut keys = Vec::with_capacity(ops.len());
+    store.apply(schema, ops, &mut keys).map_err(|e| ("a row operation", e))?;
+    store.commit().map_err(|e| ("commit", e))
+}
+
+impl Session {
+    /// Whether a flush of `ops` may record while the store writes: nothing in
+    /// it waits for a key the store generates (so the record needs nothing
+    /// back from the store), and no new object takes a deleted one's key (a
+    /// re-key, recorded after the commit in any case, is rare).
+    pub(crate) fn may_overlap(&self, work: &Work, ops: &[RowOp]) -> bool {
+        let waits = |cells: &[Cell]| cells.iter().any(|c| matches!(c, Cell::Generated(_)));
+        let generated = ops.iter().any(|op| {
+            op.generates_key(&self.schema)
+                || match op {
+                    RowOp::Insert { row, .. } => waits(row),
+                    RowOp::Update { key, values, .. } => waits(key) || waits(values),
+                    RowOp::Delete { values, .. } => waits(values),
+                }
+        });
+        !generated && !work.nodes.iter().any(|n| matches!(n.reason, Reason::Rekey { .. }))
+    }
+
+    /// Runs `ops` (nodes `order` of `work`) with the store on a thread of its
+    /// own, recording meanwhile; see the module doc.
+    pub(crate) fn flush_overlapped(
+        &mut self,
+        work: Work,
+        order: Vec<u32>,
+        ops: Vec<RowOp>,
+    ) -> Result<FlushStats, FlushError> {
+        let schema = Arc::clone(&self.schema);
+        // The store moves to the writing thread for the run; the session
+        // holds a stand-in that refuses everything until it comes back.
+        let mut store = std::mem::replace(&mut self.store, Box::new(Lent));
+        // Events the store logs through `tracing` reach this thread's subscriber.
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        let mut log = RecordLog::default();
+        // The record writes derived values: not changes of the user's.
+        self.graph.set_journaling(false);
+        let ran = std::thread::scope(|scope| {
+            if no_thread() {
+                return None;
+            }
+            let writer =
+                std::thread::Builder::new().name("relgraph-store".into()).spawn_scoped(scope, || {
+                    tracing::dispatcher::with_default(&dispatch, || run_store(&mut *store, &schema, &ops))
+                });
+            let writer = writer.ok()?;
+            self.record_ops(&work, &ops, &order, &[], Some(&mut log));
+            for &d in &work.deleted {
+                self.forget_deleted(d, Some(&mut log));
+            }
+            Some(writer.join())
+        });
+        self.store = store;
+        let ran = match ran {
+            // No thread to be had (nothing recorded yet): the ordinary run.
+            None => {
+                self.graph.set_journaling(true);
+                return self.run(work, order, ops);
+            }
+            Some(Err(panic)) => {
+                // The store panicked: the early record goes back first.
+                self.play_back(log);
+                std::panic::resume_unwind(panic)
+            }
+            Some(Ok(ran)) => ran,
+        };
+        if let Err((operation, e)) = ran {
+            let e = if operation == "begin" {
+                e
+            } else {
+                match self.store.rollback() {
+                    Ok(()) => e,
+                    Err(rollback) => e.with_rollback(rollback),
+                }
+            };
+            self.play_back(log);
+            return Err(FlushError::Store { operation: operation.to_owned(), source: e });
+        }
+        let stats = FlushStats { overlapped: true, ..Self::stats(&work, &order) };
+        for &d in &work.deleted {
+            // The deleted object leaves every collection and scalar now that the flush committed (rule 18).
+            let _ = self.graph.remove(d);
+        }
+        self.settle(work);
+        free_later(ops);
+        free_later(log);
+        Ok(stats)
+    }
+
+    /// Puts back what an early record changed, newest first, and turns the
+    /// graph's journal back on.
+    fn play_back(&mut self, log: RecordLog) {
+        for change in log.changes.into_iter().rev() {
+            match change {
+                Change::Value(o, column, old) => {
+                    let _ = self.graph.set_derived_value(o, column, old);
+                }
+                Change::Identity(table, key, before) => match before {
+                    Some(o) => self.identity[table.index()].insert(&key, o),
+                    None => self.identity[table.index()].remove(&key),
+                },
+                Change::Tracked(o, state, persisted, dirty, snapshot) => {
+                    if let Some(t) = self.tracked.get_mut(o) {
+                        t.state = state;
+                        t.persisted = persisted;
+                        t.dirty = dirty;
+                        t.snapshot = snapshot;
+                    }
+                }
+            }
+        }
+        self.graph.set_journaling(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use relgraph_core::{Row, RowOp, Schema, Store, StoreError, TableId, Value};
+    use relgraph_testkit::memory_store::MemoryStore;
+    use relgraph_testkit::workloads::{Handles, schema};
+
+    use crate::Session;
+    use crate::pipeline::NO_THREAD;
+
+    /// A memory store that panics in `apply` once armed.
+    struct Panicking(MemoryStore, Arc<AtomicBool>);
+
+    impl Store for Panicking {
+        fn create_tables(&mut self, schema: &Schema) -> Result<(), StoreError> {
+            self.0.create_tables(schema)
+        }
+        fn begin(&mut self) -> Result<(), StoreError> {
+            self.0.begin()
+        }
+        fn apply(
+            &mut self,
+            schema: &Schema,
+            ops: &[RowOp],
+            keys: &mut Vec<Option<i64>>,
+        ) -> Result<(), StoreError> {
+            assert!(!self.1.load(Ordering::Relaxed), "a bug in the store");
+            self.0.apply(schema, ops, keys)
+        }
+        fn commit(&mut self) -> Result<(), StoreError> {
+            self.0.commit()
+        }
+        fn rollback(&mut self) -> Result<(), StoreError> {
+            self.0.rollback()
+        }
+        fn load(
+            &mut self,
+            schema: &Schema,
+            table: TableId,
+            columns: &[u32],
+            keys: &[Row],
+        ) -> Result<Vec<Row>, StoreError> {
+            self.0.load(schema, table, columns, keys)
+        }
+        fn load_all(&mut self, schema: &Schema, table: TableId) -> Result<Vec<Row>, StoreError> {
+            self.0.load_all(schema, table)
+        }
+        fn set_echo(&mut self, echo: Option<relgraph_core::Echo>) {
+            self.0.set_echo(echo);
+        }
+    }
+
+    /// 40 parents with 3 children each, flushed; then every parent renamed,
+    /// every fourth deleted (its children with it: delete-orphan) and the
+    /// first child of every other parent moved to parent 1.
+    fn staged(store: impl Store + 'static) -> Session {
+        let schema = schema();
+        let h = Handles::new(&schema);
+        let mut session = Session::new(schema.clone(), store).unwrap();
+        let col = |e, n| schema.entity_column(e, n).unwrap();
+        let (pid, pname, cid) = (col(h.parent, "id"), col(h.parent, "name"), col(h.child, "id"));
+        let mut parents = Vec::new();
+        for p in 1..=40i64 {
+            let parent = session.new_with(h.parent, [(pid, Value::from(p))]).unwrap();
+            session.add(parent).unwrap();
+            for k in 0..3 {
+                let child = session.new_with(h.child, [(cid, Value::from(p * 10 + k))]).unwrap();
+                session.append(parent, h.children, child).unwrap();
+            }
+            parents.push(parent);
+        }
+        session.flush().unwrap();
+        for (i, &p) in parents.iter().enumerate() {
+            session.set_value(p, pname, format!("renamed {i}")).unwrap();
+            if i % 4 == 3 {
+                session.delete(p).unwrap();
+            } else if i % 2 == 0 && i > 0 {
+                let first = session.members(p, h.children).unwrap()[0];
+                session.set(first, h.child_parent, Some(parents[0])).unwrap();
+            }
+        }
+        session.set_pipeline_threshold(0);
+        session
+    }
+
+    /// Every object's state and row, sorted, and the identity map's sizes.
+    fn digest(session: &Session) -> Vec<String> {
+        let mut out: Vec<String> = session
+            .graph()
+            .objects()
+            .map(|(k, _)| format!("{k:?} {:?} {:?}", session.state(k), session.graph().row(k).unwrap()))
+            .collect();
+        out.sort();
+        out.push(format!(
+            "{:?}",
+            session.identity.iter().map(|m| m.get(&[Value::from(1)])).collect::<Vec<_>>()
+        ));
+        out
+    }
+
+    fn rows(session: &mut Session) -> Vec<Vec<Row>> {
+        let schema = session.schema().clone();
+        schema.table_ids().map(|t| session.store_mut().load_all(&schema, t).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_store_that_panics_meanwhile_takes_back_the_record_and_the_panic_goes_on() {
+        let armed = Arc::new(AtomicBool::new(false));
+        let mut session = staged(Panicking(MemoryStore::new(), armed.clone()));
+        let before = digest(&session);
+        let plan = session.plan().unwrap().to_string();
+        armed.store(true, Ordering::Relaxed);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.flush()));
+        assert!(result.is_err(), "the store's panic reaches the caller");
+        assert_eq!(digest(&session), before, "the early record went back");
+        assert_eq!(session.plan().unwrap().to_string(), plan, "every pending change is kept");
+    }
+
+    #[test]
+    fn without_a_thread_an_overlapped_flush_runs_as_an_ordinary_one() {
+        let mut threaded = staged(MemoryStore::new());
+        let stats = threaded.flush().unwrap();
+        assert!(stats.overlapped, "{stats:?}");
+        assert!(stats.updates > 0 && stats.deletes > 0, "{stats:?}");
+        let mut alone = staged(MemoryStore::new());
+        NO_THREAD.with(|n| n.set(true));
+        let stats_alone = alone.flush();
+        NO_THREAD.with(|n| n.set(false));
+        let stats_alone = stats_alone.unwrap();
+        assert!(!stats_alone.overlapped);
+        assert_eq!(FlushStatsCounts::of(&stats), FlushStatsCounts::of(&stats_alone));
+        assert_eq!(rows(&mut threaded), rows(&mut alone));
+        assert_eq!(digest(&threaded), digest(&alone), "the same record either way");
+    }
+
+    /// The counts of a flush, without how it ran.
+    #[derive(Debug, PartialEq)]
+    struct FlushStatsCounts([usize; 5]);
+
+    impl FlushStatsCounts {
+        fn of(s: &crate::FlushStats) -> Self {
+            FlushStatsCounts([s.inserts, s.updates, s.deletes, s.association_inserts, s.association_deletes])
+        }
+    }
+}
