@@ -135,6 +135,20 @@ impl Session {
         if self.needs_load(key, link, end) { self.load_slots(&[key], link, end) } else { Ok(()) }
     }
 
+    /// The stored values of `columns` of each of `keys` that has them all
+    /// (none NULL), and the way back from values to object: what a batched
+    /// load asks the store for, and how its answers find their objects.
+    pub(crate) fn keyed_values(
+        &self,
+        keys: &[ObjectKey],
+        columns: &[u32],
+    ) -> (Vec<Row>, rustc_hash::FxHashMap<Row, ObjectKey>) {
+        let keyed: Vec<(ObjectKey, Row)> =
+            keys.iter().filter_map(|&k| self.committed_values(k, columns).map(|v| (k, v))).collect();
+        let values = keyed.iter().map(|(_, v)| v.clone()).collect();
+        (values, keyed.into_iter().map(|(k, v)| (v, k)).collect())
+    }
+
     /// The values of `columns` in an object's row as the store has it.
     pub(crate) fn committed_values(&self, key: ObjectKey, columns: &[u32]) -> Option<Row> {
         let row = self.stored(key)?;
@@ -233,14 +247,8 @@ impl Session {
             (LinkKind::ForeignKey(fk), End::Target) => {
                 // One-to-many: the children whose foreign key holds these objects' keys.
                 let fk = self.schema.foreign_key(fk).clone();
-                let parents: Vec<(ObjectKey, Row)> = keys
-                    .iter()
-                    .filter_map(|&k| self.committed_values(k, &fk.ref_columns).map(|v| (k, v)))
-                    .collect();
-                let values: Vec<Row> = parents.iter().map(|(_, v)| v.clone()).collect();
+                let (values, by_value) = self.keyed_values(keys, &fk.ref_columns);
                 let rows = self.store.load(&self.schema, far_table, &fk.columns, &values)?;
-                let by_value: rustc_hash::FxHashMap<Row, ObjectKey> =
-                    parents.into_iter().map(|(k, v)| (v, k)).collect();
                 for row in rows {
                     let fk_values: Row = fk.columns.iter().map(|&c| row[c as usize].clone()).collect();
                     let child = self.materialize(far_entity, row)?;
@@ -256,14 +264,8 @@ impl Session {
             (LinkKind::Secondary { foreign_keys, .. }, _) => {
                 let (near_id, far_id) = (foreign_keys[end.index()], foreign_keys[end.opposite().index()]);
                 let near_fk = self.schema.foreign_key(near_id).clone();
-                let near: Vec<(ObjectKey, Row)> = keys
-                    .iter()
-                    .filter_map(|&k| self.committed_values(k, &near_fk.ref_columns).map(|v| (k, v)))
-                    .collect();
-                let values: Vec<Row> = near.iter().map(|(_, v)| v.clone()).collect();
+                let (values, by_value) = self.keyed_values(keys, &near_fk.ref_columns);
                 let pairs = self.store.load_through(&self.schema, near_id, far_id, &values)?;
-                let by_value: rustc_hash::FxHashMap<Row, ObjectKey> =
-                    near.into_iter().map(|(k, v)| (v, k)).collect();
                 for (near_value, far_row) in pairs {
                     let Some(&near_key) = by_value.get(&near_value) else { continue };
                     // The identity map returns the object already in memory, its values intact.

@@ -185,57 +185,13 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    use relgraph_core::{Row, RowOp, Schema, Store, StoreError, TableId, Value};
+    use relgraph_core::{Row, Store, Value};
+    use relgraph_testkit::fault::{Fault, FaultStore};
     use relgraph_testkit::memory_store::MemoryStore;
     use relgraph_testkit::workloads::{Handles, schema};
 
     use crate::Session;
     use crate::pipeline::NO_THREAD;
-
-    /// A memory store that panics in `apply` once armed.
-    struct Panicking(MemoryStore, Arc<AtomicBool>);
-
-    impl Store for Panicking {
-        fn create_tables(&mut self, schema: &Schema) -> Result<(), StoreError> {
-            self.0.create_tables(schema)
-        }
-        fn begin(&mut self) -> Result<(), StoreError> {
-            self.0.begin()
-        }
-        fn apply(
-            &mut self,
-            schema: &Schema,
-            ops: &[RowOp],
-            keys: &mut Vec<Option<i64>>,
-        ) -> Result<(), StoreError> {
-            assert!(!self.1.load(Ordering::Relaxed), "a bug in the store");
-            self.0.apply(schema, ops, keys)
-        }
-        fn commit(&mut self) -> Result<(), StoreError> {
-            self.0.commit()
-        }
-        fn rollback(&mut self) -> Result<(), StoreError> {
-            self.0.rollback()
-        }
-        fn load(
-            &mut self,
-            schema: &Schema,
-            table: TableId,
-            columns: &[u32],
-            keys: &[Row],
-        ) -> Result<Vec<Row>, StoreError> {
-            self.0.load(schema, table, columns, keys)
-        }
-        fn load_all(&mut self, schema: &Schema, table: TableId) -> Result<Vec<Row>, StoreError> {
-            self.0.load_all(schema, table)
-        }
-        fn set_echo(&mut self, echo: Option<relgraph_core::Echo>) {
-            self.0.set_echo(echo);
-        }
-    }
 
     /// 40 parents with 3 children each, flushed; then every parent renamed,
     /// every fourth deleted (its children with it: delete-orphan) and the
@@ -292,11 +248,11 @@ mod tests {
 
     #[test]
     fn a_store_that_panics_meanwhile_takes_back_the_record_and_the_panic_goes_on() {
-        let armed = Arc::new(AtomicBool::new(false));
-        let mut session = staged(Panicking(MemoryStore::new(), armed.clone()));
+        let (store, fault) = FaultStore::new(Box::new(MemoryStore::new()), Fault::Never);
+        let mut session = staged(store);
         let before = digest(&session);
         let plan = session.plan().unwrap().to_string();
-        armed.store(true, Ordering::Relaxed);
+        fault.set(Fault::PanicAtOp(5));
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.flush()));
         assert!(result.is_err(), "the store's panic reaches the caller");
         assert_eq!(digest(&session), before, "the early record went back");

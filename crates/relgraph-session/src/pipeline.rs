@@ -391,6 +391,7 @@ mod tests {
     use std::sync::Arc;
 
     use relgraph_core::{Schema, Value};
+    use relgraph_testkit::fault::{Fault, FaultStore};
     use relgraph_testkit::memory_store::MemoryStore;
     use relgraph_testkit::workloads::{Handles, schema};
 
@@ -423,58 +424,12 @@ mod tests {
         (rows, stats.pipelined)
     }
 
-    /// A store that panics at its 50th operation.
-    struct Panicking(MemoryStore, usize);
-
-    impl relgraph_core::Store for Panicking {
-        fn create_tables(&mut self, schema: &Schema) -> Result<(), relgraph_core::StoreError> {
-            self.0.create_tables(schema)
-        }
-        fn begin(&mut self) -> Result<(), relgraph_core::StoreError> {
-            self.0.begin()
-        }
-        fn apply(
-            &mut self,
-            schema: &Schema,
-            ops: &[relgraph_core::RowOp],
-            keys: &mut Vec<Option<i64>>,
-        ) -> Result<(), relgraph_core::StoreError> {
-            self.1 += ops.len();
-            assert!(self.1 < 50, "a bug in the store");
-            self.0.apply(schema, ops, keys)
-        }
-        fn commit(&mut self) -> Result<(), relgraph_core::StoreError> {
-            self.0.commit()
-        }
-        fn rollback(&mut self) -> Result<(), relgraph_core::StoreError> {
-            self.0.rollback()
-        }
-        fn load(
-            &mut self,
-            schema: &Schema,
-            table: relgraph_core::TableId,
-            columns: &[u32],
-            keys: &[relgraph_core::Row],
-        ) -> Result<Vec<relgraph_core::Row>, relgraph_core::StoreError> {
-            self.0.load(schema, table, columns, keys)
-        }
-        fn load_all(
-            &mut self,
-            schema: &Schema,
-            table: relgraph_core::TableId,
-        ) -> Result<Vec<relgraph_core::Row>, relgraph_core::StoreError> {
-            self.0.load_all(schema, table)
-        }
-        fn set_echo(&mut self, echo: Option<relgraph_core::Echo>) {
-            self.0.set_echo(echo);
-        }
-    }
-
     #[test]
     fn a_store_that_panics_takes_back_what_was_recorded_early_and_the_panic_goes_on() {
         let schema = schema();
         let h = Handles::new(&schema);
-        let mut session = Session::new(schema.clone(), Panicking(MemoryStore::new(), 0)).unwrap();
+        let (store, _) = FaultStore::new(Box::new(MemoryStore::new()), Fault::PanicAtOp(49));
+        let mut session = Session::new(schema.clone(), store).unwrap();
         session.set_pipeline_threshold(0);
         let pid = schema.entity_column(h.parent, "id").unwrap();
         let parents: Vec<_> = (1..=3000i64)

@@ -172,12 +172,7 @@ impl Session {
         match def.kind {
             LinkKind::ForeignKey(fk) => {
                 let fk = self.schema.foreign_key(fk).clone();
-                let near: Vec<(ObjectKey, Row)> = keys
-                    .iter()
-                    .filter_map(|&k| self.committed_values(k, &fk.ref_columns).map(|v| (k, v)))
-                    .collect();
-                let values: Vec<Row> = near.iter().map(|(_, v)| v.clone()).collect();
-                let by_value: FxHashMap<Row, ObjectKey> = near.into_iter().map(|(k, v)| (v, k)).collect();
+                let (values, by_value) = self.keyed_values(keys, &fk.ref_columns);
                 for row in self.store.load(&self.schema, far_table, &fk.columns, &values)? {
                     let fk_values: Row = fk.columns.iter().map(|&c| row[c as usize].clone()).collect();
                     let Some(&parent) = by_value.get(&fk_values) else { continue };
@@ -188,12 +183,7 @@ impl Session {
             LinkKind::Secondary { foreign_keys, .. } => {
                 let (near_id, far_id) = (foreign_keys[end.index()], foreign_keys[end.opposite().index()]);
                 let near_fk = self.schema.foreign_key(near_id).clone();
-                let near: Vec<(ObjectKey, Row)> = keys
-                    .iter()
-                    .filter_map(|&k| self.committed_values(k, &near_fk.ref_columns).map(|v| (k, v)))
-                    .collect();
-                let values: Vec<Row> = near.iter().map(|(_, v)| v.clone()).collect();
-                let by_value: FxHashMap<Row, ObjectKey> = near.into_iter().map(|(k, v)| (v, k)).collect();
+                let (values, by_value) = self.keyed_values(keys, &near_fk.ref_columns);
                 for (near_value, far_row) in
                     self.store.load_through(&self.schema, near_id, far_id, &values)?
                 {

@@ -1,6 +1,6 @@
 //! A store that fails on purpose: at the N-th row operation of a
-//! transaction, or at commit, after passing everything before it to the
-//! store it wraps. It drives the "a failed flush loses nothing" tests.
+//! transaction (with an error, or a panic), or at commit, after passing
+//! everything before it to the store it wraps. It drives the "a failed flush loses nothing" tests.
 
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +15,10 @@ pub enum Fault {
     AtOp(usize),
     /// At commit.
     AtCommit,
+    /// A panic at the operation with this 0-based index within a
+    /// transaction, as a store with a bug would: the caller's record of the
+    /// flush must survive it too.
+    PanicAtOp(usize),
 }
 
 /// What a [`FaultHandle`] shares with its store: where to fail, and the
@@ -88,13 +92,14 @@ impl Store for FaultStore {
         keys: &mut Vec<Option<i64>>,
     ) -> Result<(), StoreError> {
         self.control.0.lock().expect("fault lock").ops.extend_from_slice(ops);
-        if let Fault::AtOp(n) = self.fault
+        if let Fault::AtOp(n) | Fault::PanicAtOp(n) = self.fault
             && n >= self.applied
             && n < self.applied + ops.len()
         {
             let before = n - self.applied;
             self.inner.apply(schema, &ops[..before], keys)?;
             self.applied += before;
+            assert!(!matches!(self.fault, Fault::PanicAtOp(_)), "injected panic at operation {n}");
             return Err(Self::injected(format!("operation {n} ({:?})", ops[before])));
         }
         self.applied += ops.len();
