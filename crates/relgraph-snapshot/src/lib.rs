@@ -35,7 +35,7 @@
 //! ```
 //!
 //! The file format is described in `docs/snapshot-format.md` and in
-//! [`format`]. Engine types never derive rkyv's traits: this crate owns its
+//! [`format`](mod@format). Engine types never derive rkyv's traits: this crate owns its
 //! record types.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
