@@ -470,27 +470,6 @@ impl Db {
     }
 
     /// NOT NULL, keys and unique constraints of `row`, ignoring `itself`.
-    /// Makes room in the overlay for the rows `ops` inserts, so that a large
-    /// batch fills its maps once instead of rehashing them as they double.
-    fn reserve_inserts(&mut self, ops: &[RowOp]) {
-        let mut counts = vec![0usize; self.tables.len()];
-        for op in ops {
-            if let RowOp::Insert { table, .. } = op
-                && let Some(n) = counts.get_mut(table.index())
-            {
-                *n += 1;
-            }
-        }
-        for (state, n) in self.tables.iter_mut().zip(counts) {
-            if n > 0 {
-                state.changed.reserve(n);
-                for map in &mut state.overlay {
-                    map.reserve(n);
-                }
-            }
-        }
-    }
-
     fn check_row(&self, t: usize, row: &[Value], itself: Option<RowId>) -> Result<(), StoreError> {
         let desc = &self.tables[t].desc;
         for (c, column) in desc.columns.iter().enumerate() {
@@ -1178,9 +1157,6 @@ impl Store for SnapshotStore {
             return Err(usage("apply outside a transaction"));
         }
         keys.reserve(ops.len());
-        if let Some(db) = self.db.as_mut() {
-            db.reserve_inserts(ops);
-        }
         for op in ops {
             self.echo_op(schema, op, keys);
             let (Some(db), Some(tx)) = (self.db.as_mut(), self.tx.as_mut()) else {
