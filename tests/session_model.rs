@@ -93,41 +93,43 @@ fn session_and_a_compacted_snapshot_match_the_model() {
 /// thread of its own while the session builds the rows that follow) and
 /// must send exactly what its plan lists, as must every other flush in
 /// which no row waits for a generated key (recorded while the store writes,
-/// and put back if it fails); everything else is checked as in
+/// some sending their UPDATEs before the plan is complete, and all put back
+/// if the store fails); everything else is checked as in
 /// the other model tests. SQLite checks foreign keys per statement, the
 /// snapshot store per row: both take the pipelined rows.
 #[test]
 fn pipelined_flushes_send_their_plan_and_match_the_model() {
     let dir = scratch("pipelined");
-    let (steps, flushes) = (AtomicUsize::new(0), AtomicUsize::new(0));
-    let (pipelined, overlapped) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let counts = std::sync::Mutex::new(session_model::Counts::default());
     session_model::property("pipelined session model", "RELGRAPH_CASES", 64, 80, 3, |n, schema, ops| {
         for (ext, (store, reopen)) in [
             ("sqlite", stores(&dir.join(format!("case{n}.sqlite")), sqlite, sqlite)),
             ("snap", stores(&dir.join(format!("case{n}.snap")), snapshot, snapshot_reader)),
         ] {
-            let (s, f, p, o) = session_model::run_pipelined(schema.clone(), store, reopen, ops)
+            let c = session_model::run_pipelined(schema.clone(), store, reopen, ops)
                 .map_err(|e| format!("{ext}: {e}"))?;
             let _ = std::fs::remove_file(dir.join(format!("case{n}.{ext}")));
-            steps.fetch_add(s, Ordering::Relaxed);
-            flushes.fetch_add(f, Ordering::Relaxed);
-            pipelined.fetch_add(p, Ordering::Relaxed);
-            overlapped.fetch_add(o, Ordering::Relaxed);
+            let mut all = counts.lock().unwrap();
+            all.steps += c.steps;
+            all.flushes += c.flushes;
+            all.pipelined += c.pipelined;
+            all.overlapped += c.overlapped;
+            all.streamed += c.streamed;
         }
         Ok(())
     });
     let _ = std::fs::remove_dir_all(&dir);
-    let (flushes, pipelined, overlapped) =
-        (flushes.into_inner(), pipelined.into_inner(), overlapped.into_inner());
+    let session_model::Counts { steps, flushes, pipelined, overlapped, streamed } =
+        counts.into_inner().unwrap();
     println!(
-        "pipelined: {} steps, {flushes} flushes checked, {pipelined} pipelined, {overlapped} overlapped",
-        steps.into_inner()
+        "pipelined: {steps} steps, {flushes} flushes checked, {pipelined} pipelined, {overlapped} overlapped ({streamed} streamed)"
     );
     assert!(pipelined * 20 >= flushes, "too few flushes ran as a pipeline: {pipelined} of {flushes}");
     assert!(
         overlapped * 20 >= flushes,
         "too few flushes were recorded beside the store: {overlapped} of {flushes}"
     );
+    assert!(streamed * 100 >= flushes, "too few flushes sent UPDATEs ahead: {streamed} of {flushes}");
 }
 
 /// The same operation sequences through SQLite and through the snapshot

@@ -65,6 +65,9 @@ pub struct FlushStats {
     /// Whether the session recorded the flush while the store wrote and
     /// committed it (see [`Session::set_pipeline_threshold`]).
     pub overlapped: bool,
+    /// UPDATEs sent to the store while the rest of the flush was still
+    /// being worked out (an overlapped flush of UPDATEs and DELETEs only).
+    pub streamed: usize,
 }
 
 /// One planned row operation and why it is there, in run order.
@@ -218,11 +221,31 @@ impl Session {
     /// A [`FlushError`]; nothing was written and every pending change is
     /// still in the session, so fixing the cause and flushing again works.
     pub fn flush(&mut self) -> Result<FlushStats, FlushError> {
-        let mut work = self.collect(true)?;
+        let mut work = match self.collect(true) {
+            Ok(work) => work,
+            Err(e) => {
+                self.abandon_stream();
+                return Err(e);
+            }
+        };
         if let Some(streamed) = work.streamed.take() {
             return self.flush_pipelined(work, streamed);
         }
-        let order = self.order(&mut work)?;
+        #[cfg(test)]
+        if crate::stream::FAIL_AFTER_COLLECT.with(std::cell::Cell::get) {
+            self.abandon_stream();
+            return Err(FlushError::Cycle { cycle: "a test's".into() });
+        }
+        let order = match self.order(&mut work) {
+            Ok(order) => order,
+            Err(e) => {
+                self.abandon_stream();
+                return Err(e);
+            }
+        };
+        if let Some(stream) = self.stream.take() {
+            return self.flush_streamed(stream, work, order);
+        }
         if order.is_empty() {
             // Nothing to send, but the session's record may still move: a
             // re-key whose row did not change, pending orphans never inserted.
@@ -833,6 +856,26 @@ impl Session {
         candidates.extend(nulled);
         self.sort_by_seq(&mut candidates);
         candidates.dedup();
+        // A large flush of UPDATEs and DELETEs only sends its UPDATEs to the
+        // store as they are built (see `stream.rs`), in plan order: by table
+        // rank, then creation.
+        let mut streaming = pipeline && self.may_stream(&work, &net, candidates.len());
+        if streaming {
+            let ranks = self.table_ranks();
+            let rank = |k: ObjectKey| {
+                self.graph.entity_of(k).map_or(u32::MAX, |e| ranks[self.schema.entity(e).table.index()])
+            };
+            // Stable: creation order within a rank.
+            candidates.sort_by_cached_key(|&k| rank(k));
+            let store = std::mem::replace(&mut self.store, Box::new(crate::pipeline::Lent));
+            match crate::stream::Stream::start(store, Arc::clone(&self.schema)) {
+                Ok(stream) => self.stream = Some(stream),
+                Err(store) => {
+                    self.store = store;
+                    streaming = false;
+                }
+            }
+        }
         // One buffer for every candidate's row: only changed cells are kept.
         let mut cells: Vec<Cell> = Vec::new();
         for o in candidates {
@@ -851,7 +894,10 @@ impl Session {
                 }
             }
             let node = work.push(RowOp::Insert { table, row: Box::new([]) }, Reason::Update(o), Kind::Update);
+            let (edges, nodes) = (work.edges.len(), work.nodes.len());
             self.fill_foreign_keys(&mut work, o, node, &mut cells, &doomed, &keep_fk)?;
+            // Nothing may have to run before a streamed UPDATE.
+            let waits = work.edges.len() != edges || work.nodes.len() != nodes;
             let (columns, values) = changed_cells(&cells, committed);
             if columns.is_empty() {
                 // Nothing changed after all: the node stays an empty no-op, dropped by `order`.
@@ -873,13 +919,23 @@ impl Session {
                     work.edge(node, delete, Dep::Must);
                 }
             }
-            work.nodes[node as usize].op = RowOp::Update {
+            // Streamed while each UPDATE is one that nothing waits on: no key
+            // or unique column changes, no row of this flush comes first.
+            streaming = streaming
+                && !waits
+                && self.schema.table(table).uniques.is_empty()
+                && !columns.iter().any(|c| pk.contains(c));
+            let op = RowOp::Update {
                 table,
                 key_columns: pk.clone().into(),
                 key: pk.iter().map(|&c| v(&committed[c as usize])).collect(),
                 columns,
                 values,
             };
+            if streaming && let Some(stream) = self.stream.as_mut() {
+                stream.send(node, op.clone());
+            }
+            work.nodes[node as usize].op = op;
         }
 
         // A deleted child goes before its deleted parent.
@@ -967,6 +1023,26 @@ impl Session {
         work.deleted.extend(doomed_list.into_iter().filter(|&k| work.delete_node.contains_key(k)));
         work.dropped = dropped.into_iter().collect();
         Ok(work)
+    }
+
+    /// Whether this flush may send its UPDATEs as they are built: it is
+    /// large enough (`candidates` UPDATEs on top of the nodes so far), every
+    /// node so far is a DELETE (no INSERT, no re-key, no association row
+    /// removed with its object), and no association row is unlinked, so
+    /// nothing comes before the UPDATEs in the plan.
+    fn may_stream(&self, work: &Work, net: &[(LinkId, ObjectKey, ObjectKey, i8)], candidates: usize) -> bool {
+        if candidates == 0
+            || candidates + work.nodes.len() < self.pipeline_min
+            || net.iter().any(|&(link, _, _, n)| {
+                n < 0 && matches!(self.schema.link(link).kind, LinkKind::Secondary { .. })
+            })
+        {
+            return false;
+        }
+        // DELETEs of a table on a foreign-key cycle may need one of their
+        // keys nulled first: an UPDATE the plan would put among the others.
+        let cyclic = self.cyclic_tables();
+        work.nodes.iter().all(|n| n.kind == Kind::Delete && !cyclic[n.table.index()])
     }
 
     /// The pipelined form of this flush, if it may run as one: only new
@@ -1446,8 +1522,33 @@ impl Session {
         ranks
     }
 
+    /// Per table, whether a foreign-key path leads from it back to itself
+    /// (a self-reference included): only there can the rows of one flush
+    /// depend on each other in a cycle.
+    fn cyclic_tables(&self) -> Vec<bool> {
+        let n = self.schema.tables().len();
+        let mut cyclic = vec![false; n];
+        let mut graph = petgraph::graph::DiGraph::<usize, ()>::new();
+        let nodes: Vec<_> = (0..n).map(|i| graph.add_node(i)).collect();
+        for fk in self.schema.foreign_keys() {
+            if fk.table == fk.ref_table {
+                cyclic[fk.table.index()] = true;
+            } else {
+                graph.add_edge(nodes[fk.ref_table.index()], nodes[fk.table.index()], ());
+            }
+        }
+        for component in petgraph::algo::tarjan_scc(&graph) {
+            if component.len() > 1 {
+                for node in component {
+                    cyclic[graph[node]] = true;
+                }
+            }
+        }
+        cyclic
+    }
+
     /// The ordered operations, with generated-key references renumbered to positions.
-    fn sequence(work: &mut Work, order: &[u32]) -> (Vec<RowOp>, Vec<u32>) {
+    pub(crate) fn sequence(work: &mut Work, order: &[u32]) -> (Vec<RowOp>, Vec<u32>) {
         let mut position = vec![u32::MAX; work.nodes.len()];
         for (p, &node) in order.iter().enumerate() {
             position[node as usize] = p as u32;

@@ -48,6 +48,7 @@ mod order;
 mod overlap;
 mod pipeline;
 mod refresh;
+mod stream;
 
 use std::sync::Arc;
 
@@ -98,6 +99,9 @@ pub struct Session {
     schema: Arc<Schema>,
     graph: Graph,
     store: Box<dyn Store>,
+    /// A flush's store at work on its own thread while the flush is worked
+    /// out (see `stream.rs`); `None` outside a flush.
+    stream: Option<stream::Stream>,
     tracked: SecondaryMap<ObjectKey, Tracked>,
     /// (table, primary key) to object: one object per row.
     /// Per table: primary key to object. One object per row. Keyed by
@@ -184,6 +188,7 @@ impl Session {
             net: NetLinks::default(),
             written: Vec::new(),
             staged: Vec::new(),
+            stream: None,
             next_seq: 0,
         })
     }

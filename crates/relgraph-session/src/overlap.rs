@@ -159,7 +159,7 @@ impl Session {
 
     /// Puts back what an early record changed, newest first, and turns the
     /// graph's journal back on.
-    fn play_back(&mut self, log: RecordLog) {
+    pub(crate) fn play_back(&mut self, log: RecordLog) {
         for change in log.changes.into_iter().rev() {
             match change {
                 Change::Value(o, column, old) => {
@@ -184,7 +184,7 @@ impl Session {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use relgraph_core::{Row, Store, Value};
     use relgraph_testkit::fault::{Fault, FaultStore};
     use relgraph_testkit::memory_store::MemoryStore;
@@ -196,7 +196,7 @@ mod tests {
     /// 40 parents with 3 children each, flushed; then every parent renamed,
     /// every fourth deleted (its children with it: delete-orphan) and the
     /// first child of every other parent moved to parent 1.
-    fn staged(store: impl Store + 'static) -> Session {
+    pub(crate) fn staged(store: impl Store + 'static) -> Session {
         let schema = schema();
         let h = Handles::new(&schema);
         let mut session = Session::new(schema.clone(), store).unwrap();
@@ -227,7 +227,7 @@ mod tests {
     }
 
     /// Every object's state and row, sorted, and the identity map's sizes.
-    fn digest(session: &Session) -> Vec<String> {
+    pub(crate) fn digest(session: &Session) -> Vec<String> {
         let mut out: Vec<String> = session
             .graph()
             .objects()
@@ -241,7 +241,7 @@ mod tests {
         out
     }
 
-    fn rows(session: &mut Session) -> Vec<Vec<Row>> {
+    pub(crate) fn rows(session: &mut Session) -> Vec<Vec<Row>> {
         let schema = session.schema().clone();
         schema.table_ids().map(|t| session.store_mut().load_all(&schema, t).unwrap()).collect()
     }

@@ -33,6 +33,8 @@ pub struct SessionHarness {
     pub pipelined: usize,
     /// Flushes recorded while the store wrote them.
     pub overlapped: usize,
+    /// Flushes that sent UPDATEs before their plan was complete.
+    pub streamed: usize,
     /// Operations applied.
     pub steps: usize,
     /// Flushes checked.
@@ -61,6 +63,7 @@ impl SessionHarness {
             sent: None,
             pipelined: 0,
             overlapped: 0,
+            streamed: 0,
             steps: 0,
             flushes: 0,
         }
@@ -160,6 +163,7 @@ impl SessionHarness {
         self.flushes += 1;
         self.pipelined += usize::from(stats.pipelined);
         self.overlapped += usize::from(stats.overlapped);
+        self.streamed += usize::from(stats.streamed > 0);
         if let (Some(sent), Ok(planned)) = (&self.sent, &planned) {
             let planned: Vec<_> = planned.ops.iter().map(|p| p.op.clone()).collect();
             let sent = if planned.is_empty() { Vec::new() } else { sent.last_transaction() };
@@ -395,7 +399,7 @@ pub fn run(
 
 /// As [`run`], with every flush of new rows only run as a pipeline and
 /// checked against its plan (see [`SessionHarness::pipelined`]); returns
-/// (steps, flushes, pipelined flushes, overlapped flushes).
+/// its counters.
 ///
 /// # Errors
 /// The first disagreement.
@@ -404,13 +408,34 @@ pub fn run_pipelined(
     store: Box<dyn Store>,
     reopen: Box<dyn FnMut() -> Box<dyn Store>>,
     ops: &[Op],
-) -> Result<(usize, usize, usize, usize), String> {
+) -> Result<Counts, String> {
     let mut h = SessionHarness::pipelined(schema, store, reopen);
     for op in ops {
         h.apply(op)?;
     }
     h.flush_and_check()?;
-    Ok((h.steps, h.flushes, h.pipelined, h.overlapped))
+    Ok(Counts {
+        steps: h.steps,
+        flushes: h.flushes,
+        pipelined: h.pipelined,
+        overlapped: h.overlapped,
+        streamed: h.streamed,
+    })
+}
+
+/// What a run of [`run_pipelined`] saw.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counts {
+    /// Operations applied.
+    pub steps: usize,
+    /// Flushes checked.
+    pub flushes: usize,
+    /// Flushes that ran as a pipeline.
+    pub pipelined: usize,
+    /// Flushes recorded while the store wrote them.
+    pub overlapped: usize,
+    /// Flushes that sent UPDATEs before their plan was complete.
+    pub streamed: usize,
 }
 
 /// Runs a model-based property over random schemas of the family and

@@ -1,0 +1,283 @@
+//! A streamed flush: an overlapped flush (see `overlap.rs`) whose first
+//! operations go to the store while the session is still working out the
+//! rest. It is taken when the plan is known to begin with UPDATEs that
+//! nothing waits on: a flush with no INSERT and no association-row DELETE,
+//! whose UPDATEs change no key and no unique column and take no key from a
+//! row of the same flush. Those UPDATEs come first in the plan, by table rank
+//! and creation, so the session sends each as soon as it is built; when the
+//! plan is complete, it checks that it begins with what was sent, sends the
+//! rest and the commit, and records while the store works. If the check ever
+//! failed, the store would roll back and the flush run as an ordinary one.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+use relgraph_core::{ErrorKind, RowOp, Schema, Store, StoreError};
+
+use crate::flush::{FlushStats, Work, free_later};
+use crate::overlap::RecordLog;
+use crate::pipeline::{Lent, no_thread};
+use crate::{FlushError, Session};
+
+#[cfg(test)]
+thread_local! {
+    /// Set by a test to fail a flush once its unit of work is built (and
+    /// its first UPDATEs sent), as an error of the session's own would.
+    pub(crate) static FAIL_AFTER_COLLECT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Operations per hand-over, as in the pipeline.
+const CHUNK: usize = 1000;
+
+/// Chunks that may wait between the two threads.
+const QUEUED_CHUNKS: usize = 16;
+
+enum Message {
+    Ops(Vec<RowOp>),
+    Commit,
+    Abort,
+}
+
+/// How the store's thread ended: the step that failed, if one did; or the
+/// panic it caught, to be raised again once the store is back.
+type Outcome = std::thread::Result<Result<(), (&'static str, StoreError)>>;
+
+/// The store at work on its own thread, and what was sent to it.
+pub(crate) struct Stream {
+    sender: Option<SyncSender<Message>>,
+    thread: JoinHandle<(Box<dyn Store>, Outcome)>,
+    chunk: Vec<RowOp>,
+    /// The nodes sent, in order.
+    pub(crate) sent: Vec<u32>,
+}
+
+impl Stream {
+    /// Starts `store` on a thread of its own, in a transaction; gives the
+    /// store back when no thread can start.
+    pub(crate) fn start(store: Box<dyn Store>, schema: Arc<Schema>) -> Result<Stream, Box<dyn Store>> {
+        if no_thread() {
+            return Err(store);
+        }
+        // The store is handed over once the thread runs, so that a thread
+        // that cannot start leaves it here.
+        let (hand, take) = sync_channel::<Box<dyn Store>>(1);
+        let (sender, receiver) = sync_channel::<Message>(QUEUED_CHUNKS);
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        let thread = std::thread::Builder::new().name("relgraph-store".into()).spawn(move || {
+            let mut store = take.recv().expect("the store is handed over as soon as the thread starts");
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                tracing::dispatcher::with_default(&dispatch, || write(&mut *store, &schema, receiver))
+            }));
+            (store, outcome)
+        });
+        match thread {
+            Ok(thread) => {
+                hand.send(store).expect("the thread waits for the store");
+                Ok(Stream {
+                    sender: Some(sender),
+                    thread,
+                    chunk: Vec::with_capacity(CHUNK),
+                    sent: Vec::new(),
+                })
+            }
+            Err(_) => Err(store),
+        }
+    }
+
+    /// Sends node `node`'s operation; a store that has stopped (its error
+    /// comes with [`Stream::finish`]) takes nothing more.
+    pub(crate) fn send(&mut self, node: u32, op: RowOp) {
+        self.sent.push(node);
+        self.chunk.push(op);
+        if self.chunk.len() >= CHUNK {
+            self.hand_over();
+        }
+    }
+
+    fn hand_over(&mut self) {
+        if self.chunk.is_empty() {
+            return;
+        }
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+        if let Some(sender) = &self.sender
+            && sender.send(Message::Ops(chunk)).is_err()
+        {
+            self.sender = None;
+        }
+    }
+
+    /// Sends `ops` and the commit; the outcome comes with [`Stream::finish`].
+    pub(crate) fn commit(&mut self, ops: Vec<RowOp>) {
+        self.hand_over();
+        if let Some(sender) = self.sender.take() {
+            for chunk in ops.chunks(CHUNK) {
+                if sender.send(Message::Ops(chunk.to_vec())).is_err() {
+                    return;
+                }
+            }
+            let _ = sender.send(Message::Commit);
+        }
+    }
+
+    /// Waits for the store: it comes back with how its transaction ended.
+    pub(crate) fn finish(mut self) -> (Box<dyn Store>, Outcome) {
+        self.hand_over();
+        // Without a commit sent, the transaction is abandoned.
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.send(Message::Abort);
+        }
+        match self.thread.join() {
+            Ok(done) => done,
+            // The thread catches the store's panics; this one is its own.
+            Err(panic) => (Box::new(Lent), Err(panic)),
+        }
+    }
+}
+
+/// The store's side: begins, applies what arrives, commits when told.
+fn write(
+    store: &mut dyn Store,
+    schema: &Schema,
+    receiver: Receiver<Message>,
+) -> Result<(), (&'static str, StoreError)> {
+    store.begin().map_err(|e| ("begin", e))?;
+    let mut keys = Vec::new();
+    for message in receiver {
+        match message {
+            Message::Ops(ops) => store.apply(schema, &ops, &mut keys).map_err(|e| ("a row operation", e))?,
+            Message::Commit => return store.commit().map_err(|e| ("commit", e)),
+            Message::Abort => break,
+        }
+    }
+    Err(("abort", StoreError::new(ErrorKind::Usage, "the flush stopped before its commit")))
+}
+
+impl Session {
+    /// Takes the store back from an unfinished stream after the flush
+    /// failed on the session's side: its transaction is rolled back.
+    pub(crate) fn abandon_stream(&mut self) {
+        let Some(stream) = self.stream.take() else { return };
+        let (store, outcome) = stream.finish();
+        self.store = store;
+        match outcome {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(Err(("begin", _))) => {}
+            Ok(_) => {
+                let _ = self.store.rollback();
+            }
+        }
+    }
+
+    /// Runs the rest of a streamed flush once its plan is known.
+    pub(crate) fn flush_streamed(
+        &mut self,
+        mut stream: Stream,
+        mut work: Work,
+        order: Vec<u32>,
+    ) -> Result<FlushStats, FlushError> {
+        let (ops, _) = Self::sequence(&mut work, &order);
+        let sent = stream.sent.len();
+        if !order.starts_with(&stream.sent) {
+            // Not expected: the plan does not begin with what was sent. The
+            // store rolls back and the flush runs as an ordinary one.
+            debug_assert!(false, "a streamed flush's plan does not begin with the {sent} operations sent");
+            tracing::warn!(target: "relgraph::flush", "the plan does not begin with the streamed operations; running again");
+            self.stream = Some(stream);
+            self.abandon_stream();
+            return self.run(work, order, ops);
+        }
+        stream.commit(ops[sent..].to_vec());
+        let mut log = RecordLog::default();
+        self.graph.set_journaling(false);
+        self.record_ops(&work, &ops, &order, &[], Some(&mut log));
+        for &d in &work.deleted {
+            self.forget_deleted(d, Some(&mut log));
+        }
+        let (store, outcome) = stream.finish();
+        self.store = store;
+        let ran = match outcome {
+            Err(panic) => {
+                self.play_back(log);
+                std::panic::resume_unwind(panic)
+            }
+            Ok(ran) => ran,
+        };
+        if let Err((operation, e)) = ran {
+            let e = if operation == "begin" {
+                e
+            } else {
+                match self.store.rollback() {
+                    Ok(()) => e,
+                    Err(rollback) => e.with_rollback(rollback),
+                }
+            };
+            self.play_back(log);
+            return Err(FlushError::Store { operation: operation.to_owned(), source: e });
+        }
+        let stats = FlushStats { overlapped: true, streamed: sent, ..Self::stats(&work, &order) };
+        for &d in &work.deleted {
+            // The deleted object leaves every collection and scalar now that the flush committed (rule 18).
+            let _ = self.graph.remove(d);
+        }
+        self.settle(work);
+        free_later(ops);
+        free_later(log);
+        Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use relgraph_core::ErrorKind;
+    use relgraph_testkit::fault::{Fault, FaultStore};
+    use relgraph_testkit::memory_store::MemoryStore;
+
+    use super::FAIL_AFTER_COLLECT;
+    use crate::overlap::tests::{digest, rows, staged};
+
+    #[test]
+    fn a_streamed_flush_sends_its_plan_and_fails_anywhere_without_losing_anything() {
+        let mut reference = staged(MemoryStore::new());
+        let plan = reference.plan().unwrap();
+        let expected_stats = reference.flush().unwrap();
+        assert!(expected_stats.streamed > 0, "the UPDATEs went ahead: {expected_stats:?}");
+        let expected = rows(&mut reference);
+
+        let (store, fault) = FaultStore::new(Box::new(MemoryStore::new()), Fault::Never);
+        let mut session = staged(store);
+        let before = (digest(&session), rows(&mut session));
+        let ops = plan.ops.len();
+        for at in (0..ops).map(Fault::AtOp).chain([Fault::AtCommit]) {
+            fault.set(at);
+            let err = session.flush().expect_err("the injected fault fails the flush");
+            assert_eq!(err.store_kind(), Some(ErrorKind::Connection), "{at:?}: {err}");
+            assert_eq!((digest(&session), rows(&mut session)), before, "{at:?}: as it was");
+            assert_eq!(session.plan().unwrap().to_string(), plan.to_string(), "{at:?}: nothing pending lost");
+        }
+        fault.set(Fault::Never);
+        let stats = session.flush().unwrap();
+        assert_eq!(stats, expected_stats);
+        let sent = fault.last_transaction();
+        assert_eq!(sent, plan.ops.iter().map(|p| p.op.clone()).collect::<Vec<_>>(), "the plan, in order");
+        assert_eq!(rows(&mut session), expected);
+        assert_eq!(digest(&session), digest(&reference));
+    }
+
+    #[test]
+    fn a_streamed_flush_the_session_fails_after_sending_rolls_the_store_back() {
+        let mut session = staged(MemoryStore::new());
+        let before = (digest(&session), rows(&mut session));
+        let plan = session.plan().unwrap().to_string();
+        FAIL_AFTER_COLLECT.with(|f| f.set(true));
+        let failed = session.flush();
+        FAIL_AFTER_COLLECT.with(|f| f.set(false));
+        assert!(matches!(failed, Err(crate::FlushError::Cycle { .. })), "{failed:?}");
+        assert_eq!((digest(&session), rows(&mut session)), before, "the UPDATEs sent were rolled back");
+        assert_eq!(session.plan().unwrap().to_string(), plan);
+        let stats = session.flush().unwrap();
+        assert!(stats.streamed > 0, "{stats:?}");
+        assert_ne!(rows(&mut session), before.1);
+    }
+}
