@@ -772,37 +772,37 @@ impl Session {
 
         let doomed_targets = self.doomed_targets(&doomed_list);
 
-        // 3a. Deletes and the association rows of deleted objects (rule 12).
-        for &d in &doomed_list {
-            let entity = self.graph.entity_of(d)?;
-            let table = self.schema.entity(entity).table;
-            let row = self.stored(d).expect("deleted objects are persistent");
-            for &(link, end) in &schema.entity(entity).slots {
-                let LinkKind::Secondary { table: assoc, foreign_keys } = schema.link(link).kind else {
-                    continue;
-                };
-                let fk = schema.foreign_key(foreign_keys[end.index()]);
-                let op = RowOp::Delete {
-                    table: assoc,
-                    columns: fk.columns.clone().into(),
-                    values: fk.ref_columns.iter().map(|&c| v(&row[c as usize])).collect(),
-                };
-                work.push(op, Reason::AssocDeleteAll(link, d), Kind::AssocDelete);
+        // The objects whose rows 3c may update, and the new objects of 3b.
+        let mut candidates: Vec<ObjectKey> = self
+            .written
+            .iter()
+            .copied()
+            .filter(|&k| self.tracked.get(k).is_some_and(|t| t.state == State::Persistent && t.dirty))
+            .collect();
+        for &(link, s, _, _) in &net {
+            if matches!(self.schema.link(link).kind, LinkKind::ForeignKey(_))
+                && self.state(s) == State::Persistent
+            {
+                candidates.push(s);
             }
-            let pk = &self.schema.table(table).primary_key;
-            let op = RowOp::Delete {
-                table,
-                columns: pk.clone().into(),
-                values: pk.iter().map(|&c| v(&row[c as usize])).collect(),
-            };
-            let node = work.push(op, Reason::Delete(d, why[&d]), Kind::Delete);
-            work.delete_node.insert(d, node);
         }
-
-        // 3b. Inserts of new objects, parents first where the order is known.
+        candidates.extend(nulled);
+        self.sort_by_seq(&mut candidates);
+        candidates.dedup();
         let mut new_objects: Vec<ObjectKey> =
             pending.iter().chain(work.cascaded.iter()).copied().filter(|k| !dropped.contains(k)).collect();
         self.sort_by_seq(&mut new_objects);
+        // A large flush of UPDATEs and DELETEs only builds its DELETEs after
+        // its UPDATEs, which go to the store as they are built (see
+        // `stream.rs`): the store starts sooner. The plan is the same.
+        let defer_deletes =
+            pipeline && new_objects.is_empty() && self.may_stream(&doomed_list, &net, candidates.len());
+        // 3a. Deletes and the association rows of deleted objects (rule 12).
+        if !defer_deletes {
+            self.push_deletes(&mut work, &doomed_list, &why)?;
+        }
+
+        // 3b. Inserts of new objects, parents first where the order is known.
         work.nodes.reserve(new_objects.len());
         // Nodes first, rows in the pass below: a child can then refer to its
         // parent's INSERT whichever of the two comes first.
@@ -840,26 +840,13 @@ impl Session {
         }
 
         // 3c. Updates of persistent objects: changed columns, foreign keys from links.
-        let mut candidates: Vec<ObjectKey> = self
-            .written
-            .iter()
-            .copied()
-            .filter(|&k| self.tracked.get(k).is_some_and(|t| t.state == State::Persistent && t.dirty))
-            .collect();
-        for &(link, s, _, _) in &net {
-            if matches!(self.schema.link(link).kind, LinkKind::ForeignKey(_))
-                && self.state(s) == State::Persistent
-            {
-                candidates.push(s);
-            }
-        }
-        candidates.extend(nulled);
-        self.sort_by_seq(&mut candidates);
-        candidates.dedup();
         // A large flush of UPDATEs and DELETEs only sends its UPDATEs to the
         // store as they are built (see `stream.rs`), in plan order: by table
         // rank, then creation.
-        let mut streaming = pipeline && self.may_stream(&work, &net, candidates.len());
+        let mut streaming = defer_deletes;
+        // UPDATEs that move a foreign key away from a row deleted later in the
+        // build: they get their edge once the DELETEs exist.
+        let mut moved_away: Vec<(u32, ObjectKey)> = Vec::new();
         if streaming {
             let ranks = self.table_ranks();
             let rank = |k: ObjectKey| {
@@ -913,10 +900,12 @@ impl Session {
             let pk = &self.schema.table(table).primary_key;
             // Moving a foreign key away from a deleted row must happen before its DELETE.
             for &(_, fk) in self.fk_links[entity.index()].iter() {
-                if let Some(old) = self.doomed_target(o, fk, &doomed_targets)
-                    && let Some(&delete) = work.delete_node.get(old)
-                {
-                    work.edge(node, delete, Dep::Must);
+                if let Some(old) = self.doomed_target(o, fk, &doomed_targets) {
+                    match work.delete_node.get(old) {
+                        Some(&delete) => work.edge(node, delete, Dep::Must),
+                        None if defer_deletes => moved_away.push((node, old)),
+                        None => {}
+                    }
                 }
             }
             // Streamed while each UPDATE is one that nothing waits on: no key
@@ -936,6 +925,15 @@ impl Session {
                 stream.send(node, op.clone());
             }
             work.nodes[node as usize].op = op;
+        }
+
+        if defer_deletes {
+            self.push_deletes(&mut work, &doomed_list, &why)?;
+            for (node, old) in moved_away {
+                if let Some(&delete) = work.delete_node.get(old) {
+                    work.edge(node, delete, Dep::Must);
+                }
+            }
         }
 
         // A deleted child goes before its deleted parent.
@@ -1025,14 +1023,59 @@ impl Session {
         Ok(work)
     }
 
+    /// The DELETEs of `doomed` objects, each after one DELETE per
+    /// association table of its entity removing its association rows
+    /// (rule 12).
+    fn push_deletes(
+        &self,
+        work: &mut Work,
+        doomed: &[ObjectKey],
+        why: &HashMap<ObjectKey, Why>,
+    ) -> Result<(), FlushError> {
+        let schema = &self.schema;
+        for &d in doomed {
+            let entity = self.graph.entity_of(d)?;
+            let table = self.schema.entity(entity).table;
+            let row = self.stored(d).expect("deleted objects are persistent");
+            for &(link, end) in &schema.entity(entity).slots {
+                let LinkKind::Secondary { table: assoc, foreign_keys } = schema.link(link).kind else {
+                    continue;
+                };
+                let fk = schema.foreign_key(foreign_keys[end.index()]);
+                let op = RowOp::Delete {
+                    table: assoc,
+                    columns: fk.columns.clone().into(),
+                    values: fk.ref_columns.iter().map(|&c| v(&row[c as usize])).collect(),
+                };
+                work.push(op, Reason::AssocDeleteAll(link, d), Kind::AssocDelete);
+            }
+            let pk = &self.schema.table(table).primary_key;
+            let op = RowOp::Delete {
+                table,
+                columns: pk.clone().into(),
+                values: pk.iter().map(|&c| v(&row[c as usize])).collect(),
+            };
+            let node = work.push(op, Reason::Delete(d, why[&d]), Kind::Delete);
+            work.delete_node.insert(d, node);
+        }
+
+        Ok(())
+    }
+
     /// Whether this flush may send its UPDATEs as they are built: it is
-    /// large enough (`candidates` UPDATEs on top of the nodes so far), every
-    /// node so far is a DELETE (no INSERT, no re-key, no association row
-    /// removed with its object), and no association row is unlinked, so
-    /// nothing comes before the UPDATEs in the plan.
-    fn may_stream(&self, work: &Work, net: &[(LinkId, ObjectKey, ObjectKey, i8)], candidates: usize) -> bool {
+    /// large enough (`candidates` UPDATEs and the DELETEs of `doomed`), has
+    /// no INSERT (the caller's part), no association row is unlinked, and no
+    /// object deleted has association rows to delete or sits on a
+    /// foreign-key cycle of tables: so nothing comes before the UPDATEs in
+    /// the plan.
+    fn may_stream(
+        &self,
+        doomed: &[ObjectKey],
+        net: &[(LinkId, ObjectKey, ObjectKey, i8)],
+        candidates: usize,
+    ) -> bool {
         if candidates == 0
-            || candidates + work.nodes.len() < self.pipeline_min
+            || candidates + doomed.len() < self.pipeline_min
             || net.iter().any(|&(link, _, _, n)| {
                 n < 0 && matches!(self.schema.link(link).kind, LinkKind::Secondary { .. })
             })
@@ -1042,7 +1085,16 @@ impl Session {
         // DELETEs of a table on a foreign-key cycle may need one of their
         // keys nulled first: an UPDATE the plan would put among the others.
         let cyclic = self.cyclic_tables();
-        work.nodes.iter().all(|n| n.kind == Kind::Delete && !cyclic[n.table.index()])
+        doomed.iter().all(|&d| {
+            self.graph.entity_of(d).is_ok_and(|e| {
+                let entity = self.schema.entity(e);
+                !cyclic[entity.table.index()]
+                    && !entity
+                        .slots
+                        .iter()
+                        .any(|&(link, _)| matches!(self.schema.link(link).kind, LinkKind::Secondary { .. }))
+            })
+        })
     }
 
     /// The pipelined form of this flush, if it may run as one: only new
