@@ -393,4 +393,15 @@ pub trait Store: Send {
 
     /// Sends the text of every statement to `echo` from now on (`None` stops it).
     fn set_echo(&mut self, echo: Option<Echo>);
+
+    /// Whether this store would rather receive a run of same-shape
+    /// operations in one [`Store::apply`] call than in chunks. A session may
+    /// send a large flush's first UPDATEs in chunks of about 1,000 while it
+    /// works out the rest; a store whose statements each cost a scan of the
+    /// table (a set-based UPDATE on PostgreSQL) does better with whole runs,
+    /// and says so here. It changes how operations are grouped into calls,
+    /// never which operations run or in what order. Default: `false`.
+    fn prefers_whole_runs(&self) -> bool {
+        false
+    }
 }

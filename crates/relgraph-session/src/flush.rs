@@ -1063,8 +1063,9 @@ impl Session {
     }
 
     /// Whether this flush may send its UPDATEs as they are built: it is
-    /// large enough (`candidates` UPDATEs and the DELETEs of `doomed`), has
-    /// no INSERT (the caller's part), no association row is unlinked, and no
+    /// large enough (`candidates` UPDATEs and the DELETEs of `doomed`), the
+    /// store takes chunks, there is no INSERT (the caller's part), no
+    /// association row is unlinked, and no
     /// object deleted has association rows to delete or sits on a
     /// foreign-key cycle of tables: so nothing comes before the UPDATEs in
     /// the plan.
@@ -1075,6 +1076,7 @@ impl Session {
         candidates: usize,
     ) -> bool {
         if candidates == 0
+            || self.store.prefers_whole_runs()
             || candidates + doomed.len() < self.pipeline_min
             || net.iter().any(|&(link, _, _, n)| {
                 n < 0 && matches!(self.schema.link(link).kind, LinkKind::Secondary { .. })

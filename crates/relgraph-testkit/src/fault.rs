@@ -134,4 +134,8 @@ impl Store for FaultStore {
     fn set_echo(&mut self, echo: Option<Echo>) {
         self.inner.set_echo(echo);
     }
+
+    fn prefers_whole_runs(&self) -> bool {
+        self.inner.prefers_whole_runs()
+    }
 }
