@@ -60,7 +60,7 @@ impl Footprint for RecordLog {
 }
 
 /// What the store's thread returns: the step that failed, if one did.
-type StoreRun = Result<(), (&'static str, StoreError)>;
+pub(crate) type StoreRun = Result<(), (&'static str, StoreError)>;
 
 /// The store's side: the whole transaction.
 fn run_store(store: &mut dyn Store, schema: &Schema, ops: &[RowOp]) -> StoreRun {
@@ -134,6 +134,22 @@ impl Session {
             }
             Some(Ok(ran)) => ran,
         };
+        self.conclude(ran, log, work, &order, ops, 0)
+    }
+
+    /// The end of an overlapped flush, its store back with how its
+    /// transaction ended: on failure the store rolls back (unless it never
+    /// began) and the log is played back; once committed, deleted objects
+    /// leave the graph and the session settles. `streamed` UPDATEs went ahead.
+    pub(crate) fn conclude(
+        &mut self,
+        ran: StoreRun,
+        log: RecordLog,
+        work: Work,
+        order: &[u32],
+        ops: Vec<RowOp>,
+        streamed: usize,
+    ) -> Result<FlushStats, FlushError> {
         if let Err((operation, e)) = ran {
             let e = if operation == "begin" {
                 e
@@ -146,7 +162,7 @@ impl Session {
             self.play_back(log);
             return Err(FlushError::Store { operation: operation.to_owned(), source: e });
         }
-        let stats = FlushStats { overlapped: true, ..Self::stats(&work, &order) };
+        let stats = FlushStats { overlapped: true, streamed, ..Self::stats(&work, order) };
         for &d in &work.deleted {
             // The deleted object leaves every collection and scalar now that the flush committed (rule 18).
             let _ = self.graph.remove(d);

@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 
 use relgraph_core::{ErrorKind, RowOp, Schema, Store, StoreError};
 
-use crate::flush::{FlushStats, Work, free_later};
+use crate::flush::{FlushStats, Work};
 use crate::overlap::RecordLog;
 use crate::pipeline::{Lent, no_thread};
 use crate::{FlushError, Session};
@@ -42,7 +42,7 @@ enum Message {
 
 /// How the store's thread ended: the step that failed, if one did; or the
 /// panic it caught, to be raised again once the store is back.
-type Outcome = std::thread::Result<Result<(), (&'static str, StoreError)>>;
+type Outcome = std::thread::Result<crate::overlap::StoreRun>;
 
 /// The store at work on its own thread, and what was sent to it.
 pub(crate) struct Stream {
@@ -204,27 +204,7 @@ impl Session {
             }
             Ok(ran) => ran,
         };
-        if let Err((operation, e)) = ran {
-            let e = if operation == "begin" {
-                e
-            } else {
-                match self.store.rollback() {
-                    Ok(()) => e,
-                    Err(rollback) => e.with_rollback(rollback),
-                }
-            };
-            self.play_back(log);
-            return Err(FlushError::Store { operation: operation.to_owned(), source: e });
-        }
-        let stats = FlushStats { overlapped: true, streamed: sent, ..Self::stats(&work, &order) };
-        for &d in &work.deleted {
-            // The deleted object leaves every collection and scalar now that the flush committed (rule 18).
-            let _ = self.graph.remove(d);
-        }
-        self.settle(work);
-        free_later(ops);
-        free_later(log);
-        Ok(stats)
+        self.conclude(ran, log, work, &order, ops, sent)
     }
 }
 
