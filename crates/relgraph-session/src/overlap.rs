@@ -242,6 +242,20 @@ pub(crate) mod tests {
         session
     }
 
+    /// [`staged`], with a new parent (its key given) when `insert`: then
+    /// the flush is more than UPDATEs and DELETEs, overlapped but not streamed.
+    fn staged_more(store: impl Store + 'static, insert: bool) -> Session {
+        let mut session = staged(store);
+        if insert {
+            let schema = session.schema().clone();
+            let h = Handles::new(&schema);
+            let pid = schema.entity_column(h.parent, "id").unwrap();
+            let fresh = session.new_with(h.parent, [(pid, Value::from(1000))]).unwrap();
+            session.add(fresh).unwrap();
+        }
+        session
+    }
+
     /// Every object's state and row, sorted, and the identity map's sizes.
     pub(crate) fn digest(session: &Session) -> Vec<String> {
         let mut out: Vec<String> = session
@@ -264,15 +278,21 @@ pub(crate) mod tests {
 
     #[test]
     fn a_store_that_panics_meanwhile_takes_back_the_record_and_the_panic_goes_on() {
-        let (store, fault) = FaultStore::new(Box::new(MemoryStore::new()), Fault::Never);
-        let mut session = staged(store);
-        let before = digest(&session);
-        let plan = session.plan().unwrap().to_string();
-        fault.set(Fault::PanicAtOp(5));
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.flush()));
-        assert!(result.is_err(), "the store's panic reaches the caller");
-        assert_eq!(digest(&session), before, "the early record went back");
-        assert_eq!(session.plan().unwrap().to_string(), plan, "every pending change is kept");
+        // Streamed (UPDATEs and DELETEs only), and overlapped only (a new
+        // row with its key given makes it more than UPDATEs and DELETEs).
+        for with_insert in [false, true] {
+            let (store, fault) = FaultStore::new(Box::new(MemoryStore::new()), Fault::Never);
+            let mut session = staged_more(store, with_insert);
+            let before = digest(&session);
+            let plan = session.plan().unwrap().to_string();
+            let stats = staged_more(MemoryStore::new(), with_insert).flush().unwrap();
+            assert!(stats.overlapped && (stats.streamed > 0) != with_insert, "{stats:?}");
+            fault.set(Fault::PanicAtOp(5));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.flush()));
+            assert!(result.is_err(), "the store's panic reaches the caller");
+            assert_eq!(digest(&session), before, "the early record went back ({stats:?})");
+            assert_eq!(session.plan().unwrap().to_string(), plan, "every pending change is kept");
+        }
     }
 
     #[test]
