@@ -1649,11 +1649,13 @@ impl Session {
                 }
             }
         }
+        let mut gone = Vec::with_capacity(work.deleted.len());
         for &d in &work.deleted {
             self.forget_deleted(d, None);
             // The deleted object leaves every collection and scalar now that the flush committed (rule 18).
-            let _ = self.graph.remove(d);
+            gone.extend(self.graph.remove(d).ok());
         }
+        free_later(gone);
         self.settle(work);
     }
 
@@ -1785,6 +1787,13 @@ pub(crate) trait Footprint {
 }
 
 impl Footprint for Vec<RowOp> {
+    fn footprint(&self) -> usize {
+        self.len()
+    }
+}
+
+/// The rows of objects a flush deleted, as the graph gave them back.
+impl Footprint for Vec<Row> {
     fn footprint(&self) -> usize {
         self.len()
     }

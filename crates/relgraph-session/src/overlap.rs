@@ -163,10 +163,12 @@ impl Session {
             return Err(FlushError::Store { operation: operation.to_owned(), source: e });
         }
         let stats = FlushStats { overlapped: true, streamed, ..Self::stats(&work, order) };
+        let mut gone = Vec::with_capacity(work.deleted.len());
         for &d in &work.deleted {
             // The deleted object leaves every collection and scalar now that the flush committed (rule 18).
-            let _ = self.graph.remove(d);
+            gone.extend(self.graph.remove(d).ok());
         }
+        free_later(gone);
         self.settle(work);
         free_later(ops);
         free_later(log);
