@@ -108,8 +108,9 @@ impl Stream {
         }
     }
 
-    /// Sends `ops` and the commit; the outcome comes with [`Stream::finish`].
-    pub(crate) fn commit(&mut self, ops: Vec<RowOp>) {
+    /// Sends copies of `ops` and the commit; the outcome comes with
+    /// [`Stream::finish`]. The session keeps `ops`, to record them.
+    pub(crate) fn commit(&mut self, ops: &[RowOp]) {
         self.hand_over();
         if let Some(sender) = self.sender.take() {
             for chunk in ops.chunks(CHUNK) {
@@ -188,7 +189,7 @@ impl Session {
             self.abandon_stream();
             return self.run(work, order, ops);
         }
-        stream.commit(ops[sent..].to_vec());
+        stream.commit(&ops[sent..]);
         let mut log = RecordLog::default();
         self.graph.set_journaling(false);
         self.record_ops(&work, &ops, &order, &[], Some(&mut log));
