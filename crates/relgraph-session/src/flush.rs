@@ -465,20 +465,24 @@ impl Session {
         // unless this write changed the key: most UPDATEs need no hashing here.
         let persisted = self.tracked.get(o).is_some_and(|t| t.persisted);
         if persisted && !columns.iter().any(|c| def.primary_key.contains(c)) {
-            self.mark_persisted_logged(o, log);
+            self.mark_persisted(o, log);
             return;
         }
         let row = self.graph.row(o).expect("recorded objects are live");
-        let key: Row = match def.primary_key.as_slice() {
-            [pk] => Box::new([row[*pk as usize].clone()]),
-            _ => self.pk_of_row(table, row),
+        // The common single-column key is looked up in place.
+        let many;
+        let key: &[Value] = match def.primary_key.as_slice() {
+            [pk] => std::slice::from_ref(&row[*pk as usize]),
+            _ => {
+                many = self.pk_of_row(table, row);
+                &many
+            }
         };
-        let map = &mut self.identity[table.index()];
+        let before = self.identity[table.index()].insert(key, o);
         if let Some(log) = log.as_deref_mut() {
-            log.identity(table, key.clone(), map.get(&key));
+            log.identity(table, key, o, before);
         }
-        map.insert(&key, o);
-        self.mark_persisted_logged(o, log);
+        self.mark_persisted(o, log);
     }
 
     /// The object deleted in this flush that `key`'s committed foreign key
@@ -1717,16 +1721,17 @@ impl Session {
         let Ok(entity) = self.graph.entity_of(d) else { return };
         let table = self.schema.entity(entity).table;
         // A single-column key is copied onto the stack, not collected.
-        let key: Option<Row> = match self.schema.table(table).primary_key.as_slice() {
-            [pk] => self.stored(d).map(|row| Box::new([row[*pk as usize].clone()]) as Row),
-            _ => self.stored(d).map(|row| self.pk_of_row(table, row)),
+        let (single, many) = match self.schema.table(table).primary_key.as_slice() {
+            [pk] => (self.stored(d).map(|row| row[*pk as usize].clone()), None),
+            _ => (None, self.stored(d).map(|row| self.pk_of_row(table, row))),
         };
+        let key = single.as_ref().map(std::slice::from_ref).or(many.as_deref());
         let mut log = log;
         if let Some(key) = key
-            && self.identity[table.index()].remove_if(&key, d)
+            && self.identity[table.index()].remove_if(key, d)
             && let Some(log) = log.as_deref_mut()
         {
-            log.identity(table, key, Some(d));
+            log.forgotten(table, key.into(), d);
         }
         if let Some(t) = self.tracked.get_mut(d) {
             let snapshot = t.snapshot.take();

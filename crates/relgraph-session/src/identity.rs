@@ -28,14 +28,11 @@ impl IdentityMap {
         self.get(key).is_some()
     }
 
-    pub(crate) fn insert(&mut self, key: &[Value], object: ObjectKey) {
+    /// Maps `key` to `object`; returns the object it mapped to before.
+    pub(crate) fn insert(&mut self, key: &[Value], object: ObjectKey) -> Option<ObjectKey> {
         match key {
-            [Value::Integer(i)] => {
-                self.ints.insert(*i, object);
-            }
-            _ => {
-                self.rows.insert(key.into(), object);
-            }
+            [Value::Integer(i)] => self.ints.insert(*i, object),
+            _ => self.rows.insert(key.into(), object),
         }
     }
 

@@ -406,12 +406,8 @@ impl Session {
     }
 
     /// Marks `o` as holding the row the store has, its graph row being that row.
-    pub(crate) fn mark_persisted(&mut self, o: ObjectKey) {
-        self.mark_persisted_logged(o, None);
-    }
-
-    /// As [`Session::mark_persisted`], noting in `log` what it changed.
-    pub(crate) fn mark_persisted_logged(&mut self, o: ObjectKey, log: Option<&mut overlap::RecordLog>) {
+    /// With a `log`, what this changes is noted there, to be put back.
+    pub(crate) fn mark_persisted(&mut self, o: ObjectKey, log: Option<&mut overlap::RecordLog>) {
         if let Some(t) = self.tracked.get_mut(o) {
             let snapshot = t.snapshot.take();
             if let Some(log) = log {

@@ -27,6 +27,10 @@ enum Change {
     Value(ObjectKey, ColumnId, Value),
     /// An identity-map key and the object it mapped to before.
     Identity(TableId, relgraph_core::Row, Option<ObjectKey>),
+    /// An object entered the identity map under its key (the key of its
+    /// graph row as it is when the log is played back to here), where no
+    /// object was: the common case, logged without copying the key.
+    Claimed(TableId, ObjectKey),
     /// An object's state, whether it was persisted, whether dirty, and its
     /// stored row, as they were.
     Tracked(ObjectKey, State, bool, bool, Option<relgraph_core::Row>),
@@ -37,8 +41,23 @@ impl RecordLog {
         self.changes.push(Change::Value(o, column, old));
     }
 
-    pub(crate) fn identity(&mut self, table: TableId, key: relgraph_core::Row, before: Option<ObjectKey>) {
-        self.changes.push(Change::Identity(table, key, before));
+    /// `key` of `table` was mapped to an object; `before` held it until then.
+    pub(crate) fn identity(
+        &mut self,
+        table: TableId,
+        key: &[Value],
+        object: ObjectKey,
+        before: Option<ObjectKey>,
+    ) {
+        self.changes.push(match before {
+            None => Change::Claimed(table, object),
+            Some(_) => Change::Identity(table, key.into(), before),
+        });
+    }
+
+    /// `key` of `table`, which `object` held, was taken out of the identity map.
+    pub(crate) fn forgotten(&mut self, table: TableId, key: relgraph_core::Row, object: ObjectKey) {
+        self.changes.push(Change::Identity(table, key, Some(object)));
     }
 
     pub(crate) fn tracked(
@@ -184,9 +203,17 @@ impl Session {
                     let _ = self.graph.set_derived_value(o, column, old);
                 }
                 Change::Identity(table, key, before) => match before {
-                    Some(o) => self.identity[table.index()].insert(&key, o),
+                    Some(o) => {
+                        self.identity[table.index()].insert(&key, o);
+                    }
                     None => self.identity[table.index()].remove(&key),
                 },
+                Change::Claimed(table, o) => {
+                    if let Ok(row) = self.graph.row(o) {
+                        let key = self.pk_of_row(table, row);
+                        self.identity[table.index()].remove_if(&key, o);
+                    }
+                }
                 Change::Tracked(o, state, persisted, dirty, snapshot) => {
                     if let Some(t) = self.tracked.get_mut(o) {
                         t.state = state;

@@ -8,12 +8,13 @@
 use std::sync::Arc;
 use std::sync::mpsc::{Sender, channel, sync_channel};
 
-use relgraph_core::{Cell, ColumnId, Echo, ErrorKind, Row, RowOp, Schema, Store, StoreError, TableId, Value};
+use relgraph_core::{Cell, Echo, ErrorKind, Row, RowOp, Schema, Store, StoreError, TableId};
 use relgraph_graph::ObjectKey;
 use rustc_hash::FxHashSet as HashSet;
 
 use crate::flush::{FlushStats, KeyCheck, Kind, Reason, Streamed, Work};
-use crate::{FlushError, Session, State};
+use crate::overlap::RecordLog;
+use crate::{FlushError, Session};
 
 /// Operations per hand-over: enough for the store to batch (a multiple of
 /// the SQLite store's 200-row statements), few enough that it starts early
@@ -99,7 +100,7 @@ impl Session {
             Ok(ran) => ran,
             Err(panic) => {
                 // The store panicked: what was recorded early goes back first.
-                self.undo(undo);
+                self.play_back(undo.log);
                 std::panic::resume_unwind(panic)
             }
         };
@@ -111,11 +112,11 @@ impl Session {
                 if !matches!(ran, Err(("begin", _))) {
                     let _ = self.store.rollback();
                 }
-                self.undo(undo);
+                self.play_back(undo.log);
                 return Err(e);
             }
             (Ok(_), Err(("begin", e))) => {
-                self.undo(undo);
+                self.play_back(undo.log);
                 return Err(fail("begin", e));
             }
             (Ok(_), Err((operation, e))) => {
@@ -123,7 +124,7 @@ impl Session {
                     Ok(()) => e,
                     Err(rollback) => e.with_rollback(rollback),
                 };
-                self.undo(undo);
+                self.play_back(undo.log);
                 return Err(fail(operation, e));
             }
             // The store ran everything built: the session stops building
@@ -135,7 +136,7 @@ impl Session {
                 Ok(()) => e,
                 Err(rollback) => e.with_rollback(rollback),
             };
-            self.undo(undo);
+            self.play_back(undo.log);
             return Err(fail("commit", e));
         }
         let stats = FlushStats { pipelined: true, ..Self::stats(&work, &order) };
@@ -256,10 +257,8 @@ struct Undo {
     /// INSERTs recorded only after the commit, because they wait for a
     /// generated key: (run position, object, table, row as sent).
     late: Vec<(usize, ObjectKey, TableId, Box<[Cell]>)>,
-    /// Objects recorded early, with their table and their state before.
-    objects: Vec<(ObjectKey, TableId, State, bool)>,
-    /// Values written into the graph, each with the value it replaced.
-    values: Vec<(ObjectKey, ColumnId, Value)>,
+    /// What the rows recorded early changed.
+    log: RecordLog,
 }
 
 impl Session {
@@ -272,56 +271,16 @@ impl Session {
         let known = |c: u32| matches!(&row[c as usize], Cell::Value(v) if !v.is_null());
         if !def.primary_key.iter().all(|&c| known(c))
             || key_columns.iter().any(|&c| matches!(row[c as usize], Cell::Generated(_)))
+            || !self.tracked.contains_key(o)
         {
             return false;
         }
-        let Some(tracked) = self.tracked.get(o) else { return false };
-        let before = (tracked.state, tracked.dirty);
-        for &c in key_columns.iter() {
-            let Cell::Value(value) = &row[c as usize] else { continue };
-            let column = ColumnId { table, index: c };
-            let stale = self.graph.row(o).is_ok_and(|current| current[c as usize] != *value);
-            if stale && let Ok(old) = self.graph.set_derived_value(o, column, value.clone()) {
-                undo.values.push((o, column, old));
-            }
-        }
-        let literal = |c: u32| match &row[c as usize] {
-            Cell::Value(v) => v.clone(),
-            Cell::Generated(_) => Value::Null,
-        };
-        match def.primary_key.as_slice() {
-            // The common single-column key is looked up in place.
-            [c] => {
-                if let Cell::Value(v) = &row[*c as usize] {
-                    self.identity[table.index()].insert(std::slice::from_ref(v), o);
-                }
-            }
-            many => {
-                let pk: Row = many.iter().map(|&c| literal(c)).collect();
-                self.identity[table.index()].insert(&pk, o);
-            }
-        }
-        self.mark_persisted(o);
-        undo.objects.push((o, table, before.0, before.1));
+        // Taken out for the call, so that the row borrows its table's key
+        // columns instead of cloning a handle to them.
+        let key_columns = std::mem::take(&mut self.key_columns);
+        self.record_inserted(&key_columns[table.index()], o, table, row, 0, &[], Some(&mut undo.log));
+        self.key_columns = key_columns;
         true
-    }
-
-    /// Puts back what `record_early` wrote, newest first.
-    fn undo(&mut self, undo: Undo) {
-        for (o, column, old) in undo.values.into_iter().rev() {
-            let _ = self.graph.set_derived_value(o, column, old);
-        }
-        for (o, table, state, dirty) in undo.objects.into_iter().rev() {
-            if let Ok(row) = self.graph.row(o) {
-                let pk = self.pk_of_row(table, row);
-                self.identity[table.index()].remove(&pk);
-            }
-            if let Some(t) = self.tracked.get_mut(o) {
-                t.persisted = false;
-                t.state = state;
-                t.dirty = dirty;
-            }
-        }
     }
 }
 
