@@ -237,3 +237,43 @@ fn a_collection_this_session_changed_keeps_memory_over_the_store() {
     db.session.flush().unwrap();
     assert_eq!(db.query("SELECT left_id, right_id FROM association ORDER BY right_id"), ["1|2"]);
 }
+
+#[test]
+fn a_refresh_whose_read_fails_changes_no_link() {
+    use relgraph_testkit::fault::{Fault, FaultStore};
+    let mut db = plain_family("refresh-read-fails");
+    let (children, parent) = (db.rel("Parent.children"), db.rel("Child.parent"));
+    let (p1, p2) = (db.new_obj("Parent"), db.new_obj("Parent"));
+    let (c1, c2) = (db.new_obj("Child"), db.new_obj("Child"));
+    db.session.append(p1, children, c1).unwrap();
+    db.session.append(p1, children, c2).unwrap();
+    db.session.add(p1).unwrap();
+    db.session.add(p2).unwrap();
+    db.session.flush().unwrap();
+    db.exec("UPDATE child SET parent_id = 2 WHERE id = 1");
+    let sqlite = db.session.replace_store(Box::new(relgraph::SqliteStore::open(&db.path).unwrap()));
+    let (store, fault) = FaultStore::new(sqlite, Fault::Never);
+    db.session.replace_store(Box::new(store));
+
+    // Each read of the refresh fails in turn (its own row, p1's children, the
+    // row of the child that left) until none is left to fail.
+    let mut failed = 0;
+    loop {
+        fault.set(Fault::AtLoad(failed));
+        match db.session.refresh(p1) {
+            Err(e) => {
+                assert_eq!(db.session.members(p1, children).unwrap(), vec![c1, c2], "read {failed}: {e}");
+                assert_eq!(db.session.scalar(c1, parent).unwrap(), Some(p1), "read {failed}");
+                failed += 1;
+            }
+            Ok(()) => break,
+        }
+    }
+    assert_eq!(failed, 3, "three reads, each failed once");
+    fault.set(Fault::Never);
+    assert_eq!(db.session.members(p1, children).unwrap(), vec![c2]);
+    assert_eq!(db.session.scalar(c1, parent).unwrap(), Some(p2));
+    db.statements();
+    db.session.flush().unwrap();
+    assert!(db.statements().is_empty(), "nothing read is written back");
+}

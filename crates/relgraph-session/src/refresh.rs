@@ -111,7 +111,8 @@ impl Session {
     }
 
     /// Reads the collections at `end` of `link` of `keys` again and makes
-    /// memory hold what the store holds, except links `changed` names.
+    /// memory hold what the store holds, except links `changed` names. All
+    /// reading comes before any link changes, so a failed read changes none.
     fn reload_collection(
         &mut self,
         keys: &[ObjectKey],
@@ -119,53 +120,14 @@ impl Session {
         end: End,
         changed: &FxHashSet<(ObjectKey, LinkId)>,
     ) -> Result<(), SessionError> {
-        // Links read from the store are not changes: keep them out of the journal.
-        self.graph.set_journaling(false);
-        let result = self.reload_collection_inner(keys, link, end, changed);
-        self.graph.take_journal();
-        self.graph.set_journaling(true);
-        let moved_away = result?;
-        for &key in keys {
-            self.mark_loaded(key, link, end);
-        }
-        // A child that left one of these parents in the store follows its
-        // foreign key, read again, to wherever it went.
-        if moved_away.is_empty() {
-            return Ok(());
-        }
-        let far_entity = self.schema.link(link).end(end.opposite()).entity;
-        let far_table = self.schema.entity(far_entity).table;
-        let def = self.schema.table(far_table);
-        let pk = def.primary_key.clone();
-        let LinkKind::ForeignKey(fk) = self.schema.link(link).kind else { return Ok(()) };
-        let fk_columns = self.schema.foreign_key(fk).columns.clone();
-        let wanted: Vec<Row> = moved_away
-            .iter()
-            .filter_map(|&c| self.stored(c).map(|row| self.pk_of_row(far_table, row)))
-            .collect();
-        for row in self.store.load(&self.schema, far_table, &pk, &wanted)? {
-            let Some(child) = self.identity[far_table.index()].get(&self.pk_of_row(far_table, &row)) else {
-                continue;
-            };
-            let values: Row = fk_columns.iter().map(|&c| row[c as usize].clone()).collect();
-            self.adopt_stored(child, far_table, &fk_columns, &values)?;
-            self.follow_foreign_key(child, link)?;
-        }
-        Ok(())
-    }
-
-    /// The reload itself; returns the children (of a one-to-many) that the
-    /// store no longer has under these parents.
-    fn reload_collection_inner(
-        &mut self,
-        keys: &[ObjectKey],
-        link: LinkId,
-        end: End,
-        changed: &FxHashSet<(ObjectKey, LinkId)>,
-    ) -> Result<Vec<ObjectKey>, SessionError> {
         let def = self.schema.link(link).clone();
         let far_entity = def.end(end.opposite()).entity;
         let far_table = self.schema.entity(far_entity).table;
+        // A one-to-many's children hold the foreign key: their rows say where they belong.
+        let fk_columns = match def.kind {
+            LinkKind::ForeignKey(fk) => Some(self.schema.foreign_key(fk).columns.clone()),
+            LinkKind::Secondary { .. } => None,
+        };
         // (near, far) pairs the store holds, with the foreign-key values a
         // child row holds (one-to-many only).
         let mut held: Vec<(ObjectKey, ObjectKey, Option<Row>)> = Vec::new();
@@ -176,8 +138,7 @@ impl Session {
                 for row in self.store.load(&self.schema, far_table, &fk.columns, &values)? {
                     let fk_values: Row = fk.columns.iter().map(|&c| row[c as usize].clone()).collect();
                     let Some(&parent) = by_value.get(&fk_values) else { continue };
-                    let child = self.materialize(far_entity, row)?;
-                    held.push((parent, child, Some(fk_values)));
+                    held.push((parent, self.materialize(far_entity, row)?, Some(fk_values)));
                 }
             }
             LinkKind::Secondary { foreign_keys, .. } => {
@@ -188,12 +149,10 @@ impl Session {
                     self.store.load_through(&self.schema, near_id, far_id, &values)?
                 {
                     let Some(&near_key) = by_value.get(&near_value) else { continue };
-                    let far_key = self.materialize(far_entity, far_row)?;
-                    held.push((near_key, far_key, None));
+                    held.push((near_key, self.materialize(far_entity, far_row)?, None));
                 }
             }
         }
-        let pair = |near, far| if end == End::Source { (near, far) } else { (far, near) };
         let held_pairs: FxHashSet<(ObjectKey, ObjectKey)> = held.iter().map(|&(k, m, _)| (k, m)).collect();
         // Links memory holds and the store does not, none of them made by this session.
         let mut lost: Vec<(ObjectKey, ObjectKey)> = Vec::new();
@@ -204,31 +163,59 @@ impl Session {
                 }
             }
         }
-        for &(k, m) in &lost {
-            let (source, target) = pair(k, m);
-            self.graph.disconnect_link(link, source, target)?;
+        // A child that left one of these parents in the store: its row, read
+        // again, says where it went.
+        let mut moved: Vec<Row> = Vec::new();
+        if fk_columns.is_some() && !lost.is_empty() {
+            let pk = self.schema.table(far_table).primary_key.clone();
+            let wanted: Vec<Row> = lost
+                .iter()
+                .filter_map(|&(_, c)| self.stored(c).map(|row| self.pk_of_row(far_table, row)))
+                .collect();
+            moved = self.store.load(&self.schema, far_table, &pk, &wanted)?;
         }
-        // Links the store holds, unless this session changed the far object's link.
-        for (k, m, fk_values) in held {
-            if changed.contains(&(m, link)) {
-                continue;
+
+        // Links read from the store are not changes: keep them out of the journal.
+        self.graph.set_journaling(false);
+        let pair = |near, far| if end == End::Source { (near, far) } else { (far, near) };
+        let result = (|| {
+            for &(k, m) in &lost {
+                let (source, target) = pair(k, m);
+                self.graph.disconnect_link(link, source, target)?;
             }
-            if let Some(values) = fk_values {
-                // The child's row is as the store has it: its parent is `k`.
-                let columns = match def.kind {
-                    LinkKind::ForeignKey(fk) => self.schema.foreign_key(fk).columns.clone(),
-                    LinkKind::Secondary { .. } => unreachable!("only one-to-many rows carry values"),
+            // Links the store holds, unless this session changed the far object's link.
+            for (k, m, fk_values) in held {
+                if changed.contains(&(m, link)) {
+                    continue;
+                }
+                if let (Some(columns), Some(values)) = (&fk_columns, fk_values) {
+                    // The child's row is as the store has it: its parent is `k`.
+                    self.adopt_stored(m, far_table, columns, &values)?;
+                    self.mark_loaded(m, link, End::Source);
+                }
+                let (source, target) = pair(k, m);
+                self.graph.connect_link(link, source, target)?;
+            }
+            Ok::<_, SessionError>(())
+        })();
+        self.graph.take_journal();
+        self.graph.set_journaling(true);
+        result?;
+        for &key in keys {
+            self.mark_loaded(key, link, end);
+        }
+        if let Some(columns) = &fk_columns {
+            for row in moved {
+                let Some(child) = self.identity[far_table.index()].get(&self.pk_of_row(far_table, &row))
+                else {
+                    continue;
                 };
-                self.adopt_stored(m, far_table, &columns, &values)?;
-                self.mark_loaded(m, link, End::Source);
+                let values: Row = columns.iter().map(|&c| row[c as usize].clone()).collect();
+                self.adopt_stored(child, far_table, columns, &values)?;
+                self.follow_foreign_key(child, link)?;
             }
-            let (source, target) = pair(k, m);
-            self.graph.connect_link(link, source, target)?;
         }
-        Ok(match def.kind {
-            LinkKind::ForeignKey(_) => lost.into_iter().map(|(_, m)| m).collect(),
-            LinkKind::Secondary { .. } => Vec::new(),
-        })
+        Ok(())
     }
 
     /// Sets columns of `key`'s stored row (and its graph row) to values the

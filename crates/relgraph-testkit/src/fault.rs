@@ -19,6 +19,9 @@ pub enum Fault {
     /// transaction, as a store with a bug would: the caller's record of the
     /// flush must survive it too.
     PanicAtOp(usize),
+    /// At the read ([`Store::load`]) with this 0-based index, counted from
+    /// when the fault was set, in or out of a transaction.
+    AtLoad(usize),
 }
 
 /// What a [`FaultHandle`] shares with its store: where to fail, and the
@@ -27,6 +30,8 @@ pub enum Fault {
 struct Control {
     fault: Fault,
     ops: Vec<RowOp>,
+    /// Reads since the fault was set.
+    loads: usize,
 }
 
 /// Controls a [`FaultStore`] from outside the session that owns it.
@@ -36,7 +41,9 @@ pub struct FaultHandle(Arc<Mutex<Control>>);
 impl FaultHandle {
     /// Changes where the next transaction fails.
     pub fn set(&self, fault: Fault) {
-        self.0.lock().expect("fault lock").fault = fault;
+        let mut control = self.0.lock().expect("fault lock");
+        control.fault = fault;
+        control.loads = 0;
     }
 
     /// How many operations the last transaction asked for, failed or not.
@@ -62,7 +69,7 @@ pub struct FaultStore {
 impl FaultStore {
     /// Wraps `inner`, failing as `fault` says; the handle changes it later.
     pub fn new(inner: Box<dyn Store>, fault: Fault) -> (Self, FaultHandle) {
-        let control = FaultHandle(Arc::new(Mutex::new(Control { fault, ops: Vec::new() })));
+        let control = FaultHandle(Arc::new(Mutex::new(Control { fault, ops: Vec::new(), loads: 0 })));
         (FaultStore { inner, control: control.clone(), fault, applied: 0 }, control)
     }
 
@@ -124,6 +131,13 @@ impl Store for FaultStore {
         columns: &[u32],
         keys: &[Row],
     ) -> Result<Vec<Row>, StoreError> {
+        let mut control = self.control.0.lock().expect("fault lock");
+        let n = control.loads;
+        control.loads += 1;
+        if control.fault == Fault::AtLoad(n) {
+            return Err(Self::injected(format!("read {n} (table {})", table.index())));
+        }
+        drop(control);
         self.inner.load(schema, table, columns, keys)
     }
 
