@@ -121,9 +121,6 @@ impl Session {
         let mut store = std::mem::replace(&mut self.store, Box::new(Lent));
         // Events the store logs through `tracing` reach this thread's subscriber.
         let dispatch = tracing::dispatcher::get_default(Clone::clone);
-        let mut log = RecordLog::default();
-        // The record writes derived values: not changes of the user's.
-        self.graph.set_journaling(false);
         let ran = std::thread::scope(|scope| {
             if no_thread() {
                 return None;
@@ -133,27 +130,38 @@ impl Session {
                     tracing::dispatcher::with_default(&dispatch, || run_store(&mut *store, &schema, &ops))
                 });
             let writer = writer.ok()?;
-            self.record_ops(&work, &ops, &order, &[], Some(&mut log));
-            for &d in &work.deleted {
-                self.forget_deleted(d, Some(&mut log));
-            }
-            Some(writer.join())
+            let log = self.record_ahead(&work, &ops, &order);
+            Some((log, writer.join()))
         });
         self.store = store;
-        let ran = match ran {
+        let (log, ran) = match ran {
             // No thread to be had (nothing recorded yet): the ordinary run.
-            None => {
-                self.graph.set_journaling(true);
-                return self.run(work, order, ops);
-            }
-            Some(Err(panic)) => {
+            None => return self.run(work, order, ops),
+            Some((log, ran)) => (log, ran),
+        };
+        let ran = match ran {
+            Err(panic) => {
                 // The store panicked: the early record goes back first.
                 self.play_back(log);
                 std::panic::resume_unwind(panic)
             }
-            Some(Ok(ran)) => ran,
+            Ok(ran) => ran,
         };
         self.conclude(ran, log, work, &order, ops, 0)
+    }
+
+    /// Records what `ops` (nodes `order` of `work`) will have written once
+    /// the store commits, deleted objects included, into a log to play back
+    /// if it does not. The graph's journal stays off until the flush ends:
+    /// these are not the user's changes.
+    pub(crate) fn record_ahead(&mut self, work: &Work, ops: &[RowOp], order: &[u32]) -> RecordLog {
+        let mut log = RecordLog::default();
+        self.graph.set_journaling(false);
+        self.record_ops(work, ops, order, &[], Some(&mut log));
+        for &d in &work.deleted {
+            self.forget_deleted(d, Some(&mut log));
+        }
+        log
     }
 
     /// The end of an overlapped flush, its store back with how its

@@ -17,7 +17,6 @@ use std::thread::JoinHandle;
 use relgraph_core::{ErrorKind, RowOp, Schema, Store, StoreError};
 
 use crate::flush::{FlushStats, Work};
-use crate::overlap::RecordLog;
 use crate::pipeline::{Lent, no_thread};
 use crate::{FlushError, Session};
 
@@ -190,12 +189,7 @@ impl Session {
             return self.run(work, order, ops);
         }
         stream.commit(&ops[sent..]);
-        let mut log = RecordLog::default();
-        self.graph.set_journaling(false);
-        self.record_ops(&work, &ops, &order, &[], Some(&mut log));
-        for &d in &work.deleted {
-            self.forget_deleted(d, Some(&mut log));
-        }
+        let log = self.record_ahead(&work, &ops, &order);
         let (store, outcome) = stream.finish();
         self.store = store;
         let ran = match outcome {
