@@ -152,11 +152,9 @@ fn plain_family(name: &str) -> Db {
     Db::new(registry.configure().unwrap(), name)
 }
 
-#[test]
-fn a_refreshed_collection_holds_what_the_store_holds_and_children_that_left_follow_their_row() {
-    let mut db = plain_family("refresh-replaces-children");
-    let (children, parent) = (db.rel("Parent.children"), db.rel("Child.parent"));
-    let cname = column(&db, "Child", "name");
+/// Parents 1 and 2, and children 1 and 2 of parent 1, flushed.
+fn two_parents_two_children(db: &mut Db) -> [relgraph::ObjectKey; 4] {
+    let children = db.rel("Parent.children");
     let (p1, p2) = (db.new_obj("Parent"), db.new_obj("Parent"));
     let (c1, c2) = (db.new_obj("Child"), db.new_obj("Child"));
     db.session.append(p1, children, c1).unwrap();
@@ -164,6 +162,15 @@ fn a_refreshed_collection_holds_what_the_store_holds_and_children_that_left_foll
     db.session.add(p1).unwrap();
     db.session.add(p2).unwrap();
     db.session.flush().unwrap();
+    [p1, p2, c1, c2]
+}
+
+#[test]
+fn a_refreshed_collection_holds_what_the_store_holds_and_children_that_left_follow_their_row() {
+    let mut db = plain_family("refresh-replaces-children");
+    let (children, parent) = (db.rel("Parent.children"), db.rel("Child.parent"));
+    let cname = column(&db, "Child", "name");
+    let [p1, p2, c1, c2] = two_parents_two_children(&mut db);
     // Another writer moves child 1 to parent 2 and gives parent 1 a new child.
     db.exec("UPDATE child SET parent_id = 2 WHERE id = 1; INSERT INTO child (id, parent_id, name) VALUES (3, 1, 'outside')");
     db.session.set_value(c2, cname, "unflushed").unwrap();
@@ -243,13 +250,7 @@ fn a_refresh_whose_read_fails_changes_no_link() {
     use relgraph_testkit::fault::{Fault, FaultStore};
     let mut db = plain_family("refresh-read-fails");
     let (children, parent) = (db.rel("Parent.children"), db.rel("Child.parent"));
-    let (p1, p2) = (db.new_obj("Parent"), db.new_obj("Parent"));
-    let (c1, c2) = (db.new_obj("Child"), db.new_obj("Child"));
-    db.session.append(p1, children, c1).unwrap();
-    db.session.append(p1, children, c2).unwrap();
-    db.session.add(p1).unwrap();
-    db.session.add(p2).unwrap();
-    db.session.flush().unwrap();
+    let [p1, p2, c1, c2] = two_parents_two_children(&mut db);
     db.exec("UPDATE child SET parent_id = 2 WHERE id = 1");
     let sqlite = db.session.replace_store(Box::new(relgraph::SqliteStore::open(&db.path).unwrap()));
     let (store, fault) = FaultStore::new(sqlite, Fault::Never);
