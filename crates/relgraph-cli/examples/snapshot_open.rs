@@ -1,0 +1,38 @@
+//! Where a snapshot's open goes: writes W1 (and W1 changed by W3) into
+//! snapshots once, then opens each many times, for a profiler to look at.
+//!
+//! `cargo run --release -p relgraph-cli --example snapshot_open [W1|W3] [opens]`
+
+use std::time::Instant;
+
+use relgraph_cli::sqlite_bench::{relgraph_w1, relgraph_w3};
+use relgraph_core::Store;
+use relgraph_snapshot::SnapshotStore;
+use relgraph_testkit::workloads;
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let workload = args.next().unwrap_or_else(|| "W1".into());
+    let opens: usize = args.next().map_or(Ok(200), |n| n.parse())?;
+    let scratch = relgraph_cli::sqlite_bench::Scratch::new()?;
+    let path = std::env::var_os("SNAP").map_or_else(|| scratch.0.join("open.snap"), Into::into);
+    if std::env::var_os("NOWRITE").is_none() {
+        let _ = std::fs::remove_file(&path);
+        relgraph_w1(Box::new(SnapshotStore::open(&path)?), 10_000)?;
+        if workload == "W3" {
+            relgraph_w3(Box::new(SnapshotStore::open(&path)?), 10_000)?;
+        }
+    }
+    let schema = workloads::schema();
+    let mut times = Vec::with_capacity(opens);
+    for _ in 0..opens {
+        let start = Instant::now();
+        let mut store = SnapshotStore::open(&path)?;
+        store.create_tables(&schema)?;
+        times.push(start.elapsed().as_secs_f64());
+        drop(store);
+    }
+    times.sort_by(f64::total_cmp);
+    println!("{workload} open: median {:.4} s, best {:.4} s over {opens}", times[opens / 2], times[0]);
+    Ok(())
+}
