@@ -4,14 +4,15 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use relgraph_core::Value;
+use relgraph_core::{Row, Value};
 use rkyv::util::AlignedVec;
 
 use crate::SnapshotError;
 use crate::describe::TableDesc;
 use crate::format::{
-    ALIGN, ArchivedCellRec, ArchivedColumnData, ArchivedImageRec, ArchivedTableRec, CellRec, ColumnData,
-    HEADER_LEN, Header, ImageRec, IndexRec, TableRec, access_image, padded, to_bytes,
+    ALIGN, ArchivedBatchRec, ArchivedCellRec, ArchivedColumnData, ArchivedImageRec, ArchivedTableRec,
+    CellRec, ColumnData, Frame, HEADER_LEN, Header, ImageRec, IndexRec, TableRec, access_batch, access_image,
+    decode_frame, padded, to_bytes,
 };
 
 /// A borrowed column value, from a row in memory or in the archive, so the
@@ -129,18 +130,45 @@ pub(crate) fn cmp_keys<'a, 'b>(
     a.into_iter().zip(b).map(|(x, y)| x.total_cmp(y)).find(|o| o.is_ne()).unwrap_or(Ordering::Equal)
 }
 
-type ImageRef<'a> = &'a ArchivedImageRec;
+/// The validated archives inside a file's bytes: the base image and the
+/// committed log batches after it, read in place.
+struct Archives<'a> {
+    image: &'a ArchivedImageRec,
+    batches: Vec<&'a ArchivedBatchRec>,
+    /// The offset just past the last complete batch.
+    log_end: usize,
+    /// Whether the file goes on past it with an incomplete frame.
+    torn_tail: bool,
+}
 
 self_cell::self_cell!(
-    /// The file's bytes and the validated archive inside them.
+    /// The file's bytes and the validated archives inside them.
     struct ImageCell {
         owner: AlignedVec,
         #[covariant]
-        dependent: ImageRef,
+        dependent: Archives,
     }
 );
 
-/// The validated base image of an opened file.
+/// Validates the log that starts at `at`: each frame's checksums and
+/// sequence number, then its batch through rkyv's validation.
+fn validate_log(bytes: &[u8], mut at: usize) -> Result<(Vec<&ArchivedBatchRec>, usize, bool), SnapshotError> {
+    let mut batches = Vec::new();
+    loop {
+        match decode_frame(bytes, at, batches.len() as u32 + 1)? {
+            Frame::End => return Ok((batches, at, false)),
+            Frame::TornTail => return Ok((batches, at, true)),
+            Frame::Batch { payload, end } => {
+                // Frames start aligned, so the payload is aligned for rkyv.
+                debug_assert_eq!(at % ALIGN, 0);
+                batches.push(access_batch(payload, at)?);
+                at = end;
+            }
+        }
+    }
+}
+
+/// The validated base image and log of an opened file.
 pub(crate) struct Base {
     cell: ImageCell,
     /// Per table: positions in the archive of the indexes the description calls for.
@@ -162,8 +190,12 @@ impl Base {
                 what: "base image checksum mismatch".into(),
             });
         }
-        let cell = ImageCell::try_new(file, |bytes| access_image(&bytes[HEADER_LEN..HEADER_LEN + base_len]))?;
-        let image = *cell.borrow_dependent();
+        let cell = ImageCell::try_new(file, |bytes| {
+            let image = access_image(&bytes[HEADER_LEN..HEADER_LEN + base_len])?;
+            let (batches, log_end, torn_tail) = validate_log(bytes, base_end)?;
+            Ok::<_, SnapshotError>(Archives { image, batches, log_end, torn_tail })
+        })?;
+        let image = cell.borrow_dependent().image;
         let count = image.tables.len();
         let mut descs = Vec::with_capacity(count);
         let mut index_slots = Vec::with_capacity(count);
@@ -187,7 +219,25 @@ impl Base {
     }
 
     fn table(&self, table: usize) -> &ArchivedTableRec {
-        &self.cell.borrow_dependent().tables[table]
+        &self.cell.borrow_dependent().image.tables[table]
+    }
+
+    /// The log's committed batches, oldest first.
+    pub(crate) fn batches(&self) -> &[&ArchivedBatchRec] {
+        &self.cell.borrow_dependent().batches
+    }
+
+    /// The cells of change `change` of batch `batch` (`None` for a deleted
+    /// row). Positions come from the replay of the same batches.
+    pub(crate) fn logged(&self, batch: u32, change: u32) -> Option<&[ArchivedCellRec]> {
+        self.batches()[batch as usize].changes[change as usize].cells.as_ref().map(|c| c.as_slice())
+    }
+
+    /// The offset just past the last committed batch, and whether an
+    /// incomplete frame follows it.
+    pub(crate) fn log_end(&self) -> (usize, bool) {
+        let archives = self.cell.borrow_dependent();
+        (archives.log_end, archives.torn_tail)
     }
 
     /// Rows of `table` in the image.
@@ -462,13 +512,28 @@ pub(crate) enum Source<'a> {
     },
     /// A row in memory.
     Row(&'a [Value]),
+    /// A row as a log batch holds it, read in place.
+    Logged(&'a [ArchivedCellRec]),
 }
 
-impl Source<'_> {
-    fn cell(&self, c: u32) -> ValueRef<'_> {
-        match self {
-            Source::Archived { base, table, row } => base.cell(*table, *row, c),
+impl<'a> Source<'a> {
+    /// Column `c`.
+    pub(crate) fn cell(&self, c: u32) -> ValueRef<'a> {
+        match *self {
+            Source::Archived { base, table, row } => base.cell(table, row, c),
             Source::Row(row) => ValueRef::from(&row[c as usize]),
+            Source::Logged(cells) => ValueRef::from(&cells[c as usize]),
+        }
+    }
+
+    /// The row's values, owned.
+    pub(crate) fn to_row(self) -> Row {
+        match self {
+            Source::Archived { base, table, row } => {
+                (0..base.width(table)).map(|c| base.cell(table, row, c).to_value()).collect()
+            }
+            Source::Row(row) => row.into(),
+            Source::Logged(cells) => cells.iter().map(|c| ValueRef::from(c).to_value()).collect(),
         }
     }
 }

@@ -15,10 +15,7 @@ use smallvec::SmallVec;
 
 use crate::SnapshotError;
 use crate::describe::{TableDesc, describe};
-use crate::format::{
-    ALIGN, ArchivedCellRec, BatchRec, ChangeRec, ColumnData, Frame, HEADER_LEN, Header, access_batch,
-    decode_frame, encode_frame, padded, to_bytes,
-};
+use crate::format::{BatchRec, ChangeRec, ColumnData, HEADER_LEN, Header, encode_frame, padded, to_bytes};
 use crate::image::{Base, Source, ValueRef, cmp_keys, sorted_columns, write_image};
 
 /// Below this many rows in the base image, the log may hold this many row
@@ -79,17 +76,43 @@ pub struct SnapshotInfo {
 /// A row's identity within its table: its position in the base image, or a
 /// number past it for a row inserted since.
 type RowId = u64;
-/// An overlay entry: `Some(row)` for a row inserted or updated since the
-/// image, `None` for a base row deleted since.
-type Entry = Option<Row>;
+/// An overlay entry: a row inserted or updated since the image, or a base
+/// row deleted since.
+#[derive(Clone, Debug, PartialEq)]
+enum Entry {
+    /// Written by this process.
+    Row(Row),
+    /// As change `change` of the log's batch `batch` holds it: read in place,
+    /// so opening a file with a long log copies no values.
+    Logged { batch: u32, change: u32 },
+    /// A base row deleted since the image.
+    Deleted,
+}
+
+impl Entry {
+    /// Where the entry's values are (`None` for a deleted row).
+    fn source<'a>(&'a self, base: &'a Base) -> Option<Source<'a>> {
+        match self {
+            Entry::Row(row) => Some(Source::Row(row)),
+            Entry::Logged { batch, change } => base.logged(*batch, *change).map(Source::Logged),
+            Entry::Deleted => None,
+        }
+    }
+}
 
 struct TableState {
+    /// The table's position.
+    table: usize,
     desc: TableDesc,
     base_rows: u32,
     next_row: RowId,
     indexes: Vec<Vec<u32>>,
     changed: FxHashMap<RowId, Entry>,
-    /// Per index: key to the overlay rows holding it.
+    /// Per index: key to the overlay rows holding it, where it differs from
+    /// the row's key in the image (every row inserted since, a base row only
+    /// when the change moved it within this index). A base row changed
+    /// without moving is found through the image's index, so a log of
+    /// renames indexes nothing.
     overlay: Vec<FxHashMap<Key, SmallVec<[RowId; 1]>>>,
     /// Foreign keys of other tables referencing this one: (table, foreign key position).
     referenced_by: Vec<(usize, usize)>,
@@ -176,8 +199,8 @@ impl Key {
     }
 }
 
-fn key_of(row: &[Value], columns: &[u32]) -> Option<Key> {
-    Key::of(columns.iter().map(|&c| ValueRef::from(&row[c as usize])))
+fn key_of(row: Source<'_>, columns: &[u32]) -> Option<Key> {
+    Key::of(columns.iter().map(|&c| row.cell(c)))
 }
 
 /// The values of `row` in `columns`, as a lookup key (`None` if any is NULL).
@@ -185,10 +208,6 @@ fn refs_of<'a>(row: &'a [Value], columns: &[u32]) -> Option<SmallVec<[ValueRef<'
     let refs: SmallVec<[ValueRef<'a>; 2]> =
         columns.iter().map(|&c| ValueRef::from(&row[c as usize])).collect();
     (!refs.contains(&ValueRef::Null)).then_some(refs)
-}
-
-fn archived_value(cell: &ArchivedCellRec) -> Value {
-    ValueRef::from(cell).to_value()
 }
 
 fn resolve(cell: &Cell, keys: &[Option<i64>]) -> Result<Value, StoreError> {
@@ -199,9 +218,10 @@ fn resolve(cell: &Cell, keys: &[Option<i64>]) -> Result<Value, StoreError> {
 }
 
 impl TableState {
-    fn new(desc: TableDesc, base_rows: u32) -> Self {
+    fn new(table: usize, desc: TableDesc, base_rows: u32) -> Self {
         let indexes = desc.index_columns();
         TableState {
+            table,
             base_rows,
             next_row: RowId::from(base_rows),
             overlay: vec![FxHashMap::default(); indexes.len()],
@@ -218,15 +238,26 @@ impl TableState {
     }
 
     /// Replaces the overlay entry of `row` (`None`: no entry, the base row
-    /// shows through), keeping the overlay indexes in step; returns the old one.
-    fn put(&mut self, row: RowId, entry: Option<Entry>) -> Option<Entry> {
+    /// shows through), keeping the overlay indexes in step; returns the old
+    /// one. `base` is the file the logged entries are in.
+    fn put(&mut self, base: &Base, row: RowId, entry: Option<Entry>) -> Option<Entry> {
         let old = match entry {
             Some(entry) => self.changed.insert(row, entry),
             None => self.changed.remove(&row),
         };
-        if let Some(Some(old_row)) = &old {
+        let in_base = (row < RowId::from(self.base_rows)).then_some(Source::Archived {
+            base,
+            table: self.table,
+            row: row as u32,
+        });
+        // Whether `source` holds the same values in `columns` as the row's image.
+        let unmoved = |source: Source<'_>, columns: &[u32]| {
+            in_base.is_some_and(|b| columns.iter().all(|&c| b.cell(c).total_cmp(source.cell(c)).is_eq()))
+        };
+        if let Some(old_row) = old.as_ref().and_then(|e| e.source(base)) {
             for (i, columns) in self.indexes.iter().enumerate() {
-                if let Some(key) = key_of(old_row, columns)
+                if !unmoved(old_row, columns)
+                    && let Some(key) = key_of(old_row, columns)
                     && let Some(rows) = self.overlay[i].get_mut(&key)
                 {
                     rows.retain(|r| *r != row);
@@ -236,9 +267,11 @@ impl TableState {
                 }
             }
         }
-        if let Some(Some(new_row)) = self.changed.get(&row) {
+        if let Some(new_row) = self.changed.get(&row).and_then(|e| e.source(base)) {
             for (i, columns) in self.indexes.iter().enumerate() {
-                if let Some(key) = key_of(new_row, columns) {
+                if !unmoved(new_row, columns)
+                    && let Some(key) = key_of(new_row, columns)
+                {
                     self.overlay[i].entry(key).or_default().push(row);
                 }
             }
@@ -249,22 +282,25 @@ impl TableState {
         old
     }
 
-    fn autoincrement_key(&self, row: &[Value]) -> Option<i64> {
+    fn autoincrement_key(&self, row: Source<'_>) -> Option<i64> {
         match self.desc.primary_key.as_slice() {
-            [pk] if self.desc.columns[*pk as usize].autoincrement => row[*pk as usize].as_i64(),
+            [pk] if self.desc.columns[*pk as usize].autoincrement => match row.cell(*pk) {
+                ValueRef::Integer(i) => Some(i),
+                _ => None,
+            },
             _ => None,
         }
     }
 
-    /// Sets `row`'s state: a row, or deleted. A row inserted since the image
-    /// and deleted again leaves no entry.
-    fn set(&mut self, row: RowId, new: Option<Row>) -> Option<Entry> {
+    /// Sets `row`'s state: a row (`None`: deleted). A row inserted since the
+    /// image and deleted again leaves no entry.
+    fn set(&mut self, base: &Base, row: RowId, new: Option<Entry>) -> Option<Entry> {
         let entry = match new {
-            Some(r) => Some(Some(r)),
-            None if row < RowId::from(self.base_rows) => Some(None),
+            Some(entry) => Some(entry),
+            None if row < RowId::from(self.base_rows) => Some(Entry::Deleted),
             None => None,
         };
-        self.put(row, entry)
+        self.put(base, row, entry)
     }
 }
 
@@ -274,7 +310,7 @@ impl Db {
         let header = Header::decode(&file)?;
         let (base, descs) = Base::open(file, &header)?;
         let mut tables: Vec<TableState> =
-            descs.into_iter().enumerate().map(|(t, desc)| TableState::new(desc, base.rows(t))).collect();
+            descs.into_iter().enumerate().map(|(t, desc)| TableState::new(t, desc, base.rows(t))).collect();
         for t in 0..tables.len() {
             for f in 0..tables[t].desc.foreign_keys.len() {
                 let target = tables[t].desc.foreign_keys[f].ref_table;
@@ -290,50 +326,40 @@ impl Db {
         Ok(db)
     }
 
+    /// Replays the log's batches (validated at [`Base::open`]) into the
+    /// overlay: each changed row's entry points into the batch, nothing is copied.
     fn replay_log(&mut self) -> Result<(), SnapshotError> {
         let log_start = HEADER_LEN + padded(self.header.base_len as usize);
-        let mut at = log_start;
-        let mut changes = Vec::new();
-        loop {
-            let bytes = self.base.bytes();
-            match decode_frame(bytes, at, self.batches + 1)? {
-                Frame::End => break,
-                Frame::TornTail => {
-                    self.torn_tail = true;
-                    break;
+        let Db { base, tables, .. } = self;
+        let mut log_rows = 0;
+        for (b, batch) in base.batches().iter().enumerate() {
+            for (c, change) in batch.changes.iter().enumerate() {
+                let table = change.table.to_native() as usize;
+                let width = tables.get(table).map(|t| t.desc.columns.len());
+                if width.is_none() || change.cells.as_ref().is_some_and(|c| Some(c.len()) != width) {
+                    return Err(SnapshotError::Corrupt {
+                        offset: log_start as u64,
+                        what: format!(
+                            "log batch {}: a change names a missing table or has a row of the wrong width",
+                            b + 1
+                        ),
+                    });
                 }
-                Frame::Batch { payload, end } => {
-                    // Frames start aligned, so the payload is aligned for rkyv.
-                    debug_assert_eq!(at % ALIGN, 0);
-                    let batch = access_batch(payload, at)?;
-                    for change in batch.changes.iter() {
-                        let table = change.table.to_native() as usize;
-                        let width = self.tables.get(table).map(|t| t.desc.columns.len());
-                        let cells: Option<Row> = change.cells.as_ref().map(|cells| {
-                            cells.iter().map(archived_value).collect::<Vec<_>>().into_boxed_slice()
-                        });
-                        if width.is_none() || cells.as_ref().is_some_and(|c| Some(c.len()) != width) {
-                            return Err(SnapshotError::Corrupt {
-                                offset: at as u64,
-                                what: "a log batch names a missing table or has a row of the wrong width"
-                                    .into(),
-                            });
-                        }
-                        changes.push((table, change.row.to_native(), cells));
-                    }
-                    self.batches += 1;
-                    self.log_rows += changes.len() as u64;
-                    at = end;
-                }
-            }
-            for (table, row, cells) in changes.drain(..) {
-                let t = &mut self.tables[table];
+                let row = change.row.to_native();
+                let t = &mut tables[table];
                 t.next_row = t.next_row.max(row.saturating_add(1));
-                t.set(row, cells);
+                let entry =
+                    change.cells.is_some().then_some(Entry::Logged { batch: b as u32, change: c as u32 });
+                t.set(base, row, entry);
             }
+            log_rows += batch.changes.len() as u64;
         }
-        self.valid_len = at as u64;
-        self.log_len = (at - log_start) as u64;
+        let (end, torn_tail) = base.log_end();
+        self.batches = base.batches().len() as u32;
+        self.log_rows = log_rows;
+        self.torn_tail = torn_tail;
+        self.valid_len = end as u64;
+        self.log_len = (end - log_start) as u64;
         Ok(())
     }
 
@@ -356,10 +382,15 @@ impl Db {
 
     /// The current state of a row.
     fn row(&self, t: usize, row: RowId) -> Option<Row> {
+        self.source(t, row).map(Source::to_row)
+    }
+
+    /// Where the current values of a row are (`None`: no such row).
+    fn source(&self, t: usize, row: RowId) -> Option<Source<'_>> {
         match self.tables[t].changed.get(&row) {
-            Some(entry) => entry.clone(),
+            Some(entry) => entry.source(&self.base),
             None if row < RowId::from(self.tables[t].base_rows) => {
-                Some((0..self.base.width(t)).map(|c| self.base.cell(t, row as u32, c).to_value()).collect())
+                Some(Source::Archived { base: &self.base, table: t, row: row as u32 })
             }
             None => None,
         }
@@ -390,7 +421,15 @@ impl Db {
         };
         for r in self.base.find(t, i, columns, key) {
             let r = RowId::from(r);
-            if !state.changed.contains_key(&r) && !f(r) {
+            // A changed row still matches here only if the change left it
+            // in place within this index (else the overlay has it).
+            let live = match state.changed.get(&r) {
+                None => true,
+                Some(entry) => entry.source(&self.base).is_some_and(|row| {
+                    columns.iter().zip(key).all(|(&c, v)| row.cell(c).total_cmp(*v).is_eq())
+                }),
+            };
+            if live && !f(r) {
                 return;
             }
         }
@@ -436,16 +475,14 @@ impl Db {
         self.live_sources(t).into_iter().map(|(r, _)| r).collect()
     }
 
-    /// The live rows of table `t` in row order, each with where its values
-    /// are: the overlay's row, or the image's (`None`).
-    fn live_sources(&self, t: usize) -> Vec<(RowId, Option<&Row>)> {
+    /// The live rows of table `t` in row order, each with where its values are.
+    fn live_sources(&self, t: usize) -> Vec<(RowId, Source<'_>)> {
         let state = &self.tables[t];
         let base = RowId::from(state.base_rows);
-        let mut live: Vec<(RowId, Option<&Row>)> = (0..base)
+        let mut live: Vec<(RowId, Source<'_>)> = (0..base)
             .filter_map(|r| match state.changed.get(&r) {
-                Some(Some(row)) => Some((r, Some(row))),
-                Some(None) => None,
-                None => Some((r, None)),
+                Some(entry) => entry.source(&self.base).map(|s| (r, s)),
+                None => Some((r, Source::Archived { base: &self.base, table: t, row: r as u32 })),
             })
             .collect();
         // Rows inserted since the image. Their numbers come from the log, an
@@ -453,15 +490,16 @@ impl Db {
         // are, else they are sorted.
         let span = state.next_row.saturating_sub(base);
         if span <= 2 * state.changed.len() as u64 {
-            live.extend((base..state.next_row).filter_map(|r| match state.changed.get(&r) {
-                Some(Some(row)) => Some((r, Some(row))),
-                _ => None,
-            }));
+            live.extend(
+                (base..state.next_row)
+                    .filter_map(|r| state.changed.get(&r).and_then(|e| e.source(&self.base)).map(|s| (r, s))),
+            );
         } else {
-            let mut inserted: Vec<(RowId, Option<&Row>)> = state
+            let mut inserted: Vec<(RowId, Source<'_>)> = state
                 .changed
                 .iter()
-                .filter_map(|(&r, e)| e.as_ref().filter(|_| r >= base).map(|row| (r, Some(row))))
+                .filter(|(r, _)| **r >= base)
+                .filter_map(|(&r, e)| e.source(&self.base).map(|s| (r, s)))
                 .collect();
             inserted.sort_unstable_by_key(|&(r, _)| r);
             live.extend(inserted);
@@ -700,7 +738,7 @@ impl SnapshotStore {
 /// Records `row`'s new state, remembering its state before the transaction
 /// (rows the transaction inserted need no record: rolling back drops them).
 fn write_row(db: &mut Db, tx: &mut Tx, t: usize, row: RowId, new: Option<Row>) {
-    let old = db.tables[t].set(row, new);
+    let old = db.tables[t].set(&db.base, row, new.map(Entry::Row));
     if row < tx.next_rows[t] {
         tx.undo.entry((t, row)).or_insert(old);
     }
@@ -729,7 +767,7 @@ fn insert(db: &mut Db, tx: &mut Tx, t: usize, mut values: Vec<Value>) -> Result<
     tx.inserted.push((t, id));
     // Checked after the write, so that a row may reference itself.
     let db: &Db = db;
-    if let Some(Some(row)) = db.tables[t].changed.get(&id) {
+    if let Some(Entry::Row(row)) = db.tables[t].changed.get(&id) {
         db.check_references(t, row)?;
     }
     Ok(generated)
@@ -859,7 +897,7 @@ const DROP_LATER_ROWS: usize = 10_000;
 /// about as long to free as the new image takes to write, and nothing waits
 /// for it; small ones, or any when no thread can start, are freed here.
 fn drop_later(db: Option<Db>) {
-    let rows = db.as_ref().map_or(0, |db| db.tables.iter().map(|t| t.changed.len()).sum());
+    let rows: usize = db.as_ref().map_or(0, |db| db.tables.iter().map(|t| t.changed.len()).sum());
     if rows >= DROP_LATER_ROWS {
         // On failure the closure, and the database with it, is dropped here.
         let _ = std::thread::Builder::new().name("relgraph-snapshot-free".into()).spawn(move || drop(db));
@@ -917,10 +955,16 @@ impl SnapshotStore {
     pub fn row_count(&self, t: usize) -> Result<usize, StoreError> {
         let db = self.db_with(t)?;
         let state = &db.tables[t];
-        let deleted =
-            state.changed.iter().filter(|(r, e)| **r < RowId::from(state.base_rows) && e.is_none()).count();
-        let inserted =
-            state.changed.iter().filter(|(r, e)| **r >= RowId::from(state.base_rows) && e.is_some()).count();
+        let deleted = state
+            .changed
+            .iter()
+            .filter(|(r, e)| **r < RowId::from(state.base_rows) && **e == Entry::Deleted)
+            .count();
+        let inserted = state
+            .changed
+            .iter()
+            .filter(|(r, e)| **r >= RowId::from(state.base_rows) && **e != Entry::Deleted)
+            .count();
         Ok(state.base_rows as usize - deleted + inserted)
     }
 
@@ -958,14 +1002,7 @@ impl SnapshotStore {
         let descs: Vec<TableDesc> = db.tables.iter().map(|t| t.desc.clone()).collect();
         let cells: Vec<(u32, Vec<ColumnData>)> = (0..db.tables.len())
             .map(|t| {
-                let rows = db
-                    .live_sources(t)
-                    .into_iter()
-                    .map(|(r, row)| match row {
-                        Some(row) => Source::Row(row),
-                        None => Source::Archived { base: &db.base, table: t, row: r as u32 },
-                    })
-                    .collect();
+                let rows = db.live_sources(t).into_iter().map(|(_, source)| source).collect();
                 let desc = &db.tables[t].desc;
                 sorted_columns(&desc.order_columns(), desc.columns.len() as u32, rows)
             })
@@ -1052,11 +1089,9 @@ impl SnapshotStore {
                 .map(|(t, r)| ChangeRec {
                     table: t as u32,
                     row: r,
-                    cells: db.tables[t]
-                        .changed
-                        .get(&r)
-                        .and_then(Option::as_ref)
-                        .map(|row| row.iter().map(|v| ValueRef::from(v).to_rec()).collect()),
+                    cells: db.tables[t].changed.get(&r).and_then(|e| e.source(&db.base)).map(|row| {
+                        (0..db.tables[t].desc.columns.len() as u32).map(|c| row.cell(c).to_rec()).collect()
+                    }),
                 })
                 .collect(),
         }
@@ -1228,10 +1263,10 @@ impl Store for SnapshotStore {
     fn rollback(&mut self) -> Result<(), StoreError> {
         let (Some(tx), Some(db)) = (self.tx.take(), self.db.as_mut()) else { return Ok(()) };
         for ((t, row), old) in tx.undo {
-            db.tables[t].put(row, old);
+            db.tables[t].put(&db.base, row, old);
         }
         for (t, row) in tx.inserted {
-            db.tables[t].put(row, None);
+            db.tables[t].put(&db.base, row, None);
         }
         for (t, state) in db.tables.iter_mut().enumerate() {
             state.next_row = tx.next_rows[t];
