@@ -24,8 +24,13 @@ use crate::SnapshotError;
 
 /// The first eight bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"RELGRAPH";
-/// The format version this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes and the newest it reads. It reads
+/// every older one too: version 2 added the [`ColumnData::Texts`] and
+/// [`ColumnData::Blobs`] layouts, and version 1 files hold none.
+pub const FORMAT_VERSION: u32 = 2;
+/// In [`ColumnData::Texts`] and [`ColumnData::Blobs`], the bit of an end
+/// offset that marks the row NULL.
+pub const NULL_END: u32 = 1 << 31;
 /// Bytes in the file header.
 pub const HEADER_LEN: usize = 64;
 /// Bytes in a frame header.
@@ -134,14 +139,14 @@ mod columns {
             /// The NULL bitmap.
             nulls: Vec<u8>,
         },
-        /// Text.
+        /// Text, one string per row (format version 1; read, no longer written).
         Text {
             /// One per row (empty where NULL).
             values: Vec<String>,
             /// The NULL bitmap.
             nulls: Vec<u8>,
         },
-        /// Bytes.
+        /// Bytes, one vector per row (format version 1; read, no longer written).
         Blob {
             /// One per row (empty where NULL).
             values: Vec<Vec<u8>>,
@@ -153,6 +158,22 @@ mod columns {
         Mixed {
             /// One per row.
             values: Vec<CellRec>,
+        },
+        /// Text, every row's run of one string (format version 2 on): the
+        /// archive validates one string per column instead of one per row.
+        Texts {
+            /// The rows' text, one after another.
+            text: String,
+            /// Per row, where its run ends (it starts where the previous
+            /// one ends), with [`NULL_END`](super::NULL_END) set for a NULL.
+            ends: Vec<u32>,
+        },
+        /// Bytes, laid out as [`ColumnData::Texts`] (format version 2 on).
+        Blobs {
+            /// The rows' bytes, one after another.
+            bytes: Vec<u8>,
+            /// Per row, where its run ends, [`NULL_END`](super::NULL_END) set for a NULL.
+            ends: Vec<u32>,
         },
     }
 }

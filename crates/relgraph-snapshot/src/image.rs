@@ -11,8 +11,8 @@ use crate::SnapshotError;
 use crate::describe::TableDesc;
 use crate::format::{
     ALIGN, ArchivedBatchRec, ArchivedCellRec, ArchivedColumnData, ArchivedImageRec, ArchivedTableRec,
-    CellRec, ColumnData, Frame, HEADER_LEN, Header, ImageRec, IndexRec, TableRec, access_batch, access_image,
-    decode_frame, padded, to_bytes,
+    CellRec, ColumnData, Frame, HEADER_LEN, Header, ImageRec, IndexRec, NULL_END, TableRec, access_batch,
+    access_image, decode_frame, padded, to_bytes,
 };
 
 /// A borrowed column value, from a row in memory or in the archive, so the
@@ -72,7 +72,17 @@ impl<'a> From<&'a CellRec> for ValueRef<'a> {
     }
 }
 
-impl ValueRef<'_> {
+impl<'a> ValueRef<'a> {
+    /// The text, if this is text.
+    pub(crate) fn text(self) -> Option<&'a str> {
+        if let ValueRef::Text(t) = self { Some(t) } else { None }
+    }
+
+    /// The bytes, if this is a blob.
+    pub(crate) fn blob(self) -> Option<&'a [u8]> {
+        if let ValueRef::Blob(b) = self { Some(b) } else { None }
+    }
+
     /// An owned value.
     pub fn to_value(self) -> Value {
         match self {
@@ -141,10 +151,51 @@ struct Archives<'a> {
     torn_tail: bool,
 }
 
+/// A file's bytes, aligned for rkyv: as read, when the allocator aligned
+/// them well enough (it does on the platforms we know, and reading into a
+/// plain vector costs no zeroing of the buffer first), or copied into an
+/// aligned buffer.
+pub(crate) enum FileBytes {
+    /// A buffer that happens to be aligned.
+    Read(Vec<u8>),
+    /// A buffer aligned by its type.
+    Aligned(AlignedVec),
+}
+
+impl FileBytes {
+    /// `bytes`, copied only if they are not aligned.
+    pub(crate) fn from_vec(bytes: Vec<u8>) -> FileBytes {
+        if bytes.as_ptr().align_offset(ALIGN) == 0 {
+            FileBytes::Read(bytes)
+        } else {
+            let mut aligned = AlignedVec::with_capacity(bytes.len());
+            aligned.extend_from_slice(&bytes);
+            FileBytes::Aligned(aligned)
+        }
+    }
+}
+
+impl From<AlignedVec> for FileBytes {
+    fn from(bytes: AlignedVec) -> Self {
+        FileBytes::Aligned(bytes)
+    }
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Read(bytes) => bytes,
+            FileBytes::Aligned(bytes) => bytes,
+        }
+    }
+}
+
 self_cell::self_cell!(
     /// The file's bytes and the validated archives inside them.
     struct ImageCell {
-        owner: AlignedVec,
+        owner: FileBytes,
         #[covariant]
         dependent: Archives,
     }
@@ -178,7 +229,7 @@ pub(crate) struct Base {
 impl Base {
     /// Validates the base image inside `file` (the whole file: header, base
     /// and log) and checks it against its own description.
-    pub(crate) fn open(file: AlignedVec, header: &Header) -> Result<(Base, Vec<TableDesc>), SnapshotError> {
+    pub(crate) fn open(file: FileBytes, header: &Header) -> Result<(Base, Vec<TableDesc>), SnapshotError> {
         let base_len = usize::try_from(header.base_len).unwrap_or(usize::MAX);
         let base_end = HEADER_LEN.saturating_add(padded(base_len.min(usize::MAX - ALIGN)));
         if file.len() < base_end {
@@ -281,7 +332,7 @@ impl Base {
     }
 
     /// The file's bytes.
-    pub(crate) fn bytes(&self) -> &AlignedVec {
+    pub(crate) fn bytes(&self) -> &[u8] {
         self.cell.borrow_owner()
     }
 
@@ -332,6 +383,16 @@ fn check_table(t: &ArchivedTableRec, desc: &TableDesc) -> Result<Vec<usize>, Sna
             ArchivedColumnData::Text { values, nulls } => (values.len(), nulls.len()),
             ArchivedColumnData::Blob { values, nulls } => (values.len(), nulls.len()),
             ArchivedColumnData::Mixed { values } => (values.len(), rows.div_ceil(8)),
+            ArchivedColumnData::Texts { text, ends } => {
+                check_runs(ends, text.len(), |at| text.is_char_boundary(at))
+                    .map_err(|what| bad(format!("table {}: column {c}: {what}", desc.name)))?;
+                (ends.len(), 0)
+            }
+            ArchivedColumnData::Blobs { bytes, ends } => {
+                check_runs(ends, bytes.len(), |_| true)
+                    .map_err(|what| bad(format!("table {}: column {c}: {what}", desc.name)))?;
+                (ends.len(), 0)
+            }
         };
         if values != rows || (nulls != 0 && nulls != rows.div_ceil(8)) {
             return Err(bad(format!(
@@ -357,6 +418,39 @@ fn check_table(t: &ArchivedTableRec, desc: &TableDesc) -> Result<Vec<usize>, Sna
             Ok(slot)
         })
         .collect()
+}
+
+/// Checks the end offsets of a column of runs: each run starts where the
+/// previous one ended, so the ends (NULL bit masked off) must not go
+/// backwards, stay within `len`, and fall where `boundary` allows.
+fn check_runs(
+    ends: &[rkyv::rend::u32_le],
+    len: usize,
+    boundary: impl Fn(usize) -> bool,
+) -> Result<(), String> {
+    let mut start = 0;
+    for end in ends {
+        let end = (end.to_native() & !NULL_END) as usize;
+        if end < start || end > len {
+            return Err(format!("run end {end} out of order or past the {len} bytes"));
+        }
+        if !boundary(end) {
+            return Err(format!("run end {end} inside a character"));
+        }
+        start = end;
+    }
+    Ok(())
+}
+
+/// The run of row `r` in a column of runs (`None` for a NULL), `end(i)`
+/// being row `i`'s end.
+fn run(r: usize, end: impl Fn(usize) -> u32) -> Option<std::ops::Range<usize>> {
+    let stop = end(r);
+    if stop & NULL_END != 0 {
+        return None;
+    }
+    let start = if r == 0 { 0 } else { end(r - 1) & !NULL_END };
+    Some(start as usize..stop as usize)
 }
 
 /// The bytes of a new file: header and base image, with no log. `tables`
@@ -482,6 +576,11 @@ fn archived_cell(data: &ArchivedColumnData, r: usize) -> ValueRef<'_> {
             ValueRef::Blob(values[r].as_slice())
         }
         ArchivedColumnData::Mixed { values } => ValueRef::from(&values[r]),
+        // Ranges and character boundaries were checked at open: `get` cannot miss.
+        ArchivedColumnData::Texts { text, ends } => run(r, |i| ends[i].to_native())
+            .map_or(ValueRef::Null, |run| ValueRef::Text(text.get(run).unwrap_or_default())),
+        ArchivedColumnData::Blobs { bytes, ends } => run(r, |i| ends[i].to_native())
+            .map_or(ValueRef::Null, |run| ValueRef::Blob(bytes.get(run).unwrap_or_default())),
         _ => ValueRef::Null,
     }
 }
@@ -494,6 +593,10 @@ fn owned_cell(data: &ColumnData, r: usize) -> ValueRef<'_> {
         ColumnData::Text { values, nulls } if !is_null(nulls, r) => ValueRef::Text(&values[r]),
         ColumnData::Blob { values, nulls } if !is_null(nulls, r) => ValueRef::Blob(&values[r]),
         ColumnData::Mixed { values } => ValueRef::from(&values[r]),
+        ColumnData::Texts { text, ends } => run(r, |i| ends[i])
+            .map_or(ValueRef::Null, |run| ValueRef::Text(text.get(run).unwrap_or_default())),
+        ColumnData::Blobs { bytes, ends } => run(r, |i| ends[i])
+            .map_or(ValueRef::Null, |run| ValueRef::Blob(bytes.get(run).unwrap_or_default())),
         _ => ValueRef::Null,
     }
 }
@@ -575,6 +678,30 @@ pub(crate) fn integer_order(
     }
 }
 
+/// The most bytes one column of runs holds: an archived string's limit,
+/// below the [`NULL_END`] bit. A column holding more is written one value
+/// per row instead.
+const RUN_LIMIT: usize = (1 << 30) - 1;
+
+/// Lays `values` (`None`: NULL) end to end, with the end of each; `None`
+/// when they pass [`RUN_LIMIT`] bytes.
+fn runs<'a>(values: impl Iterator<Item = Option<&'a [u8]>>) -> Option<(Vec<u8>, Vec<u32>)> {
+    let (mut bytes, mut ends) = (Vec::new(), Vec::with_capacity(values.size_hint().0));
+    for value in values {
+        match value {
+            Some(v) => {
+                bytes.extend_from_slice(v);
+                if bytes.len() > RUN_LIMIT {
+                    return None;
+                }
+                ends.push(bytes.len() as u32);
+            }
+            None => ends.push(bytes.len() as u32 | NULL_END),
+        }
+    }
+    Some((bytes, ends))
+}
+
 /// Sorts `rows` (of `width` columns) by `order` and lays them out column by
 /// column, as [`write_image`] takes them: each column typed when all its
 /// values are of one kind, mixed otherwise.
@@ -621,18 +748,21 @@ pub(crate) fn sorted_columns(order: &[u32], width: u32, mut rows: Vec<Source<'_>
                     values: cells.map(|v| if let ValueRef::Float(f) = v { f } else { 0.0 }).collect(),
                     nulls,
                 },
-                (_, 4) => ColumnData::Text {
-                    values: cells
-                        .map(|v| if let ValueRef::Text(t) = v { t.to_owned() } else { String::new() })
-                        .collect(),
-                    nulls,
-                },
-                (_, 5) => ColumnData::Blob {
-                    values: cells
-                        .map(|v| if let ValueRef::Blob(b) = v { b.to_vec() } else { Vec::new() })
-                        .collect(),
-                    nulls,
-                },
+                (_, 4) => runs(cells.clone().map(|v| v.text().map(str::as_bytes)))
+                    .and_then(|(bytes, ends)| {
+                        Some(ColumnData::Texts { text: String::from_utf8(bytes).ok()?, ends })
+                    })
+                    .unwrap_or_else(|| ColumnData::Text {
+                        values: cells.map(|v| v.text().unwrap_or_default().to_owned()).collect(),
+                        nulls,
+                    }),
+                (_, 5) => runs(cells.clone().map(ValueRef::blob)).map_or_else(
+                    || ColumnData::Blob {
+                        values: cells.map(|v| v.blob().unwrap_or_default().to_vec()).collect(),
+                        nulls,
+                    },
+                    |(bytes, ends)| ColumnData::Blobs { bytes, ends },
+                ),
                 // Integers, and columns of NULLs only.
                 _ => ColumnData::Integer {
                     values: cells.map(|v| if let ValueRef::Integer(i) = v { i } else { 0 }).collect(),
@@ -646,7 +776,7 @@ pub(crate) fn sorted_columns(order: &[u32], width: u32, mut rows: Vec<Source<'_>
 
 #[cfg(test)]
 mod tests {
-    use super::integer_order;
+    use super::*;
 
     /// A small deterministic generator: no dependency for a unit test.
     fn numbers(seed: u64, n: usize, range: i64) -> Vec<i64> {
@@ -673,6 +803,38 @@ mod tests {
                 assert_eq!(integer_order(n, k, key).unwrap(), expected, "width {k}, range {range}");
             }
         }
+    }
+
+    #[test]
+    fn text_and_bytes_are_written_as_runs_and_read_back() {
+        let rows: Vec<Row> = vec![
+            Box::new([Value::Integer(1), Value::from("één"), Value::Blob(vec![1, 2].into())]),
+            Box::new([Value::Integer(2), Value::Null, Value::Null]),
+            Box::new([Value::Integer(3), Value::from(""), Value::Blob(Vec::new().into())]),
+            Box::new([Value::Integer(4), Value::from("last"), Value::Blob(vec![255].into())]),
+        ];
+        let sources = rows.iter().map(|r| Source::Row(r)).collect();
+        let (n, columns) = sorted_columns(&[0], 3, sources);
+        assert_eq!(n, 4);
+        assert!(matches!(columns[1], ColumnData::Texts { .. }), "{:?}", columns[1]);
+        assert!(matches!(columns[2], ColumnData::Blobs { .. }), "{:?}", columns[2]);
+        for (r, row) in rows.iter().enumerate() {
+            for c in 0..3 {
+                assert_eq!(owned_cell(&columns[c], r), ValueRef::from(&row[c]), "row {r}, column {c}");
+            }
+        }
+    }
+
+    #[test]
+    fn runs_that_go_backwards_past_the_end_or_into_a_character_are_refused() {
+        let ends = |e: &[u32]| e.iter().map(|&v| rkyv::rend::u32_le::from_native(v)).collect::<Vec<_>>();
+        let text = "aé";
+        let boundary = |at: usize| text.is_char_boundary(at);
+        assert!(check_runs(&ends(&[1, 1 | NULL_END, 3]), text.len(), boundary).is_ok());
+        assert!(check_runs(&ends(&[2, 1]), text.len(), boundary).is_err(), "backwards");
+        assert!(check_runs(&ends(&[4]), text.len(), boundary).is_err(), "past the end");
+        assert!(check_runs(&ends(&[2]), text.len(), boundary).is_err(), "inside é");
+        assert!(check_runs(&ends(&[4 | NULL_END]), text.len(), boundary).is_err(), "a NULL past the end");
     }
 
     #[test]

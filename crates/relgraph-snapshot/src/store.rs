@@ -16,7 +16,7 @@ use smallvec::SmallVec;
 use crate::SnapshotError;
 use crate::describe::{TableDesc, describe};
 use crate::format::{BatchRec, ChangeRec, ColumnData, HEADER_LEN, Header, encode_frame, padded, to_bytes};
-use crate::image::{Base, Source, ValueRef, cmp_keys, sorted_columns, write_image};
+use crate::image::{Base, FileBytes, Source, ValueRef, cmp_keys, sorted_columns, write_image};
 
 /// Below this many rows in the base image, the log may hold this many row
 /// changes before a commit compacts.
@@ -306,7 +306,7 @@ impl TableState {
 
 impl Db {
     /// Parses a whole file: header, base image and log.
-    fn parse(file: AlignedVec) -> Result<Db, SnapshotError> {
+    fn parse(file: FileBytes) -> Result<Db, SnapshotError> {
         let header = Header::decode(&file)?;
         let (base, descs) = Base::open(file, &header)?;
         let mut tables: Vec<TableState> =
@@ -610,19 +610,13 @@ impl SnapshotStore {
                 if len == 0 {
                     None
                 } else {
-                    // Read straight into the aligned buffer rkyv validates in place.
-                    let mut bytes = AlignedVec::with_capacity(len as usize);
-                    bytes.resize(len as usize, 0);
-                    let mut filled = 0;
-                    while filled < bytes.len() {
-                        match file.read(&mut bytes[filled..]).map_err(io(path))? {
-                            0 => break,
-                            n => filled += n,
-                        }
-                    }
-                    // A file that shrank while being read is read as far as it goes.
-                    bytes.resize(filled, 0);
-                    Some(Db::parse(bytes)?)
+                    // Read to its end, whatever length it has by then: a
+                    // file that shrank or grew while being read is read as
+                    // far as it goes (a torn tail at worst). The buffer is
+                    // not zeroed first, and rkyv validates it in place.
+                    let mut bytes = Vec::with_capacity(len as usize);
+                    file.read_to_end(&mut bytes).map_err(io(path))?;
+                    Some(Db::parse(FileBytes::from_vec(bytes))?)
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -675,9 +669,7 @@ impl SnapshotStore {
 
     /// A read-only store over a snapshot's bytes (writes would go nowhere).
     pub(crate) fn from_bytes(bytes: &[u8]) -> Result<SnapshotStore, StoreError> {
-        let mut aligned = AlignedVec::with_capacity(bytes.len());
-        aligned.extend_from_slice(bytes);
-        let db = Db::parse(aligned)?;
+        let db = Db::parse(FileBytes::from_vec(bytes.to_vec()))?;
         Ok(SnapshotStore {
             path: PathBuf::new(),
             options: SnapshotOptions::default(),
@@ -905,7 +897,7 @@ fn drop_later(db: Option<Db>) {
 }
 
 fn install(path: &Path, bytes: AlignedVec, sync: bool) -> Result<Db, SnapshotError> {
-    let db = Db::parse(bytes)?;
+    let db = Db::parse(bytes.into())?;
     write_atomically(path, db.base.bytes(), sync)?;
     Ok(db)
 }
