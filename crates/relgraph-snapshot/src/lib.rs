@@ -44,6 +44,7 @@ use std::path::PathBuf;
 
 use relgraph_core::{ErrorKind, StoreError};
 
+mod changed;
 pub mod describe;
 pub mod format;
 mod image;

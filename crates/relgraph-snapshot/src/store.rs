@@ -14,6 +14,7 @@ use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
 use crate::SnapshotError;
+use crate::changed::{Changed, RowId};
 use crate::describe::{TableDesc, describe};
 use crate::format::{BatchRec, ChangeRec, ColumnData, HEADER_LEN, Header, encode_frame, padded, to_bytes};
 use crate::image::{Base, FileBytes, Source, ValueRef, cmp_keys, sorted_columns, write_image};
@@ -73,9 +74,6 @@ pub struct SnapshotInfo {
     pub torn_tail: bool,
 }
 
-/// A row's identity within its table: its position in the base image, or a
-/// number past it for a row inserted since.
-type RowId = u64;
 /// An overlay entry: a row inserted or updated since the image, or a base
 /// row deleted since.
 #[derive(Clone, Debug, PartialEq)]
@@ -107,7 +105,7 @@ struct TableState {
     base_rows: u32,
     next_row: RowId,
     indexes: Vec<Vec<u32>>,
-    changed: FxHashMap<RowId, Entry>,
+    changed: Changed<Entry>,
     /// Per index: key to the overlay rows holding it, where it differs from
     /// the row's key in the image (every row inserted since, a base row only
     /// when the change moved it within this index). A base row changed
@@ -226,7 +224,7 @@ impl TableState {
             next_row: RowId::from(base_rows),
             overlay: vec![FxHashMap::default(); indexes.len()],
             indexes,
-            changed: FxHashMap::default(),
+            changed: Changed::new(base_rows),
             referenced_by: Vec::new(),
             max_key: None,
             desc,
@@ -243,7 +241,7 @@ impl TableState {
     fn put(&mut self, base: &Base, row: RowId, entry: Option<Entry>) -> Option<Entry> {
         let old = match entry {
             Some(entry) => self.changed.insert(row, entry),
-            None => self.changed.remove(&row),
+            None => self.changed.remove(row),
         };
         let in_base = (row < RowId::from(self.base_rows)).then_some(Source::Archived {
             base,
@@ -267,7 +265,7 @@ impl TableState {
                 }
             }
         }
-        if let Some(new_row) = self.changed.get(&row).and_then(|e| e.source(base)) {
+        if let Some(new_row) = self.changed.get(row).and_then(|e| e.source(base)) {
             for (i, columns) in self.indexes.iter().enumerate() {
                 if !unmoved(new_row, columns)
                     && let Some(key) = key_of(new_row, columns)
@@ -370,7 +368,7 @@ impl Db {
             // Rows are stored in primary-key order, so the largest key is the last live one.
             [pk] if state.desc.columns[*pk as usize].autoincrement => (0..state.base_rows)
                 .rev()
-                .find(|r| !state.changed.contains_key(&RowId::from(*r)))
+                .find(|r| !state.changed.contains_key(RowId::from(*r)))
                 .and_then(|r| match self.base.cell(t, r, *pk) {
                     ValueRef::Integer(i) => Some(i),
                     _ => None,
@@ -387,7 +385,7 @@ impl Db {
 
     /// Where the current values of a row are (`None`: no such row).
     fn source(&self, t: usize, row: RowId) -> Option<Source<'_>> {
-        match self.tables[t].changed.get(&row) {
+        match self.tables[t].changed.get(row) {
             Some(entry) => entry.source(&self.base),
             None if row < RowId::from(self.tables[t].base_rows) => {
                 Some(Source::Archived { base: &self.base, table: t, row: row as u32 })
@@ -423,7 +421,7 @@ impl Db {
             let r = RowId::from(r);
             // A changed row still matches here only if the change left it
             // in place within this index (else the overlay has it).
-            let live = match state.changed.get(&r) {
+            let live = match state.changed.get(r) {
                 None => true,
                 Some(entry) => entry.source(&self.base).is_some_and(|row| {
                     columns.iter().zip(key).all(|(&c, v)| row.cell(c).total_cmp(*v).is_eq())
@@ -480,7 +478,7 @@ impl Db {
         let state = &self.tables[t];
         let base = RowId::from(state.base_rows);
         let mut live: Vec<(RowId, Source<'_>)> = (0..base)
-            .filter_map(|r| match state.changed.get(&r) {
+            .filter_map(|r| match state.changed.get(r) {
                 Some(entry) => entry.source(&self.base).map(|s| (r, s)),
                 None => Some((r, Source::Archived { base: &self.base, table: t, row: r as u32 })),
             })
@@ -492,14 +490,14 @@ impl Db {
         if span <= 2 * state.changed.len() as u64 {
             live.extend(
                 (base..state.next_row)
-                    .filter_map(|r| state.changed.get(&r).and_then(|e| e.source(&self.base)).map(|s| (r, s))),
+                    .filter_map(|r| state.changed.get(r).and_then(|e| e.source(&self.base)).map(|s| (r, s))),
             );
         } else {
             let mut inserted: Vec<(RowId, Source<'_>)> = state
                 .changed
                 .iter()
-                .filter(|(r, _)| **r >= base)
-                .filter_map(|(&r, e)| e.source(&self.base).map(|s| (r, s)))
+                .filter(|(r, _)| *r >= base)
+                .filter_map(|(r, e)| e.source(&self.base).map(|s| (r, s)))
                 .collect();
             inserted.sort_unstable_by_key(|&(r, _)| r);
             live.extend(inserted);
@@ -759,7 +757,7 @@ fn insert(db: &mut Db, tx: &mut Tx, t: usize, mut values: Vec<Value>) -> Result<
     tx.inserted.push((t, id));
     // Checked after the write, so that a row may reference itself.
     let db: &Db = db;
-    if let Some(Entry::Row(row)) = db.tables[t].changed.get(&id) {
+    if let Some(Entry::Row(row)) = db.tables[t].changed.get(id) {
         db.check_references(t, row)?;
     }
     Ok(generated)
@@ -950,12 +948,12 @@ impl SnapshotStore {
         let deleted = state
             .changed
             .iter()
-            .filter(|(r, e)| **r < RowId::from(state.base_rows) && **e == Entry::Deleted)
+            .filter(|(r, e)| *r < RowId::from(state.base_rows) && **e == Entry::Deleted)
             .count();
         let inserted = state
             .changed
             .iter()
-            .filter(|(r, e)| **r >= RowId::from(state.base_rows) && **e != Entry::Deleted)
+            .filter(|(r, e)| *r >= RowId::from(state.base_rows) && **e != Entry::Deleted)
             .count();
         Ok(state.base_rows as usize - deleted + inserted)
     }
@@ -1070,9 +1068,9 @@ impl SnapshotStore {
         let mut keys: Vec<(usize, RowId)> = tx
             .undo
             .iter()
-            .filter(|((t, r), old)| db.tables[*t].changed.get(r) != old.as_ref())
+            .filter(|((t, r), old)| db.tables[*t].changed.get(*r) != old.as_ref())
             .map(|(&k, _)| k)
-            .chain(tx.inserted.iter().copied().filter(|(t, r)| db.tables[*t].changed.contains_key(r)))
+            .chain(tx.inserted.iter().copied().filter(|(t, r)| db.tables[*t].changed.contains_key(*r)))
             .collect();
         keys.sort_unstable();
         BatchRec {
@@ -1081,7 +1079,7 @@ impl SnapshotStore {
                 .map(|(t, r)| ChangeRec {
                     table: t as u32,
                     row: r,
-                    cells: db.tables[t].changed.get(&r).and_then(|e| e.source(&db.base)).map(|row| {
+                    cells: db.tables[t].changed.get(r).and_then(|e| e.source(&db.base)).map(|row| {
                         (0..db.tables[t].desc.columns.len() as u32).map(|c| row.cell(c).to_rec()).collect()
                     }),
                 })
