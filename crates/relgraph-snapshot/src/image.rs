@@ -321,6 +321,9 @@ impl Base {
         let cmp = |row: u32| cmp_keys(columns.iter().map(|&c| self.cell(table, row, c)), key.iter().copied());
         if index.implicit {
             let rows = t.rows.to_native() as usize;
+            if let Some(hit) = self.probe_dense(table, columns, key, rows) {
+                return Matches::Rows(hit);
+            }
             let start = lower_bound(0, rows, |r| cmp(r as u32) == Ordering::Less);
             let end = lower_bound(start, rows, |r| cmp(r as u32) == Ordering::Equal);
             return Matches::Rows(start as u32..end as u32);
@@ -329,6 +332,29 @@ impl Base {
         let start = order.partition_point(|r| cmp(r.to_native()) == Ordering::Less);
         let end = start + order[start..].partition_point(|r| cmp(r.to_native()) == Ordering::Equal);
         Matches::Order(order[start..end].iter())
+    }
+
+    /// Where `key` sits if the table's integer keys are dense from its first
+    /// row (as keys handed out one by one mostly are): one probe at the
+    /// position the key would have, instead of a binary search that costs a
+    /// cache miss per step on a large table. `None` when the probe misses.
+    fn probe_dense(
+        &self,
+        table: usize,
+        columns: &[u32],
+        key: &[ValueRef<'_>],
+        rows: usize,
+    ) -> Option<std::ops::Range<u32>> {
+        let ([column], [ValueRef::Integer(k)]) = (columns, key) else { return None };
+        if rows == 0 {
+            return None;
+        }
+        let ValueRef::Integer(first) = self.cell(table, 0, *column) else { return None };
+        let at = usize::try_from(k.checked_sub(first)?).ok().filter(|&at| at < rows)?;
+        let value = |r: usize| self.cell(table, r as u32, *column);
+        let below = at == 0 || value(at - 1).total_cmp(ValueRef::Integer(*k)).is_lt();
+        let above = at + 1 == rows || value(at + 1).total_cmp(ValueRef::Integer(*k)).is_gt();
+        (value(at) == ValueRef::Integer(*k) && below && above).then_some(at as u32..at as u32 + 1)
     }
 
     /// The file's bytes.

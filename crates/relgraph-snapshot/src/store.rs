@@ -15,7 +15,7 @@ use smallvec::SmallVec;
 
 use crate::SnapshotError;
 use crate::changed::{Changed, RowId};
-use crate::describe::{TableDesc, describe};
+use crate::describe::{ForeignKeyDesc, TableDesc, describe};
 use crate::format::{BatchRec, ChangeRec, ColumnData, HEADER_LEN, Header, encode_frame, padded, to_bytes};
 use crate::image::{Base, FileBytes, Source, ValueRef, cmp_keys, sorted_columns, write_image};
 
@@ -505,11 +505,21 @@ impl Db {
         live
     }
 
-    /// NOT NULL, keys and unique constraints of `row`, ignoring `itself`.
-    fn check_row(&self, t: usize, row: &[Value], itself: Option<RowId>) -> Result<(), StoreError> {
+    /// NOT NULL, keys and unique constraints of `row`, ignoring `itself`;
+    /// only those on the `changed` columns when given (an UPDATE: the
+    /// others held before it and no other row can have broken them since).
+    fn check_row(
+        &self,
+        t: usize,
+        row: &[Value],
+        itself: Option<RowId>,
+        changed: Option<&[u32]>,
+    ) -> Result<(), StoreError> {
         let desc = &self.tables[t].desc;
+        let touched =
+            |columns: &[u32]| changed.is_none_or(|changed| columns.iter().any(|c| changed.contains(c)));
         for (c, column) in desc.columns.iter().enumerate() {
-            if row[c].is_null() && !column.nullable {
+            if row[c].is_null() && !column.nullable && touched(&[c as u32]) {
                 return Err(StoreError::new(
                     ErrorKind::NotNull,
                     format!("NOT NULL constraint failed: {}.{}", desc.name, column.name),
@@ -517,7 +527,7 @@ impl Db {
             }
         }
         let keys = std::iter::once(&desc.primary_key).filter(|pk| !pk.is_empty()).chain(&desc.uniques);
-        for columns in keys {
+        for columns in keys.filter(|columns| touched(columns)) {
             if let Some(key) = refs_of(row, columns)
                 && self.any_match(t, columns, &key, itself)
             {
@@ -532,10 +542,14 @@ impl Db {
         Ok(())
     }
 
-    /// The outgoing foreign keys of `row`: each non-NULL one must find its row.
-    fn check_references(&self, t: usize, row: &[Value]) -> Result<(), StoreError> {
+    /// The outgoing foreign keys of `row`: each non-NULL one must find its
+    /// row; only those on the `changed` columns when given (see [`Db::check_row`]).
+    fn check_references(&self, t: usize, row: &[Value], changed: Option<&[u32]>) -> Result<(), StoreError> {
         let desc = &self.tables[t].desc;
-        for fk in &desc.foreign_keys {
+        let touched = |fk: &&ForeignKeyDesc| {
+            changed.is_none_or(|changed| fk.columns.iter().any(|c| changed.contains(c)))
+        };
+        for fk in desc.foreign_keys.iter().filter(touched) {
             let Some(key) = refs_of(row, &fk.columns) else { continue };
             if !self.any_match(fk.ref_table, &fk.ref_columns, &key, None) {
                 return Err(StoreError::new(
@@ -750,7 +764,7 @@ fn insert(db: &mut Db, tx: &mut Tx, t: usize, mut values: Vec<Value>) -> Result<
             generated = Some(next);
         }
     }
-    db.check_row(t, &values, None)?;
+    db.check_row(t, &values, None, None)?;
     let id = db.tables[t].next_row;
     db.tables[t].next_row += 1;
     write_row(db, tx, t, id, Some(values.into_boxed_slice()));
@@ -758,7 +772,7 @@ fn insert(db: &mut Db, tx: &mut Tx, t: usize, mut values: Vec<Value>) -> Result<
     // Checked after the write, so that a row may reference itself.
     let db: &Db = db;
     if let Some(Entry::Row(row)) = db.tables[t].changed.get(id) {
-        db.check_references(t, row)?;
+        db.check_references(t, row, None)?;
     }
     Ok(generated)
 }
@@ -785,8 +799,8 @@ fn update(
         for (&c, v) in columns.iter().zip(&values) {
             row[c as usize] = v.clone();
         }
-        db.check_row(t, &row, Some(id))?;
-        db.check_references(t, &row)?;
+        db.check_row(t, &row, Some(id), Some(columns))?;
+        db.check_references(t, &row, Some(columns))?;
         // Changing a referenced key under rows that reference it is refused, as ON UPDATE NO ACTION.
         for &(rt, f) in &db.tables[t].referenced_by {
             let fk = &db.tables[rt].desc.foreign_keys[f];
@@ -847,7 +861,7 @@ fn delete(db: &mut Db, tx: &mut Tx, t: usize, rows: Vec<RowId>) -> Result<(), St
                         for &c in &fk.columns {
                             row[c as usize] = Value::Null;
                         }
-                        db.check_row(*rt, &row, Some(id))?;
+                        db.check_row(*rt, &row, Some(id), Some(&fk.columns))?;
                         write_row(db, tx, *rt, id, Some(row.into_boxed_slice()));
                     }
                 }
@@ -1021,8 +1035,8 @@ impl SnapshotStore {
         for t in 0..db.tables.len() {
             for id in db.live_rows(t) {
                 let row = db.row(t, id).ok_or_else(|| usage("a live row vanished"))?;
-                db.check_row(t, &row, Some(id))
-                    .and_then(|()| db.check_references(t, &row))
+                db.check_row(t, &row, Some(id), None)
+                    .and_then(|()| db.check_references(t, &row, None))
                     .map_err(|e| StoreError::new(ErrorKind::Corrupt, e.message))?;
             }
         }
