@@ -793,18 +793,28 @@ fn update(
             format!("UPDATE of table {} matched no row", db.tables[t].desc.name),
         ));
     }
+    // The foreign keys of other tables whose referenced columns this UPDATE
+    // changes: only for them is the row's old key needed.
+    let watched: SmallVec<[(usize, usize); 2]> = db.tables[t]
+        .referenced_by
+        .iter()
+        .copied()
+        .filter(|&(rt, f)| db.tables[rt].desc.foreign_keys[f].ref_columns.iter().any(|c| columns.contains(c)))
+        .collect();
     for id in rows {
-        let old = db.row(t, id).ok_or_else(|| usage("an index names a deleted row"))?;
-        let mut row = old.to_vec();
+        let mut row = db.row(t, id).ok_or_else(|| usage("an index names a deleted row"))?.into_vec();
+        let old = (!watched.is_empty()).then(|| row.clone());
         for (&c, v) in columns.iter().zip(&values) {
             row[c as usize] = v.clone();
         }
         db.check_row(t, &row, Some(id), Some(columns))?;
         db.check_references(t, &row, Some(columns))?;
         // Changing a referenced key under rows that reference it is refused, as ON UPDATE NO ACTION.
-        for &(rt, f) in &db.tables[t].referenced_by {
+        for &(rt, f) in old.as_ref().map_or(&[][..], |_| &watched[..]) {
             let fk = &db.tables[rt].desc.foreign_keys[f];
-            let Some(old_key) = refs_of(&old, &fk.ref_columns) else { continue };
+            let Some(old_key) = old.as_deref().and_then(|old| refs_of(old, &fk.ref_columns)) else {
+                continue;
+            };
             if refs_of(&row, &fk.ref_columns).as_ref() != Some(&old_key)
                 && db.any_match(rt, &fk.columns, &old_key, None)
             {
@@ -825,18 +835,23 @@ fn update(
 /// Deletes `rows` of `t` and applies the ON DELETE actions of the foreign
 /// keys that reference them.
 fn delete(db: &mut Db, tx: &mut Tx, t: usize, rows: Vec<RowId>) -> Result<(), StoreError> {
-    let mut removed = Vec::with_capacity(rows.len());
-    for id in rows {
-        if let Some(row) = db.row(t, id) {
-            write_row(db, tx, t, id, None);
-            removed.push(row);
-        }
-    }
     let referencing: Vec<_> = db.tables[t]
         .referenced_by
         .iter()
         .map(|&(rt, f)| (rt, db.tables[rt].desc.foreign_keys[f].clone()))
         .collect();
+    // The deleted rows' values are needed only to find the rows that reference them.
+    let mut removed = Vec::with_capacity(if referencing.is_empty() { 0 } else { rows.len() });
+    for id in rows {
+        if referencing.is_empty() {
+            if db.source(t, id).is_some() {
+                write_row(db, tx, t, id, None);
+            }
+        } else if let Some(row) = db.row(t, id) {
+            write_row(db, tx, t, id, None);
+            removed.push(row);
+        }
+    }
     for row in &removed {
         for (rt, fk) in &referencing {
             let Some(key) = refs_of(row, &fk.ref_columns) else { continue };
@@ -1234,6 +1249,7 @@ impl Store for SnapshotStore {
 
     fn commit(&mut self) -> Result<(), StoreError> {
         let tx = self.tx.take().ok_or_else(|| usage("commit without a transaction"))?;
+
         let result = (|| {
             let db = self.db()?;
             let base_rows: u64 = db.tables.iter().map(|t| u64::from(t.base_rows)).sum();
