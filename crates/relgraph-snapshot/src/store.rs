@@ -483,25 +483,14 @@ impl Db {
                 None => Some((r, Source::Archived { base: &self.base, table: t, row: r as u32 })),
             })
             .collect();
-        // Rows inserted since the image. Their numbers come from the log, an
-        // untrusted input: walking the range is bounded by the entries there
-        // are, else they are sorted.
-        let span = state.next_row.saturating_sub(base);
-        if span <= 2 * state.changed.len() as u64 {
-            live.extend(
-                (base..state.next_row)
-                    .filter_map(|r| state.changed.get(r).and_then(|e| e.source(&self.base)).map(|s| (r, s))),
-            );
-        } else {
-            let mut inserted: Vec<(RowId, Source<'_>)> = state
+        // Rows inserted since the image, in row order.
+        live.extend(
+            state
                 .changed
-                .iter()
-                .filter(|(r, _)| *r >= base)
-                .filter_map(|(r, e)| e.source(&self.base).map(|s| (r, s)))
-                .collect();
-            inserted.sort_unstable_by_key(|&(r, _)| r);
-            live.extend(inserted);
-        }
+                .past_image_in_order()
+                .into_iter()
+                .filter_map(|(r, e)| e.source(&self.base).map(|s| (r, s))),
+        );
         live
     }
 
