@@ -743,61 +743,159 @@ pub(crate) fn sorted_columns(order: &[u32], width: u32, mut rows: Vec<Source<'_>
         }
     }
     let n = rows.len();
-    let columns = (0..width)
-        .map(|c| {
-            let mut nulls = vec![0u8; n.div_ceil(8)];
-            let mut any_null = false;
-            let mut kind = None;
-            let mut mixed = false;
-            for (r, src) in rows.iter().enumerate() {
-                let v = src.cell(c);
-                if v == ValueRef::Null {
-                    nulls[r / 8] |= 1 << (r % 8);
-                    any_null = true;
-                } else if kind.is_some_and(|k| k != v.rank()) {
-                    mixed = true;
-                } else {
-                    kind = Some(v.rank());
+    let mut layouts: Vec<Layout> = (0..width).map(|_| Layout::Pending).collect();
+    let mut nulls: Vec<Vec<u8>> = (0..width).map(|_| Vec::new()).collect();
+    // One pass over the rows, row by row: each row's values are read while
+    // they are in the cache.
+    for (r, src) in rows.iter().enumerate() {
+        for (c, layout) in layouts.iter_mut().enumerate() {
+            let v = src.cell(c as u32);
+            if v == ValueRef::Null {
+                let bitmap = &mut nulls[c];
+                if bitmap.is_empty() {
+                    bitmap.resize(n.div_ceil(8), 0);
                 }
+                bitmap[r / 8] |= 1 << (r % 8);
             }
-            if !any_null {
-                nulls.clear();
-            }
-            let cells = rows.iter().map(|src| src.cell(c));
-            match (mixed, kind.unwrap_or(2)) {
-                (true, _) => ColumnData::Mixed { values: cells.map(ValueRef::to_rec).collect() },
-                (_, 1) => ColumnData::Boolean {
-                    values: cells.map(|v| u8::from(v == ValueRef::Boolean(true))).collect(),
-                    nulls,
-                },
-                (_, 3) => ColumnData::Float {
-                    values: cells.map(|v| if let ValueRef::Float(f) = v { f } else { 0.0 }).collect(),
-                    nulls,
-                },
-                (_, 4) => runs(cells.clone().map(|v| v.text().map(str::as_bytes)))
-                    .and_then(|(bytes, ends)| {
-                        Some(ColumnData::Texts { text: String::from_utf8(bytes).ok()?, ends })
-                    })
-                    .unwrap_or_else(|| ColumnData::Text {
-                        values: cells.map(|v| v.text().unwrap_or_default().to_owned()).collect(),
-                        nulls,
-                    }),
-                (_, 5) => runs(cells.clone().map(ValueRef::blob)).map_or_else(
-                    || ColumnData::Blob {
-                        values: cells.map(|v| v.blob().unwrap_or_default().to_vec()).collect(),
-                        nulls,
-                    },
-                    |(bytes, ends)| ColumnData::Blobs { bytes, ends },
-                ),
-                // Integers, and columns of NULLs only.
-                _ => ColumnData::Integer {
-                    values: cells.map(|v| if let ValueRef::Integer(i) = v { i } else { 0 }).collect(),
-                    nulls,
-                },
-            }
-        })
+            layout.push(r, v);
+        }
+    }
+    let columns = layouts
+        .into_iter()
+        .zip(nulls)
+        .enumerate()
+        .map(|(c, (layout, nulls))| layout.finish(n, nulls).unwrap_or_else(|| column(&rows, c as u32)))
         .collect();
     (n as u32, columns)
+}
+
+/// Column `c` of `rows` laid out on its own, two passes (kinds, then
+/// values): for the columns [`Layout`] gives up on.
+fn column(rows: &[Source<'_>], c: u32) -> ColumnData {
+    let n = rows.len();
+    let mut nulls = vec![0u8; n.div_ceil(8)];
+    let mut any_null = false;
+    let mut kind = None;
+    let mut mixed = false;
+    for (r, src) in rows.iter().enumerate() {
+        let v = src.cell(c);
+        if v == ValueRef::Null {
+            nulls[r / 8] |= 1 << (r % 8);
+            any_null = true;
+        } else if kind.is_some_and(|k| k != v.rank()) {
+            mixed = true;
+        } else {
+            kind = Some(v.rank());
+        }
+    }
+    if !any_null {
+        nulls.clear();
+    }
+    let cells = rows.iter().map(|src| src.cell(c));
+    match (mixed, kind.unwrap_or(2)) {
+        (true, _) => ColumnData::Mixed { values: cells.map(ValueRef::to_rec).collect() },
+        (_, 1) => ColumnData::Boolean {
+            values: cells.map(|v| u8::from(v == ValueRef::Boolean(true))).collect(),
+            nulls,
+        },
+        (_, 3) => ColumnData::Float {
+            values: cells.map(|v| if let ValueRef::Float(f) = v { f } else { 0.0 }).collect(),
+            nulls,
+        },
+        (_, 4) => runs(cells.clone().map(|v| v.text().map(str::as_bytes)))
+            .and_then(|(bytes, ends)| Some(ColumnData::Texts { text: String::from_utf8(bytes).ok()?, ends }))
+            .unwrap_or_else(|| ColumnData::Text {
+                values: cells.map(|v| v.text().unwrap_or_default().to_owned()).collect(),
+                nulls,
+            }),
+        (_, 5) => runs(cells.clone().map(ValueRef::blob)).map_or_else(
+            || ColumnData::Blob {
+                values: cells.map(|v| v.blob().unwrap_or_default().to_vec()).collect(),
+                nulls,
+            },
+            |(bytes, ends)| ColumnData::Blobs { bytes, ends },
+        ),
+        // Integers, and columns of NULLs only.
+        _ => ColumnData::Integer {
+            values: cells.map(|v| if let ValueRef::Integer(i) = v { i } else { 0 }).collect(),
+            nulls,
+        },
+    }
+}
+
+/// A column being laid out in one pass, typed by its first non-NULL value.
+enum Layout {
+    /// Only NULLs so far.
+    Pending,
+    Integers(Vec<i64>),
+    Floats(Vec<f64>),
+    Booleans(Vec<u8>),
+    /// Text or bytes as runs ([`ColumnData::Texts`], [`ColumnData::Blobs`]).
+    Runs {
+        text: bool,
+        bytes: Vec<u8>,
+        ends: Vec<u32>,
+    },
+    /// Values of several kinds, or runs too long: laid out by [`column`].
+    GivenUp,
+}
+
+impl Layout {
+    /// Adds row `r`'s value (rows come in order).
+    fn push(&mut self, r: usize, v: ValueRef<'_>) {
+        if let Layout::Pending = self {
+            *self = match v {
+                ValueRef::Null => return,
+                ValueRef::Integer(_) => Layout::Integers(vec![0; r]),
+                ValueRef::Float(_) => Layout::Floats(vec![0.0; r]),
+                ValueRef::Boolean(_) => Layout::Booleans(vec![0; r]),
+                ValueRef::Text(_) | ValueRef::Blob(_) => Layout::Runs {
+                    text: matches!(v, ValueRef::Text(_)),
+                    bytes: Vec::new(),
+                    ends: vec![NULL_END; r],
+                },
+            };
+        }
+        match (&mut *self, v) {
+            (Layout::Integers(values), ValueRef::Integer(i)) => values.push(i),
+            (Layout::Integers(values), ValueRef::Null) => values.push(0),
+            (Layout::Floats(values), ValueRef::Float(f)) => values.push(f),
+            (Layout::Floats(values), ValueRef::Null) => values.push(0.0),
+            (Layout::Booleans(values), ValueRef::Boolean(b)) => values.push(u8::from(b)),
+            (Layout::Booleans(values), ValueRef::Null) => values.push(0),
+            (Layout::Runs { bytes, ends, .. }, ValueRef::Null) => ends.push(bytes.len() as u32 | NULL_END),
+            (Layout::Runs { text: true, bytes, ends }, ValueRef::Text(t))
+                if bytes.len() + t.len() <= RUN_LIMIT =>
+            {
+                bytes.extend_from_slice(t.as_bytes());
+                ends.push(bytes.len() as u32);
+            }
+            (Layout::Runs { text: false, bytes, ends }, ValueRef::Blob(b))
+                if bytes.len() + b.len() <= RUN_LIMIT =>
+            {
+                bytes.extend_from_slice(b);
+                ends.push(bytes.len() as u32);
+            }
+            _ => *self = Layout::GivenUp,
+        }
+    }
+
+    /// The column of `n` rows with its NULL bitmap (empty when there is no
+    /// NULL), or `None` when it gave up.
+    fn finish(self, n: usize, nulls: Vec<u8>) -> Option<ColumnData> {
+        Some(match self {
+            // A column of NULLs only is stored as integers, as `column` does.
+            Layout::Pending => ColumnData::Integer { values: vec![0; n], nulls },
+            Layout::Integers(values) => ColumnData::Integer { values, nulls },
+            Layout::Floats(values) => ColumnData::Float { values, nulls },
+            Layout::Booleans(values) => ColumnData::Boolean { values, nulls },
+            Layout::Runs { text: true, bytes, ends } => {
+                ColumnData::Texts { text: String::from_utf8(bytes).ok()?, ends }
+            }
+            Layout::Runs { text: false, bytes, ends } => ColumnData::Blobs { bytes, ends },
+            Layout::GivenUp => return None,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -849,6 +947,42 @@ mod tests {
                 assert_eq!(owned_cell(&columns[c], r), ValueRef::from(&row[c]), "row {r}, column {c}");
             }
         }
+    }
+
+    /// The one-pass layout against the two-pass one, which decides each
+    /// column's kind before writing it: columns of every kind, with and
+    /// without NULLs, all NULL, and mixed (where the one pass gives up).
+    #[test]
+    fn the_one_pass_layout_equals_the_two_pass_one() {
+        let values = |r: i64| -> Row {
+            Box::new([
+                Value::Integer(r),
+                if r % 3 == 0 { Value::Null } else { Value::Integer(r * 7) },
+                Value::Float(r as f64 / 4.0),
+                if r % 5 == 0 { Value::Null } else { Value::Boolean(r % 2 == 0) },
+                if r % 4 == 1 { Value::Null } else { Value::from(format!("é{r}")) },
+                Value::Blob(vec![r as u8; (r % 3) as usize].into()),
+                Value::Null,
+                // Mixed: integers, then text.
+                if r < 10 { Value::Integer(r) } else { Value::from("text") },
+                // NULLs first, then floats.
+                if r < 7 { Value::Null } else { Value::Float(0.5) },
+            ])
+        };
+        let rows: Vec<Row> = (0..40).rev().map(values).collect();
+        let sources: Vec<Source<'_>> = rows.iter().map(|r| Source::Row(r)).collect();
+        let (n, columns) = sorted_columns(&[0], 9, sources.clone());
+        assert_eq!(n, 40);
+        let mut sorted = sources;
+        sorted.sort_by_key(|s| match s.cell(0) {
+            ValueRef::Integer(i) => i,
+            _ => unreachable!("integer keys"),
+        });
+        for (c, laid_out) in columns.iter().enumerate() {
+            assert_eq!(*laid_out, column(&sorted, c as u32), "column {c}");
+        }
+        assert!(matches!(columns[7], ColumnData::Mixed { .. }));
+        assert!(matches!(columns[6], ColumnData::Integer { ref nulls, .. } if !nulls.is_empty()));
     }
 
     #[test]
