@@ -706,32 +706,18 @@ pub(crate) fn integer_order(
 
 /// The most bytes one column of runs holds: an archived string's limit,
 /// below the [`NULL_END`] bit. A column holding more is written one value
-/// per row instead.
+/// per row instead (version 1's layout).
 const RUN_LIMIT: usize = (1 << 30) - 1;
-
-/// Lays `values` (`None`: NULL) end to end, with the end of each; `None`
-/// when they pass [`RUN_LIMIT`] bytes.
-fn runs<'a>(values: impl Iterator<Item = Option<&'a [u8]>>) -> Option<(Vec<u8>, Vec<u32>)> {
-    let (mut bytes, mut ends) = (Vec::new(), Vec::with_capacity(values.size_hint().0));
-    for value in values {
-        match value {
-            Some(v) => {
-                bytes.extend_from_slice(v);
-                if bytes.len() > RUN_LIMIT {
-                    return None;
-                }
-                ends.push(bytes.len() as u32);
-            }
-            None => ends.push(bytes.len() as u32 | NULL_END),
-        }
-    }
-    Some((bytes, ends))
-}
 
 /// Sorts `rows` (of `width` columns) by `order` and lays them out column by
 /// column, as [`write_image`] takes them: each column typed when all its
 /// values are of one kind, mixed otherwise.
-pub(crate) fn sorted_columns(order: &[u32], width: u32, mut rows: Vec<Source<'_>>) -> (u32, Vec<ColumnData>) {
+pub(crate) fn sorted_columns(order: &[u32], width: u32, rows: Vec<Source<'_>>) -> (u32, Vec<ColumnData>) {
+    lay_out(order, width, rows, RUN_LIMIT)
+}
+
+/// [`sorted_columns`] with columns of runs limited to `run_limit` bytes.
+fn lay_out(order: &[u32], width: u32, mut rows: Vec<Source<'_>>, run_limit: usize) -> (u32, Vec<ColumnData>) {
     let integer = |i: usize, j: usize| match rows[i].cell(order[j]) {
         ValueRef::Integer(v) => Some(v),
         _ => None,
@@ -757,70 +743,16 @@ pub(crate) fn sorted_columns(order: &[u32], width: u32, mut rows: Vec<Source<'_>
                 }
                 bitmap[r / 8] |= 1 << (r % 8);
             }
-            layout.push(r, v);
+            layout.push(r, v, run_limit);
         }
     }
     let columns = layouts
         .into_iter()
         .zip(nulls)
         .enumerate()
-        .map(|(c, (layout, nulls))| layout.finish(n, nulls).unwrap_or_else(|| column(&rows, c as u32)))
+        .map(|(c, (layout, nulls))| layout.finish(n, nulls, &rows, c as u32))
         .collect();
     (n as u32, columns)
-}
-
-/// Column `c` of `rows` laid out on its own, two passes (kinds, then
-/// values): for the columns [`Layout`] gives up on.
-fn column(rows: &[Source<'_>], c: u32) -> ColumnData {
-    let n = rows.len();
-    let mut nulls = vec![0u8; n.div_ceil(8)];
-    let mut any_null = false;
-    let mut kind = None;
-    let mut mixed = false;
-    for (r, src) in rows.iter().enumerate() {
-        let v = src.cell(c);
-        if v == ValueRef::Null {
-            nulls[r / 8] |= 1 << (r % 8);
-            any_null = true;
-        } else if kind.is_some_and(|k| k != v.rank()) {
-            mixed = true;
-        } else {
-            kind = Some(v.rank());
-        }
-    }
-    if !any_null {
-        nulls.clear();
-    }
-    let cells = rows.iter().map(|src| src.cell(c));
-    match (mixed, kind.unwrap_or(2)) {
-        (true, _) => ColumnData::Mixed { values: cells.map(ValueRef::to_rec).collect() },
-        (_, 1) => ColumnData::Boolean {
-            values: cells.map(|v| u8::from(v == ValueRef::Boolean(true))).collect(),
-            nulls,
-        },
-        (_, 3) => ColumnData::Float {
-            values: cells.map(|v| if let ValueRef::Float(f) = v { f } else { 0.0 }).collect(),
-            nulls,
-        },
-        (_, 4) => runs(cells.clone().map(|v| v.text().map(str::as_bytes)))
-            .and_then(|(bytes, ends)| Some(ColumnData::Texts { text: String::from_utf8(bytes).ok()?, ends }))
-            .unwrap_or_else(|| ColumnData::Text {
-                values: cells.map(|v| v.text().unwrap_or_default().to_owned()).collect(),
-                nulls,
-            }),
-        (_, 5) => runs(cells.clone().map(ValueRef::blob)).map_or_else(
-            || ColumnData::Blob {
-                values: cells.map(|v| v.blob().unwrap_or_default().to_vec()).collect(),
-                nulls,
-            },
-            |(bytes, ends)| ColumnData::Blobs { bytes, ends },
-        ),
-        // Integers, and columns of NULLs only.
-        _ => ColumnData::Integer {
-            values: cells.map(|v| if let ValueRef::Integer(i) = v { i } else { 0 }).collect(),
-            nulls,
-        },
-    }
 }
 
 /// A column being laid out in one pass, typed by its first non-NULL value.
@@ -836,13 +768,14 @@ enum Layout {
         bytes: Vec<u8>,
         ends: Vec<u32>,
     },
-    /// Values of several kinds, or runs too long: laid out by [`column`].
+    /// Values of several kinds, or runs too long: laid out one value per
+    /// row at the end.
     GivenUp,
 }
 
 impl Layout {
     /// Adds row `r`'s value (rows come in order).
-    fn push(&mut self, r: usize, v: ValueRef<'_>) {
+    fn push(&mut self, r: usize, v: ValueRef<'_>, run_limit: usize) {
         if let Layout::Pending = self {
             *self = match v {
                 ValueRef::Null => return,
@@ -865,13 +798,13 @@ impl Layout {
             (Layout::Booleans(values), ValueRef::Null) => values.push(0),
             (Layout::Runs { bytes, ends, .. }, ValueRef::Null) => ends.push(bytes.len() as u32 | NULL_END),
             (Layout::Runs { text: true, bytes, ends }, ValueRef::Text(t))
-                if bytes.len() + t.len() <= RUN_LIMIT =>
+                if bytes.len() + t.len() <= run_limit =>
             {
                 bytes.extend_from_slice(t.as_bytes());
                 ends.push(bytes.len() as u32);
             }
             (Layout::Runs { text: false, bytes, ends }, ValueRef::Blob(b))
-                if bytes.len() + b.len() <= RUN_LIMIT =>
+                if bytes.len() + b.len() <= run_limit =>
             {
                 bytes.extend_from_slice(b);
                 ends.push(bytes.len() as u32);
@@ -881,20 +814,39 @@ impl Layout {
     }
 
     /// The column of `n` rows with its NULL bitmap (empty when there is no
-    /// NULL), or `None` when it gave up.
-    fn finish(self, n: usize, nulls: Vec<u8>) -> Option<ColumnData> {
-        Some(match self {
-            // A column of NULLs only is stored as integers, as `column` does.
+    /// NULL). A column given up on is laid out from `rows` (its column `c`):
+    /// one value per row, typed when its values are of one kind.
+    fn finish(self, n: usize, nulls: Vec<u8>, rows: &[Source<'_>], c: u32) -> ColumnData {
+        match self {
+            // A column of NULLs only is stored as integers.
             Layout::Pending => ColumnData::Integer { values: vec![0; n], nulls },
             Layout::Integers(values) => ColumnData::Integer { values, nulls },
             Layout::Floats(values) => ColumnData::Float { values, nulls },
             Layout::Booleans(values) => ColumnData::Boolean { values, nulls },
-            Layout::Runs { text: true, bytes, ends } => {
-                ColumnData::Texts { text: String::from_utf8(bytes).ok()?, ends }
-            }
+            Layout::Runs { text: true, bytes, ends } => match String::from_utf8(bytes) {
+                Ok(text) => ColumnData::Texts { text, ends },
+                // Whole strings laid end to end are UTF-8: not reached.
+                Err(_) => Layout::GivenUp.finish(n, nulls, rows, c),
+            },
             Layout::Runs { text: false, bytes, ends } => ColumnData::Blobs { bytes, ends },
-            Layout::GivenUp => return None,
-        })
+            Layout::GivenUp => {
+                let cells = rows.iter().map(|src| src.cell(c));
+                let mut kinds = cells.clone().filter(|v| *v != ValueRef::Null).map(ValueRef::rank);
+                let kind = kinds.next();
+                match kind.filter(|&k| kinds.all(|other| other == k)) {
+                    Some(4) => ColumnData::Text {
+                        values: cells.map(|v| v.text().unwrap_or_default().to_owned()).collect(),
+                        nulls,
+                    },
+                    Some(5) => ColumnData::Blob {
+                        values: cells.map(|v| v.blob().unwrap_or_default().to_vec()).collect(),
+                        nulls,
+                    },
+                    // Values of several kinds; `Mixed` holds any column.
+                    _ => ColumnData::Mixed { values: cells.map(ValueRef::to_rec).collect() },
+                }
+            }
+        }
     }
 }
 
@@ -949,11 +901,11 @@ mod tests {
         }
     }
 
-    /// The one-pass layout against the two-pass one, which decides each
-    /// column's kind before writing it: columns of every kind, with and
-    /// without NULLs, all NULL, and mixed (where the one pass gives up).
+    /// Every kind of column (with and without NULLs, all NULL, mixed) is
+    /// laid out in its layout and reads back, sorted; with runs limited to
+    /// a few bytes, text and bytes fall back to one value per row.
     #[test]
-    fn the_one_pass_layout_equals_the_two_pass_one() {
+    fn columns_of_every_kind_are_laid_out_sorted_and_read_back() {
         let values = |r: i64| -> Row {
             Box::new([
                 Value::Integer(r),
@@ -971,18 +923,51 @@ mod tests {
         };
         let rows: Vec<Row> = (0..40).rev().map(values).collect();
         let sources: Vec<Source<'_>> = rows.iter().map(|r| Source::Row(r)).collect();
-        let (n, columns) = sorted_columns(&[0], 9, sources.clone());
-        assert_eq!(n, 40);
-        let mut sorted = sources;
-        sorted.sort_by_key(|s| match s.cell(0) {
-            ValueRef::Integer(i) => i,
-            _ => unreachable!("integer keys"),
-        });
-        for (c, laid_out) in columns.iter().enumerate() {
-            assert_eq!(*laid_out, column(&sorted, c as u32), "column {c}");
+        for limit in [RUN_LIMIT, 4] {
+            let (n, columns) = lay_out(&[0], 9, sources.clone(), limit);
+            assert_eq!(n, 40);
+            for (c, column) in columns.iter().enumerate() {
+                for r in 0..40 {
+                    let expected = &values(r as i64)[c];
+                    assert_eq!(
+                        owned_cell(column, r),
+                        ValueRef::from(expected),
+                        "limit {limit}, row {r}, column {c}"
+                    );
+                }
+            }
+            let kinds: Vec<&str> = columns
+                .iter()
+                .map(|c| match c {
+                    ColumnData::Integer { nulls, .. } if nulls.is_empty() => "integers",
+                    ColumnData::Integer { .. } => "integers with NULLs",
+                    ColumnData::Float { .. } => "floats",
+                    ColumnData::Boolean { .. } => "booleans",
+                    ColumnData::Text { .. } => "text per row",
+                    ColumnData::Blob { .. } => "bytes per row",
+                    ColumnData::Texts { .. } => "text runs",
+                    ColumnData::Blobs { .. } => "byte runs",
+                    ColumnData::Mixed { .. } => "mixed",
+                })
+                .collect();
+            let (text, bytes) =
+                if limit == 4 { ("text per row", "bytes per row") } else { ("text runs", "byte runs") };
+            assert_eq!(
+                kinds,
+                [
+                    "integers",
+                    "integers with NULLs",
+                    "floats",
+                    "booleans",
+                    text,
+                    bytes,
+                    "integers with NULLs",
+                    "mixed",
+                    "floats"
+                ],
+                "limit {limit}"
+            );
         }
-        assert!(matches!(columns[7], ColumnData::Mixed { .. }));
-        assert!(matches!(columns[6], ColumnData::Integer { ref nulls, .. } if !nulls.is_empty()));
     }
 
     #[test]
