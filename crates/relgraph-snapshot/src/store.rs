@@ -792,18 +792,16 @@ fn update(
         .collect();
     for id in rows {
         let mut row = db.row(t, id).ok_or_else(|| usage("an index names a deleted row"))?.into_vec();
-        let old = (!watched.is_empty()).then(|| row.clone());
+        let old = if watched.is_empty() { Vec::new() } else { row.clone() };
         for (&c, v) in columns.iter().zip(&values) {
             row[c as usize] = v.clone();
         }
         db.check_row(t, &row, Some(id), Some(columns))?;
         db.check_references(t, &row, Some(columns))?;
         // Changing a referenced key under rows that reference it is refused, as ON UPDATE NO ACTION.
-        for &(rt, f) in old.as_ref().map_or(&[][..], |_| &watched[..]) {
+        for &(rt, f) in &watched {
             let fk = &db.tables[rt].desc.foreign_keys[f];
-            let Some(old_key) = old.as_deref().and_then(|old| refs_of(old, &fk.ref_columns)) else {
-                continue;
-            };
+            let Some(old_key) = refs_of(&old, &fk.ref_columns) else { continue };
             if refs_of(&row, &fk.ref_columns).as_ref() != Some(&old_key)
                 && db.any_match(rt, &fk.columns, &old_key, None)
             {
@@ -830,16 +828,13 @@ fn delete(db: &mut Db, tx: &mut Tx, t: usize, rows: Vec<RowId>) -> Result<(), St
         .map(|&(rt, f)| (rt, db.tables[rt].desc.foreign_keys[f].clone()))
         .collect();
     // The deleted rows' values are needed only to find the rows that reference them.
-    let mut removed = Vec::with_capacity(if referencing.is_empty() { 0 } else { rows.len() });
+    let mut removed = Vec::new();
     for id in rows {
-        if referencing.is_empty() {
-            if db.source(t, id).is_some() {
-                write_row(db, tx, t, id, None);
-            }
-        } else if let Some(row) = db.row(t, id) {
-            write_row(db, tx, t, id, None);
-            removed.push(row);
+        let Some(source) = db.source(t, id) else { continue };
+        if !referencing.is_empty() {
+            removed.push(source.to_row());
         }
+        write_row(db, tx, t, id, None);
     }
     for row in &removed {
         for (rt, fk) in &referencing {
@@ -1238,7 +1233,6 @@ impl Store for SnapshotStore {
 
     fn commit(&mut self) -> Result<(), StoreError> {
         let tx = self.tx.take().ok_or_else(|| usage("commit without a transaction"))?;
-
         let result = (|| {
             let db = self.db()?;
             let base_rows: u64 = db.tables.iter().map(|t| u64::from(t.base_rows)).sum();
