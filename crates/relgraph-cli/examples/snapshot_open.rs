@@ -2,6 +2,10 @@
 //! snapshots once, then opens each many times, for a profiler to look at.
 //!
 //! `cargo run --release -p relgraph-cli --example snapshot_open [W1|W3] [opens]`
+//!
+//! With `SNAP=<file>` the snapshot is written at that path (and kept);
+//! with `NOWRITE=1` as well, the file there is opened as it is, so two
+//! builds can open the same file.
 
 use std::time::Instant;
 
@@ -14,6 +18,7 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let workload = args.next().unwrap_or_else(|| "W1".into());
     let opens: usize = args.next().map_or(Ok(200), |n| n.parse())?;
+    anyhow::ensure!(opens > 0, "at least one open");
     let scratch = relgraph_cli::sqlite_bench::Scratch::new()?;
     let path = std::env::var_os("SNAP").map_or_else(|| scratch.0.join("open.snap"), Into::into);
     if std::env::var_os("NOWRITE").is_none() {
