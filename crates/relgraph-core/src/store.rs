@@ -315,6 +315,23 @@ pub trait Store: Send {
         keys: &mut Vec<Option<i64>>,
     ) -> Result<(), StoreError>;
 
+    /// [`Store::apply`], with the operations handed over: a store that keeps
+    /// the rows it is given (in memory, or until its commit writes them out)
+    /// may move their values instead of copying them. On return `ops` is
+    /// either empty or as it was; its allocation is the caller's to reuse.
+    /// The provided method calls [`Store::apply`] and leaves `ops` as it was.
+    ///
+    /// # Errors
+    /// As [`Store::apply`].
+    fn apply_owned(
+        &mut self,
+        schema: &Schema,
+        ops: &mut Vec<RowOp>,
+        keys: &mut Vec<Option<i64>>,
+    ) -> Result<(), StoreError> {
+        self.apply(schema, ops, keys)
+    }
+
     /// [`Store::apply`] for a transaction's only call, returning the keys:
     /// positions in `ops` are positions in the transaction.
     ///

@@ -295,8 +295,9 @@ fn write(
 ) -> StoreRun {
     store.begin().map_err(|e| ("begin", e))?;
     let mut keys = Vec::with_capacity(total);
-    for chunk in chunks {
-        store.apply(schema, &chunk, &mut keys).map_err(|e| ("a row operation", e))?;
+    for mut chunk in chunks {
+        // Handed over: a store that keeps rows moves them instead of copying.
+        store.apply_owned(schema, &mut chunk, &mut keys).map_err(|e| ("a row operation", e))?;
         if let Some(back) = &give_back {
             // Unwanted once the session's side has finished building.
             let _ = back.send(chunk);

@@ -146,7 +146,9 @@ fn write(
     let mut keys = Vec::new();
     for message in receiver {
         match message {
-            Message::Ops(ops) => store.apply(schema, &ops, &mut keys).map_err(|e| ("a row operation", e))?,
+            Message::Ops(mut ops) => {
+                store.apply_owned(schema, &mut ops, &mut keys).map_err(|e| ("a row operation", e))?;
+            }
             Message::Commit => return store.commit().map_err(|e| ("commit", e)),
             Message::Abort => break,
         }

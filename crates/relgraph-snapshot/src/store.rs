@@ -111,7 +111,7 @@ struct TableState {
     /// when the change moved it within this index). A base row changed
     /// without moving is found through the image's index, so a log of
     /// renames indexes nothing.
-    overlay: Vec<FxHashMap<Key, SmallVec<[RowId; 1]>>>,
+    overlay: Vec<FxHashMap<Key, OverlayRows>>,
     /// Foreign keys of other tables referencing this one: (table, foreign key position).
     referenced_by: Vec<(usize, usize)>,
     max_key: Option<i64>,
@@ -171,6 +171,11 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> SnapshotError + '_ {
 fn usage(message: &str) -> StoreError {
     StoreError::new(ErrorKind::Usage, message)
 }
+
+/// The overlay rows under one index key. Two fit in the space one takes
+/// (the inline array shares it with the heap pointer and length).
+type OverlayRows = SmallVec<[RowId; 2]>;
+const _: () = assert!(std::mem::size_of::<OverlayRows>() == std::mem::size_of::<SmallVec<[RowId; 1]>>());
 
 /// An index key: one integer, the common case, kept without allocating; or
 /// the values themselves.
@@ -1136,6 +1141,110 @@ impl SnapshotStore {
     }
 }
 
+/// An operation as the store was given it: borrowed, its values copied
+/// into the overlay; or handed over, its INSERT row's values moved there.
+enum Given<'a> {
+    Borrowed(&'a RowOp),
+    Owned(RowOp),
+}
+
+/// The values of a row handed to the store: the cells' allocation becomes
+/// the row's, and no value is copied (a text's reference count is not touched).
+fn take_cells(row: Box<[Cell]>, keys: &[Option<i64>]) -> Result<Vec<Value>, StoreError> {
+    row.into_vec()
+        .into_iter()
+        .map(|cell| match cell {
+            Cell::Value(value) => Ok(value),
+            generated @ Cell::Generated(_) => resolve(&generated, keys),
+        })
+        .collect()
+}
+
+impl SnapshotStore {
+    /// Makes room in the overlay indexes for the rows `ops` inserts, once
+    /// per call rather than by regrowing as they arrive.
+    fn reserve_inserts(&mut self, ops: &[RowOp]) {
+        let Some(db) = self.db.as_mut() else { return };
+        let mut per_table = vec![0usize; db.tables.len()];
+        for op in ops {
+            if let RowOp::Insert { table, .. } = op
+                && let Some(n) = per_table.get_mut(table.index())
+            {
+                *n += 1;
+            }
+        }
+        for (state, n) in db.tables.iter_mut().zip(per_table) {
+            if n > 0 {
+                for index in &mut state.overlay {
+                    index.reserve(n);
+                }
+            }
+        }
+    }
+
+    /// Applies `ops` (`len` of them) in order: [`Store::apply`] and [`Store::apply_owned`].
+    fn apply_each<'a>(
+        &mut self,
+        schema: &Schema,
+        len: usize,
+        ops: impl Iterator<Item = Given<'a>>,
+        keys: &mut Vec<Option<i64>>,
+    ) -> Result<(), StoreError> {
+        if self.tx.is_none() {
+            return Err(usage("apply outside a transaction"));
+        }
+        keys.reserve(len);
+        for given in ops {
+            let (mut owned, borrowed) = match given {
+                Given::Borrowed(op) => (None, Some(op)),
+                Given::Owned(op) => (Some(op), None),
+            };
+            self.echo_op(schema, owned.as_ref().or(borrowed).expect("given or lent"), keys);
+            // A row handed over is taken out of its operation, to be moved.
+            let taken = match &mut owned {
+                Some(RowOp::Insert { row, .. }) => Some(std::mem::take(row)),
+                _ => None,
+            };
+            let op = owned.as_ref().or(borrowed).expect("given or lent");
+            let (Some(db), Some(tx)) = (self.db.as_mut(), self.tx.as_mut()) else {
+                return Err(usage("apply outside a transaction"));
+            };
+            let t = op.table().index();
+            if t >= db.tables.len() {
+                return Err(StoreError::new(ErrorKind::Schema, format!("the snapshot has no table {t}")));
+            }
+            let cells =
+                |cells: &[Cell]| cells.iter().map(|c| resolve(c, keys)).collect::<Result<Vec<_>, _>>();
+            let key = match op {
+                RowOp::Insert { row, .. } => {
+                    let width = taken.as_ref().map_or(row.len(), |taken| taken.len());
+                    if width != db.tables[t].desc.columns.len() {
+                        return Err(usage("an INSERT row of the wrong width"));
+                    }
+                    let row = match taken {
+                        Some(taken) => take_cells(taken, keys)?,
+                        None => cells(row)?,
+                    };
+                    insert(db, tx, t, row)?
+                }
+                RowOp::Update { key_columns, key, columns, values, .. } => {
+                    let (key, values) = (cells(key)?, cells(values)?);
+                    update(db, tx, t, key_columns, &key, columns, values)?;
+                    None
+                }
+                RowOp::Delete { columns, values, .. } => {
+                    let values = cells(values)?;
+                    let rows = db.find_values(t, columns, &values);
+                    delete(db, tx, t, rows)?;
+                    None
+                }
+            };
+            keys.push(key);
+        }
+        Ok(())
+    }
+}
+
 impl Store for SnapshotStore {
     fn create_tables(&mut self, schema: &Schema) -> Result<(), StoreError> {
         if self.tx.is_some() {
@@ -1191,44 +1300,18 @@ impl Store for SnapshotStore {
         ops: &[RowOp],
         keys: &mut Vec<Option<i64>>,
     ) -> Result<(), StoreError> {
-        if self.tx.is_none() {
-            return Err(usage("apply outside a transaction"));
-        }
-        keys.reserve(ops.len());
-        for op in ops {
-            self.echo_op(schema, op, keys);
-            let (Some(db), Some(tx)) = (self.db.as_mut(), self.tx.as_mut()) else {
-                return Err(usage("apply outside a transaction"));
-            };
-            let t = op.table().index();
-            if t >= db.tables.len() {
-                return Err(StoreError::new(ErrorKind::Schema, format!("the snapshot has no table {t}")));
-            }
-            let cells =
-                |cells: &[Cell]| cells.iter().map(|c| resolve(c, keys)).collect::<Result<Vec<_>, _>>();
-            let key = match op {
-                RowOp::Insert { row, .. } => {
-                    let row = cells(row)?;
-                    if row.len() != db.tables[t].desc.columns.len() {
-                        return Err(usage("an INSERT row of the wrong width"));
-                    }
-                    insert(db, tx, t, row)?
-                }
-                RowOp::Update { key_columns, key, columns, values, .. } => {
-                    let (key, values) = (cells(key)?, cells(values)?);
-                    update(db, tx, t, key_columns, &key, columns, values)?;
-                    None
-                }
-                RowOp::Delete { columns, values, .. } => {
-                    let values = cells(values)?;
-                    let rows = db.find_values(t, columns, &values);
-                    delete(db, tx, t, rows)?;
-                    None
-                }
-            };
-            keys.push(key);
-        }
-        Ok(())
+        self.reserve_inserts(ops);
+        self.apply_each(schema, ops.len(), ops.iter().map(Given::Borrowed), keys)
+    }
+
+    fn apply_owned(
+        &mut self,
+        schema: &Schema,
+        ops: &mut Vec<RowOp>,
+        keys: &mut Vec<Option<i64>>,
+    ) -> Result<(), StoreError> {
+        self.reserve_inserts(ops);
+        self.apply_each(schema, ops.len(), ops.drain(..).map(Given::Owned), keys)
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {

@@ -118,11 +118,12 @@ impl Suite {
 /// On the first check a store fails, naming it.
 pub fn run(make: &mut dyn FnMut() -> Box<dyn Store>) {
     type Check = fn(&mut Suite);
-    let checks: [(&str, Check); 11] = [
+    let checks: [(&str, Check); 12] = [
         ("tables are created idempotently", tables_idempotent),
         ("rows round-trip with every type", round_trip),
         ("generated keys are returned and referenced", generated_keys),
         ("a transaction's operations may come in several calls", operations_in_several_calls),
+        ("operations handed over are applied as lent ones", operations_handed_over),
         ("updates write only their columns", updates),
         ("loads by key, by foreign key and by association", loads),
         ("constraint violations have their kind", constraint_kinds),
@@ -201,6 +202,71 @@ fn operations_in_several_calls(s: &mut Suite) {
     assert!(keys[1].expect("generated") > first_key);
     assert_eq!(keys[2], None);
     assert_eq!(s.all("child")[0][1], Value::Integer(first_key));
+}
+
+fn operations_handed_over(s: &mut Suite) {
+    // Every kind of operation, two calls, a key generated in the first and
+    // referenced in the second: as `apply` would write them.
+    let mut first = vec![
+        s.insert("parent", vec![null(), v("given")]),
+        s.insert("parent", vec![v(7), v("seven")]),
+        s.insert("child", vec![v(1), v(7), v(true), v(0.5), v(vec![1u8, 2]), v("label")]),
+    ];
+    let mut second = vec![
+        s.insert("child", vec![v(2), Cell::Generated(0), null(), null(), null(), v("two")]),
+        RowOp::Update {
+            table: s.t("child"),
+            key_columns: Box::new([0]),
+            key: Box::new([v(1)]),
+            columns: Box::new([5]),
+            values: Box::new([v("relabelled")]),
+        },
+        s.delete("child", 0, 2),
+        s.insert("child", vec![v(3), Cell::Generated(0), null(), null(), null(), null()]),
+    ];
+    let (first_sent, second_sent) = (first.clone(), second.clone());
+    s.store.begin().expect("begin");
+    let mut keys = Vec::new();
+    s.store.apply_owned(&s.schema, &mut first, &mut keys).expect("first call");
+    s.store.apply_owned(&s.schema, &mut second, &mut keys).expect("second call");
+    s.store.commit().expect("commit");
+    assert!(first.is_empty() || first == first_sent, "handed-over operations are taken or left: {first:?}");
+    assert!(second.is_empty() || second == second_sent, "{second:?}");
+    let generated = keys[0].expect("generated");
+    assert_eq!(keys.len(), 7);
+    assert!(keys[1..].iter().all(Option::is_none), "{keys:?}");
+    let rows: Vec<Vec<Value>> = s.all("child").iter().map(|r| r.to_vec()).collect();
+    assert_eq!(
+        rows,
+        [
+            vec![
+                Value::Integer(1),
+                Value::Integer(7),
+                Value::Boolean(true),
+                Value::Float(0.5),
+                Value::from(vec![1u8, 2]),
+                Value::from("relabelled")
+            ],
+            vec![
+                Value::Integer(3),
+                Value::Integer(generated),
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null
+            ],
+        ]
+    );
+    // A failing handed-over call leaves nothing once rolled back.
+    s.store.begin().expect("begin");
+    let mut failing = vec![
+        s.insert("parent", vec![v(8), v("eight")]),
+        s.insert("child", vec![v(4), v(99), null(), null(), null(), null()]),
+    ];
+    let err = s.store.apply_owned(&s.schema, &mut failing, &mut Vec::new()).expect_err("missing parent");
+    assert_eq!(err.kind, ErrorKind::ForeignKey, "{err}");
+    s.store.rollback().expect("rollback");
+    assert_eq!(s.ids("parent").len(), 2, "the failed call's parent is gone");
 }
 
 fn updates(s: &mut Suite) {
