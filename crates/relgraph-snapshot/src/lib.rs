@@ -48,6 +48,7 @@ mod changed;
 pub mod describe;
 pub mod format;
 mod image;
+mod overlay_index;
 mod store;
 
 pub use describe::{ColumnDesc, ForeignKeyDesc, TableDesc};

@@ -18,6 +18,7 @@ use crate::changed::{Changed, RowId};
 use crate::describe::{ForeignKeyDesc, TableDesc, describe};
 use crate::format::{BatchRec, ChangeRec, ColumnData, HEADER_LEN, Header, encode_frame, padded, to_bytes};
 use crate::image::{Base, FileBytes, Source, ValueRef, cmp_keys, sorted_columns, write_image};
+use crate::overlay_index::{Key, OverlayIndex};
 
 /// Below this many rows in the base image, the log may hold this many row
 /// changes before a commit compacts.
@@ -111,7 +112,7 @@ struct TableState {
     /// when the change moved it within this index). A base row changed
     /// without moving is found through the image's index, so a log of
     /// renames indexes nothing.
-    overlay: Vec<FxHashMap<Key, OverlayRows>>,
+    overlay: Vec<OverlayIndex>,
     /// Foreign keys of other tables referencing this one: (table, foreign key position).
     referenced_by: Vec<(usize, usize)>,
     max_key: Option<i64>,
@@ -172,36 +173,6 @@ fn usage(message: &str) -> StoreError {
     StoreError::new(ErrorKind::Usage, message)
 }
 
-/// The overlay rows under one index key. Two fit in the space one takes
-/// (the inline array shares it with the heap pointer and length).
-type OverlayRows = SmallVec<[RowId; 2]>;
-const _: () = assert!(std::mem::size_of::<OverlayRows>() == std::mem::size_of::<SmallVec<[RowId; 1]>>());
-
-/// An index key: one integer, the common case, kept without allocating; or
-/// the values themselves.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Key {
-    Int(i64),
-    Values(Row),
-}
-
-impl Key {
-    /// The key of non-NULL values (`None` if any is NULL: NULLs match nothing).
-    fn of<'a>(mut values: impl ExactSizeIterator<Item = ValueRef<'a>>) -> Option<Key> {
-        if values.len() == 1 {
-            return match values.next()? {
-                ValueRef::Null => None,
-                ValueRef::Integer(i) => Some(Key::Int(i)),
-                v => Some(Key::Values(Box::new([v.to_value()]))),
-            };
-        }
-        values
-            .map(|v| if v == ValueRef::Null { None } else { Some(v.to_value()) })
-            .collect::<Option<Row>>()
-            .map(Key::Values)
-    }
-}
-
 fn key_of(row: Source<'_>, columns: &[u32]) -> Option<Key> {
     Key::of(columns.iter().map(|&c| row.cell(c)))
 }
@@ -227,7 +198,7 @@ impl TableState {
             table,
             base_rows,
             next_row: RowId::from(base_rows),
-            overlay: vec![FxHashMap::default(); indexes.len()],
+            overlay: vec![OverlayIndex::default(); indexes.len()],
             indexes,
             changed: Changed::new(base_rows),
             referenced_by: Vec::new(),
@@ -261,12 +232,8 @@ impl TableState {
             for (i, columns) in self.indexes.iter().enumerate() {
                 if !unmoved(old_row, columns)
                     && let Some(key) = key_of(old_row, columns)
-                    && let Some(rows) = self.overlay[i].get_mut(&key)
                 {
-                    rows.retain(|r| *r != row);
-                    if rows.is_empty() {
-                        self.overlay[i].remove(&key);
-                    }
+                    self.overlay[i].remove(&key, row);
                 }
             }
         }
@@ -275,7 +242,7 @@ impl TableState {
                 if !unmoved(new_row, columns)
                     && let Some(key) = key_of(new_row, columns)
                 {
-                    self.overlay[i].entry(key).or_default().push(row);
+                    self.overlay[i].insert(key, row);
                 }
             }
             if let Some(k) = self.autoincrement_key(new_row) {
@@ -436,12 +403,8 @@ impl Db {
                 return;
             }
         }
-        if let Some(rows) = Key::of(key.iter().copied()).and_then(|k| state.overlay[i].get(&k)) {
-            for &r in rows {
-                if !f(r) {
-                    return;
-                }
-            }
+        if let Some(key) = Key::of(key.iter().copied()) {
+            state.overlay[i].each(&key, f);
         }
     }
 
