@@ -479,6 +479,19 @@ impl Session {
             }
         };
         let before = self.identity[table.index()].insert(key, o);
+        // A new object taking a free key: one small entry undoes both.
+        if before.is_none()
+            && let Some(log) = log.as_deref_mut()
+            && let Some(t) = self.tracked.get_mut(o)
+            && !t.persisted
+            && t.snapshot.is_none()
+        {
+            log.inserted(o, table, t.state, t.dirty);
+            t.persisted = true;
+            t.state = State::Persistent;
+            t.dirty = false;
+            return;
+        }
         if let Some(log) = log.as_deref_mut() {
             log.identity(table, key, o, before);
         }

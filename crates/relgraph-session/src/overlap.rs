@@ -20,6 +20,21 @@ use crate::{FlushError, Session, State};
 #[derive(Default)]
 pub(crate) struct RecordLog {
     changes: Vec<Change>,
+    /// New objects that entered the record: one small entry instead of a
+    /// key claim and a state change (48 bytes each), so that a pipelined
+    /// flush of 100,000 new rows logs 2.4 MB rather than 10.
+    inserted: Vec<Inserted>,
+}
+
+/// A new object `object` of `table` entered the identity map under its key
+/// (no object held it) and became persistent; it was in `state`, dirty or
+/// not, with no stored row. Logged after the first `after` entries of `changes`.
+struct Inserted {
+    object: ObjectKey,
+    table: TableId,
+    state: State,
+    dirty: bool,
+    after: u32,
 }
 
 enum Change {
@@ -37,6 +52,17 @@ enum Change {
 }
 
 impl RecordLog {
+    /// Room for `n` new objects' entries, made once.
+    pub(crate) fn reserve_inserted(&mut self, n: usize) {
+        self.inserted.reserve(n);
+    }
+
+    /// See [`Inserted`].
+    pub(crate) fn inserted(&mut self, object: ObjectKey, table: TableId, state: State, dirty: bool) {
+        let after = u32::try_from(self.changes.len()).expect("fewer than 2^32 changes in one flush");
+        self.inserted.push(Inserted { object, table, state, dirty, after });
+    }
+
     pub(crate) fn value(&mut self, o: ObjectKey, column: ColumnId, old: Value) {
         self.changes.push(Change::Value(o, column, old));
     }
@@ -74,7 +100,7 @@ impl RecordLog {
 
 impl Footprint for RecordLog {
     fn footprint(&self) -> usize {
-        self.changes.len()
+        self.changes.len() + self.inserted.len()
     }
 }
 
@@ -205,34 +231,62 @@ impl Session {
     /// Puts back what an early record changed, newest first, and turns the
     /// graph's journal back on.
     pub(crate) fn play_back(&mut self, log: RecordLog) {
-        for change in log.changes.into_iter().rev() {
-            match change {
-                Change::Value(o, column, old) => {
-                    let _ = self.graph.set_derived_value(o, column, old);
+        // The two lists are undone as one, newest first: an object's key
+        // leaves the identity map before the values it was claimed with
+        // are put back, and a later state change is undone before it.
+        let mut inserted = log.inserted.into_iter().rev().peekable();
+        for (i, change) in log.changes.into_iter().enumerate().rev() {
+            while let Some(entry) = inserted.next_if(|e| e.after as usize > i) {
+                self.undo_inserted(entry);
+            }
+            self.undo(change);
+        }
+        for entry in inserted {
+            self.undo_inserted(entry);
+        }
+        self.graph.set_journaling(true);
+    }
+
+    fn undo_inserted(&mut self, entry: Inserted) {
+        let Inserted { object, table, state, dirty, .. } = entry;
+        if let Ok(row) = self.graph.row(object) {
+            let key = self.pk_of_row(table, row);
+            self.identity[table.index()].remove_if(&key, object);
+        }
+        if let Some(t) = self.tracked.get_mut(object) {
+            t.state = state;
+            t.persisted = false;
+            t.dirty = dirty;
+            t.snapshot = None;
+        }
+    }
+
+    fn undo(&mut self, change: Change) {
+        match change {
+            Change::Value(o, column, old) => {
+                let _ = self.graph.set_derived_value(o, column, old);
+            }
+            Change::Identity(table, key, before) => match before {
+                Some(o) => {
+                    self.identity[table.index()].insert(&key, o);
                 }
-                Change::Identity(table, key, before) => match before {
-                    Some(o) => {
-                        self.identity[table.index()].insert(&key, o);
-                    }
-                    None => self.identity[table.index()].remove(&key),
-                },
-                Change::Claimed(table, o) => {
-                    if let Ok(row) = self.graph.row(o) {
-                        let key = self.pk_of_row(table, row);
-                        self.identity[table.index()].remove_if(&key, o);
-                    }
+                None => self.identity[table.index()].remove(&key),
+            },
+            Change::Claimed(table, o) => {
+                if let Ok(row) = self.graph.row(o) {
+                    let key = self.pk_of_row(table, row);
+                    self.identity[table.index()].remove_if(&key, o);
                 }
-                Change::Tracked(o, state, persisted, dirty, snapshot) => {
-                    if let Some(t) = self.tracked.get_mut(o) {
-                        t.state = state;
-                        t.persisted = persisted;
-                        t.dirty = dirty;
-                        t.snapshot = snapshot;
-                    }
+            }
+            Change::Tracked(o, state, persisted, dirty, snapshot) => {
+                if let Some(t) = self.tracked.get_mut(o) {
+                    t.state = state;
+                    t.persisted = persisted;
+                    t.dirty = dirty;
+                    t.snapshot = snapshot;
                 }
             }
         }
-        self.graph.set_journaling(true);
     }
 }
 
@@ -243,6 +297,7 @@ pub(crate) mod tests {
     use relgraph_testkit::memory_store::MemoryStore;
     use relgraph_testkit::workloads::{Handles, schema};
 
+    use super::RecordLog;
     use crate::Session;
     use crate::pipeline::NO_THREAD;
 
@@ -347,6 +402,82 @@ pub(crate) mod tests {
         assert_eq!(FlushStatsCounts::of(&stats), FlushStatsCounts::of(&stats_alone));
         assert_eq!(rows(&mut threaded), rows(&mut alone));
         assert_eq!(digest(&threaded), digest(&alone), "the same record either way");
+    }
+
+    /// A new object recorded twice in one flush (an INSERT, then an UPDATE
+    /// of its own row) logs a compact entry, then a state change after it:
+    /// played back newest first, it is pending again and out of the
+    /// identity map, whatever its key.
+    #[test]
+    fn an_object_recorded_twice_is_played_back_newest_first() {
+        let schema = schema();
+        let h = Handles::new(&schema);
+        let mut session = Session::new(schema.clone(), MemoryStore::new()).unwrap();
+        let pid = schema.entity_column(h.parent, "id").unwrap();
+        let parent = session.new_with(h.parent, [(pid, Value::from(7))]).unwrap();
+        session.add(parent).unwrap();
+        let table = session.schema().entity(h.parent).table;
+        let key_columns = session.key_columns[table.index()].clone();
+        let row: Vec<relgraph_core::Cell> =
+            session.graph().row(parent).unwrap().iter().cloned().map(relgraph_core::Cell::Value).collect();
+        let mut log = RecordLog::default();
+        session.record_inserted(&key_columns, parent, table, &row, 0, &[], Some(&mut log));
+        session.record_inserted(&key_columns, parent, table, &row, 0, &[], Some(&mut log));
+        assert_eq!(session.state(parent), crate::State::Persistent);
+        assert_eq!(log.inserted.len(), 1, "the first record is the compact entry");
+        session.play_back(log);
+        assert_eq!(session.state(parent), crate::State::Pending);
+        assert!(!session.tracked[parent].persisted, "not stored");
+        assert!(session.identity[table.index()].is_empty());
+    }
+
+    /// A pipelined flush (new rows only, recorded as they are built) that
+    /// the store fails leaves every object as it was: pending, not stored,
+    /// out of the identity map, its foreign keys as before. Flushed again,
+    /// it writes what an unfailed flush writes, and every object is found
+    /// by its key.
+    #[test]
+    fn a_failed_pipelined_flush_leaves_its_new_objects_unstored_and_flushes_again() {
+        let schema = schema();
+        let h = Handles::new(&schema);
+        let stage = |store: Box<dyn Store>| {
+            let mut session = Session::with_store(schema.clone(), store).unwrap();
+            session.set_pipeline_threshold(0);
+            let pid = schema.entity_column(h.parent, "id").unwrap();
+            let cid = schema.entity_column(h.child, "id").unwrap();
+            let mut objects = Vec::new();
+            for p in 1..=20i64 {
+                let parent = session.new_with(h.parent, [(pid, Value::from(p))]).unwrap();
+                session.add(parent).unwrap();
+                objects.push((parent, h.parent, p));
+                for k in 0..3 {
+                    let child = session.new_with(h.child, [(cid, Value::from(p * 10 + k))]).unwrap();
+                    session.append(parent, h.children, child).unwrap();
+                    objects.push((child, h.child, p * 10 + k));
+                }
+            }
+            (session, objects)
+        };
+        let (mut reference, _) = stage(Box::new(MemoryStore::new()));
+        assert!(reference.flush().unwrap().pipelined);
+        let expected = rows(&mut reference);
+        let (store, fault) = FaultStore::new(Box::new(MemoryStore::new()), Fault::AtOp(50));
+        let (mut session, objects) = stage(Box::new(store));
+        let before = digest(&session);
+        assert!(session.flush().is_err(), "the fault fails the flush");
+        assert_eq!(digest(&session), before, "states and rows as they were");
+        for &(o, _, _) in &objects {
+            assert!(!session.tracked[o].persisted, "{o:?} is not stored");
+        }
+        assert!(session.identity.iter().all(crate::identity::IdentityMap::is_empty));
+        fault.set(Fault::Never);
+        assert!(session.flush().unwrap().pipelined);
+        assert_eq!(rows(&mut session), expected);
+        for (o, entity, id) in objects {
+            let table = schema.entity(entity).table;
+            assert_eq!(session.identity[table.index()].get(&[Value::from(id)]), Some(o), "{o:?} by its key");
+            assert_eq!(session.state(o), crate::State::Persistent);
+        }
     }
 
     /// The counts of a flush, without how it ran.

@@ -170,6 +170,7 @@ impl Session {
         for (map, n) in self.identity.iter_mut().zip(per_table) {
             map.reserve(n);
         }
+        undo.log.reserve_inserted(inserts.len());
         // Run positions of the INSERTs, for references to generated keys.
         let mut position = vec![u32::MAX; work.nodes.len()];
         for (p, &node) in inserts.iter().enumerate() {
