@@ -165,7 +165,7 @@ impl Session {
         // The early record puts every new row in the identity map: sized once.
         let mut per_table = vec![0usize; self.identity.len()];
         for &node in &inserts {
-            per_table[work.nodes[node as usize].op.table().index()] += 1;
+            per_table[work.nodes[node as usize].table.index()] += 1;
         }
         for (map, n) in self.identity.iter_mut().zip(per_table) {
             map.reserve(n);
@@ -205,7 +205,7 @@ impl Session {
             let Reason::Insert(o) = work.nodes[node as usize].reason else {
                 unreachable!("streamed INSERT nodes are inserts")
             };
-            let table = work.nodes[node as usize].op.table();
+            let table = work.nodes[node as usize].table;
             // Nothing is deleted in a pipelined flush, so a key held by
             // another object is a duplicate, never a re-key.
             let Some(mut row) = self.insert_row(work, o, node, &mut keys, &keep_fk)? else {
