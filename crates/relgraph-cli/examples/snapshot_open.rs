@@ -1,7 +1,7 @@
-//! Where a snapshot's open goes: writes W1 (and W1 changed by W3) into
-//! snapshots once, then opens each many times, for a profiler to look at.
+//! Where a snapshot's open goes: writes W1 (W1 changed by W3, or W2) into
+//! a snapshot once, then opens it many times, for a profiler to look at.
 //!
-//! `cargo run --release -p relgraph-cli --example snapshot_open [W1|W3] [opens]`
+//! `cargo run --release -p relgraph-cli --example snapshot_open [W1|W2|W3] [opens]`
 //!
 //! With `SNAP=<file>` the snapshot is written at that path (and kept);
 //! with `NOWRITE=1` as well, the file there is opened as it is, so two
@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use relgraph_cli::sqlite_bench::{relgraph_w1, relgraph_w3};
+use relgraph_cli::sqlite_bench::{relgraph_w1, relgraph_w2, relgraph_w3};
 use relgraph_core::Store;
 use relgraph_snapshot::SnapshotStore;
 use relgraph_testkit::workloads;
@@ -23,9 +23,17 @@ fn main() -> anyhow::Result<()> {
     let path = std::env::var_os("SNAP").map_or_else(|| scratch.0.join("open.snap"), Into::into);
     if std::env::var_os("NOWRITE").is_none() {
         let _ = std::fs::remove_file(&path);
-        relgraph_w1(Box::new(SnapshotStore::open(&path)?), 10_000)?;
-        if workload == "W3" {
-            relgraph_w3(Box::new(SnapshotStore::open(&path)?), 10_000)?;
+        match workload.as_str() {
+            "W1" | "W3" => {
+                relgraph_w1(Box::new(SnapshotStore::open(&path)?), 10_000)?;
+                if workload == "W3" {
+                    relgraph_w3(Box::new(SnapshotStore::open(&path)?), 10_000)?;
+                }
+            }
+            "W2" => {
+                relgraph_w2(Box::new(SnapshotStore::open(&path)?), 10_000)?;
+            }
+            other => anyhow::bail!("unknown workload {other:?}: W1, W2 or W3"),
         }
     }
     let schema = workloads::schema();
@@ -38,6 +46,10 @@ fn main() -> anyhow::Result<()> {
         drop(store);
     }
     times.sort_by(f64::total_cmp);
-    println!("{workload} open: median {:.4} s, best {:.4} s over {opens}", times[opens / 2], times[0]);
+    println!(
+        "{workload} open: median {:.1} us, best {:.1} us over {opens}",
+        times[opens / 2] * 1e6,
+        times[0] * 1e6
+    );
     Ok(())
 }
