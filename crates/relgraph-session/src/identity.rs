@@ -190,13 +190,8 @@ mod tests {
         let keys: Vec<ObjectKey> = (0..64).map(|_| objects.insert(())).collect();
         let mut map = IdentityMap::default();
         let mut model: HashMap<Vec<Value>, ObjectKey> = HashMap::new();
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rng = relgraph_testkit::rng::XorShift::new(0x2545_f491_4f6c_dd1d_u64);
+        let mut next = |n: u64| rng.below(n);
         let mut counter = 0i64;
         for step in 0..30_000 {
             let key: Vec<Value> = match next(10) {

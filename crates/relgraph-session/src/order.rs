@@ -197,13 +197,8 @@ mod tests {
     fn the_sort_shortcut_gives_kahns_order() {
         // Small random graphs: whenever sorting by (bucket, index) meets every
         // edge, it must be exactly what Kahn's algorithm produces.
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = |m: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % m
-        };
+        let mut rng = relgraph_testkit::rng::XorShift::new(0x9e37_79b9_7f4a_7c15u64);
+        let mut next = |n: u64| rng.below(n);
         let mut shortcuts = 0;
         for _ in 0..2000 {
             let n = 1 + next(12) as usize;

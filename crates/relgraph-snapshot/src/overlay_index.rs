@@ -149,13 +149,8 @@ mod tests {
     fn agrees_with_a_map_of_sets() {
         let mut index = OverlayIndex::default();
         let mut model: HashMap<Key, Vec<RowId>> = HashMap::new();
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rng = relgraph_testkit::rng::XorShift::new(0x9e37_79b9_7f4a_7c15_u64);
+        let mut next = |n: u64| rng.below(n);
         let mut row = 0;
         let mut counter = 0i64;
         for step in 0..20_000 {

@@ -11,6 +11,7 @@ pub mod fault;
 pub mod memory_store;
 pub mod model;
 pub mod ops;
+pub mod rng;
 pub mod seed;
 pub mod session_model;
 pub mod workloads;
