@@ -1,4 +1,4 @@
-//! Session behaviours on SQLite: rollback, expunge, only changed columns,
+//! Session behaviours on SQLite: rollback, save-update over several links, expunge, only changed columns,
 //! delete cascades over many-to-many (rule 24), `passive_deletes="all"`, a
 //! declared `post_update`.
 
@@ -33,6 +33,28 @@ fn rollback_restores_values_links_and_states() {
     db.statements();
     db.session.flush().unwrap();
     assert!(db.statements().is_empty(), "nothing is left to write after a rollback");
+}
+
+/// save-update reaches objects several links away: a new child added to
+/// the session takes its new parent in with it, and the parent takes its
+/// other new child, reached only through the parent's collection.
+#[test]
+fn save_update_reaches_across_several_links() {
+    let mut db = Db::new(relgraph_testkit::workloads::schema(), "save_update_hops");
+    let (children, child_parent) = (db.rel("Parent.children"), db.rel("Child.parent"));
+    let (parent, first, second) = (db.new_obj("Parent"), db.new_obj("Child"), db.new_obj("Child"));
+    db.session.append(parent, children, second).unwrap();
+    db.session.set(first, child_parent, Some(parent)).unwrap();
+    db.session.add(first).unwrap();
+    db.session.flush().unwrap();
+    for o in [parent, first, second] {
+        assert_eq!(db.session.state(o), State::Persistent, "{o:?}");
+    }
+    assert_eq!(
+        db.query("SELECT count(*), count(DISTINCT parent_id), min(parent_id IS NOT NULL) FROM child"),
+        ["2|1|1"]
+    );
+    assert_eq!(db.query("SELECT count(*) FROM parent"), ["1"]);
 }
 
 #[test]

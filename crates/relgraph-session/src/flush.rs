@@ -601,7 +601,16 @@ impl Session {
         // the last flush: the walk starts from the pending objects and from
         // the transient ends of added links whose other side cascades.
         // The result is a set (sorted below), so the order does not matter.
-        let mut roots: Vec<ObjectKey> = pending.clone();
+        // Each with the relationship that leads straight back to the object
+        // it was reached from, when that side is a scalar: walking it finds
+        // only that object, which is in the unit of work already (a child
+        // reached from its new parent need not look at the parent again).
+        let mut roots: Vec<(ObjectKey, Option<RelationshipId>)> =
+            pending.iter().map(|&k| (k, None)).collect();
+        let back = |link: LinkId, end: End| {
+            let far_end = self.schema.link(link).end(end.opposite());
+            far_end.relationship.filter(|_| !far_end.many)
+        };
         // The net link changes in the order they were made: the passes below
         // then read objects about in the order they sit in memory.
         let net: Vec<(LinkId, ObjectKey, ObjectKey, i8)> =
@@ -629,19 +638,20 @@ impl Session {
                     && cascaded.insert(far, ()).is_none()
                 {
                     work.cascaded.push(far);
-                    roots.push(far);
+                    roots.push((far, back(link, end)));
                 }
             }
         }
         // Walked in slot order (popped from the back), so memory is read
         // in sequence rather than in the hash order `net` yields.
-        roots.sort_unstable_by(|a, b| b.cmp(a));
-        while let Some(key) = roots.pop() {
+        roots.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
+        while let Some((key, skip)) = roots.pop() {
             let Ok(entity) = self.graph.entity_of(key) else {
                 continue;
             };
             for &rel in &self.schema.entity(entity).relationships {
-                if !self.schema.relationship(rel).cascade.contains(Cascade::SAVE_UPDATE) {
+                let def = self.schema.relationship(rel);
+                if !def.cascade.contains(Cascade::SAVE_UPDATE) || skip == Some(rel) {
                     continue;
                 }
                 for member in self.graph.members(key, rel)? {
@@ -651,7 +661,7 @@ impl Session {
                         && cascaded.insert(member, ()).is_none()
                     {
                         work.cascaded.push(member);
-                        roots.push(member);
+                        roots.push((member, back(def.link, def.end)));
                     }
                 }
             }
