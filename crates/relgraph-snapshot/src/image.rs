@@ -325,12 +325,12 @@ impl Base {
                 return Matches::Rows(hit);
             }
             let start = lower_bound(0, rows, |r| cmp(r as u32) == Ordering::Less);
-            let end = lower_bound(start, rows, |r| cmp(r as u32) == Ordering::Equal);
+            let end = start + gallop(start, rows, |r| cmp(r as u32) == Ordering::Equal);
             return Matches::Rows(start as u32..end as u32);
         }
         let order = &index.order;
         let start = order.partition_point(|r| cmp(r.to_native()) == Ordering::Less);
-        let end = start + order[start..].partition_point(|r| cmp(r.to_native()) == Ordering::Equal);
+        let end = start + gallop(start, order.len(), |i| cmp(order[i].to_native()) == Ordering::Equal);
         Matches::Order(order[start..end].iter())
     }
 
@@ -559,6 +559,19 @@ fn lower_bound(mut from: usize, mut to: usize, before: impl Fn(usize) -> bool) -
         }
     }
     from
+}
+
+/// How many of the positions `from..to` hold, from the front, where
+/// `holds` is true on a prefix of them and false after it: a galloping
+/// search, so a key that a few rows hold costs a few probes however many
+/// rows follow it (the end of a run of equal keys).
+pub(crate) fn gallop(from: usize, to: usize, holds: impl Fn(usize) -> bool) -> usize {
+    let mut step = 1;
+    while from + step < to && holds(from + step) {
+        step *= 2;
+    }
+    // Every position below `from + step / 2` holds; none from `from + step` on.
+    lower_bound(from + step / 2, to.min(from + step), holds) - from
 }
 
 /// The rows a lookup found: a run of rows, or a run of a stored order.
@@ -853,6 +866,21 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gallop_counts_every_prefix() {
+        for from in [0, 3] {
+            for to in from..from + 70 {
+                for end in from..=to {
+                    assert_eq!(
+                        gallop(from, to, |i| i < end),
+                        end - from,
+                        "{from}..{to}, holding up to {end}"
+                    );
+                }
+            }
+        }
+    }
 
     /// A small deterministic generator: no dependency for a unit test.
     fn numbers(seed: u64, n: usize, range: i64) -> Vec<i64> {

@@ -16,7 +16,7 @@ use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
 use crate::changed::RowId;
-use crate::image::ValueRef;
+use crate::image::{ValueRef, gallop};
 
 /// An index key: one integer, the common case, kept without allocating; or
 /// the values themselves.
@@ -119,8 +119,7 @@ impl OverlayIndex {
             Some(i) if self.run.get(i).is_some_and(|e| e.0 == k) && (i == 0 || self.run[i - 1].0 < k) => i,
             _ => self.run.partition_point(|e| e.0 < k),
         };
-        let len = self.run[start..].partition_point(|e| e.0 == k);
-        start..start + len
+        start..start + gallop(start, self.run.len(), |i| self.run[i].0 == k)
     }
 }
 
