@@ -1124,8 +1124,9 @@ fn take_cells(row: Box<[Cell]>, keys: &[Option<i64>]) -> Result<Vec<Value>, Stor
 }
 
 impl SnapshotStore {
-    /// Makes room in the overlay indexes for the rows `ops` inserts, once
-    /// per call rather than by regrowing as they arrive.
+    /// Makes room in the overlay indexes' runs (where keys that arrive in
+    /// order go) for the rows `ops` inserts, once per call rather than by
+    /// regrowing as they arrive.
     fn reserve_inserts(&mut self, ops: &[RowOp]) {
         let Some(db) = self.db.as_mut() else { return };
         let mut per_table = vec![0usize; db.tables.len()];
