@@ -436,8 +436,11 @@ fn check_table(t: &ArchivedTableRec, desc: &TableDesc) -> Result<Vec<usize>, Sna
                 .position(|ix| ix.columns.iter().map(|c| c.to_native()).eq(columns.iter().copied()))
                 .ok_or_else(|| bad(format!("table {}: missing index on columns {columns:?}", desc.name)))?;
             let index = &t.indexes[slot];
+            // The largest position, not the first one out of range: a
+            // reduction without an early exit, which the compiler vectorizes.
+            let largest = index.order.iter().fold(0u32, |m, r| m.max(r.to_native()));
             if (index.implicit && !index.order.is_empty())
-                || index.order.iter().any(|r| r.to_native() as usize >= rows)
+                || (!index.order.is_empty() && largest as usize >= rows)
             {
                 return Err(bad(format!("table {}: index entry out of range", desc.name)));
             }
@@ -866,6 +869,47 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A table's stored index may name only rows the table has: a position
+    /// past its end is refused at open, wherever it sits in the index.
+    #[test]
+    fn an_index_position_past_the_rows_is_refused() {
+        let schema = relgraph_testkit::conformance::schema();
+        let descs = crate::describe::describe(&schema);
+        let t = schema.table_id("pet").unwrap().index();
+        // Three pets, the second without an owner: the owner index holds rows 0 and 2.
+        let rows: Vec<Row> = [(1, Some(10)), (2, None), (3, Some(5))]
+            .into_iter()
+            .map(|(id, owner)| -> Row {
+                Box::new([Value::Integer(id), owner.map_or(Value::Null, Value::Integer)])
+            })
+            .collect();
+        let sources: Vec<Source<'_>> = rows.iter().map(|r| Source::Row(r)).collect();
+        let (n, data) = sorted_columns(&descs[t].order_columns(), 2, sources);
+        let base = write_image(&descs[t..=t], vec![(n, data)], 0, 0).unwrap();
+        let image: ImageRec = rkyv::from_bytes::<ImageRec, rkyv::rancor::Error>(
+            &base[HEADER_LEN..][..{
+                let header = crate::format::Header::decode(&base).unwrap();
+                header.base_len as usize
+            }],
+        )
+        .unwrap();
+        let table = &image.tables[0];
+        let owner = table.indexes.iter().position(|ix| !ix.implicit).expect("the owner index is stored");
+        assert_eq!(table.indexes[owner].order, [2, 0], "by owner: 5, then 10");
+        let check = |order: Vec<u32>| {
+            let mut table = table.clone();
+            table.indexes[owner].order = order;
+            let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&table).unwrap();
+            let archived = rkyv::access::<ArchivedTableRec, rkyv::rancor::Error>(&bytes).unwrap();
+            check_table(archived, &descs[t]).map(|_| ()).map_err(|e| e.to_string())
+        };
+        assert_eq!(check(vec![2, 0]), Ok(()));
+        for order in [vec![3, 0], vec![2, 3], vec![u32::MAX, 0]] {
+            let err = check(order.clone()).expect_err("a position past the rows");
+            assert!(err.contains("index entry out of range"), "{order:?}: {err}");
+        }
+    }
 
     #[test]
     fn gallop_counts_every_prefix() {
