@@ -16,10 +16,10 @@
 
 use std::time::Instant;
 
+use relgraph_cli::sqlite_bench::{raw_w1, w3_session};
 use relgraph_core::{RowOp, Schema, Store};
-use relgraph_session::Session;
 use relgraph_sqlite::SqliteStore;
-use relgraph_testkit::workloads::{self, Handles, w1_rows, w3_changes};
+use relgraph_testkit::workloads;
 
 /// Begins, applies `ops` in chunks of 1,000 as a flush sends them, and
 /// commits; returns the apply's and the commit's milliseconds.
@@ -35,51 +35,16 @@ fn replay(store: &mut dyn Store, schema: &Schema, ops: &[RowOp]) -> anyhow::Resu
     Ok((applied.as_secs_f64() * 1e3, (start.elapsed() - applied).as_secs_f64() * 1e3))
 }
 
-/// W1's rows, written with plain SQL as the bench's baseline writes them.
-fn write_w1(conn: &rusqlite::Connection) -> anyhow::Result<()> {
-    let (parents, children) = w1_rows(10_000);
-    let tx = conn.unchecked_transaction()?;
-    {
-        let mut insert = tx.prepare("INSERT INTO parent (id, name) VALUES (?1, ?2)")?;
-        for (id, name) in &parents {
-            insert.execute(rusqlite::params![id, name])?;
-        }
-        let mut insert =
-            tx.prepare("INSERT INTO child (id, parent_id, name, value) VALUES (?1, ?2, ?3, ?4)")?;
-        for (id, parent, name, value) in &children {
-            insert.execute(rusqlite::params![id, parent, name, value])?;
-        }
-    }
-    tx.commit()?;
-    Ok(())
-}
-
 fn main() -> anyhow::Result<()> {
     let schema = workloads::schema();
-    let h = Handles::new(&schema);
     let dir = relgraph_cli::sqlite_bench::Scratch::new()?;
-    let changes = w3_changes(10_000);
-    let name = schema.entity_column(h.parent, "name").expect("parent.name");
     for run in 0..8 {
         let elsewhere = run % 2 == 1;
         let path = dir.0.join(format!("w3-{run}.sqlite"));
         let mut store = SqliteStore::open(&path)?;
         store.create_tables(&schema)?;
-        write_w1(store.connection())?;
-        let mut session = Session::with_store(schema.clone(), Box::new(store))?;
-        let all_parents = session.load_all(h.parent)?;
-        let all_children = session.load_all(h.child)?;
-        session.load_relationship(&all_parents, h.children)?;
-        session.load_relationship(&all_children, h.child_parent)?;
-        for &(c, p) in &changes.moves {
-            session.set(all_children[c as usize - 1], h.child_parent, Some(all_parents[p as usize - 1]))?;
-        }
-        for (p, n) in &changes.renames {
-            session.set_value(all_parents[*p as usize - 1], name, n.as_str())?;
-        }
-        for &p in &changes.deletes {
-            session.delete(all_parents[p as usize - 1])?;
-        }
+        raw_w1(store.connection(), 10_000)?;
+        let (mut session, _) = w3_session(Box::new(store), 10_000)?;
         let ops: Vec<RowOp> = session.plan()?.ops.into_iter().map(|p| p.op).collect();
         let store = session.store_mut();
         let (apply, commit) = if elsewhere {

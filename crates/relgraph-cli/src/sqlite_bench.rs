@@ -52,7 +52,12 @@ fn raw(path: &Path, cache_kib: Option<i64>) -> Result<rusqlite::Connection> {
     Ok(conn)
 }
 
-fn raw_w1(conn: &rusqlite::Connection, parents: usize) -> Result<()> {
+/// The raw baseline's W1: `parents` parents with 10 children each, one
+/// prepared statement per row, in one transaction on `conn`.
+///
+/// # Errors
+/// SQLite's.
+pub fn raw_w1(conn: &rusqlite::Connection, parents: usize) -> Result<()> {
     let (ps, cs) = w1_rows(parents);
     let tx = conn.unchecked_transaction()?;
     {
@@ -256,11 +261,28 @@ pub fn relgraph_w2(store: Box<dyn Store>, n: usize) -> Result<Duration> {
 /// # Errors
 /// The store's and the session's.
 pub fn relgraph_w3(store: Box<dyn Store>, parents: usize) -> Result<(Duration, Duration)> {
+    let changed = {
+        let c = w3_changes(parents);
+        c.moves.len() + c.renames.len() + c.deletes.len() + c.child_deletes.len()
+    };
+    let (mut session, setup) = w3_session(store, parents)?;
+    let start = Instant::now();
+    let stats = session.flush()?;
+    let elapsed = start.elapsed();
+    let written = stats.inserts + stats.updates + stats.deletes;
+    anyhow::ensure!(written == changed, "W3 wrote {written} rows, not {changed}: {stats:?}");
+    Ok((elapsed, setup))
+}
+
+/// A session over `store` (which holds W1's rows) that has loaded them and
+/// made W3's changes, not flushed yet; and how long the loading took.
+///
+/// # Errors
+/// The store's and the session's.
+pub fn w3_session(store: Box<dyn Store>, parents: usize) -> Result<(Session, Duration)> {
     let schema = workloads::schema();
     let h = Handles::new(&schema);
     let changes = w3_changes(parents);
-    let changed =
-        changes.moves.len() + changes.renames.len() + changes.deletes.len() + changes.child_deletes.len();
     let start = Instant::now();
     let mut session = Session::with_store(schema.clone(), store)?;
     let all_parents = session.load_all(h.parent)?;
@@ -279,12 +301,7 @@ pub fn relgraph_w3(store: Box<dyn Store>, parents: usize) -> Result<(Duration, D
     for &p in &changes.deletes {
         session.delete(all_parents[p as usize - 1])?;
     }
-    let start = Instant::now();
-    let stats = session.flush()?;
-    let elapsed = start.elapsed();
-    let written = stats.inserts + stats.updates + stats.deletes;
-    anyhow::ensure!(written == changed, "W3 wrote {written} rows, not {changed}: {stats:?}");
-    Ok((elapsed, setup))
+    Ok((session, setup))
 }
 
 /// A scratch folder for the benchmark databases, removed on drop.
