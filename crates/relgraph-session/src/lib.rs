@@ -720,6 +720,11 @@ impl Session {
     /// not once per comparison: on 100,000 objects that lookup is most of
     /// the sort.
     pub(crate) fn sort_by_seq(&self, keys: &mut [ObjectKey]) {
+        // Objects staged, cascaded or listed in the order they were made
+        // are usually in order already: checked in one pass, with no copy.
+        if keys.is_sorted_by_key(|&k| self.seq(k)) {
+            return;
+        }
         let mut pairs: Vec<(u64, ObjectKey)> = keys.iter().map(|&k| (self.seq(k), k)).collect();
         pairs.sort_by_key(|p| p.0);
         for (slot, (_, k)) in keys.iter_mut().zip(pairs) {
