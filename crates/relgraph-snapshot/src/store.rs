@@ -1104,13 +1104,6 @@ impl SnapshotStore {
     }
 }
 
-/// An operation as the store was given it: borrowed, its values copied
-/// into the overlay; or handed over, its INSERT row's values moved there.
-enum Given<'a> {
-    Borrowed(&'a RowOp),
-    Owned(RowOp),
-}
-
 /// The values of a row handed to the store: the cells' allocation becomes
 /// the row's, and no value is copied (a text's reference count is not touched).
 fn take_cells(row: Box<[Cell]>, keys: &[Option<i64>]) -> Result<Vec<Value>, StoreError> {
@@ -1124,11 +1117,15 @@ fn take_cells(row: Box<[Cell]>, keys: &[Option<i64>]) -> Result<Vec<Value>, Stor
 }
 
 impl SnapshotStore {
-    /// Makes room in the overlay indexes' runs (where keys that arrive in
-    /// order go) for the rows `ops` inserts, once per call rather than by
-    /// regrowing as they arrive.
-    fn reserve_inserts(&mut self, ops: &[RowOp]) {
-        let Some(db) = self.db.as_mut() else { return };
+    /// What [`Store::apply`] and [`Store::apply_owned`] do before their
+    /// operations: refuse them outside a transaction, and make room in the
+    /// overlay indexes' runs (where keys that arrive in order go) for the
+    /// rows they insert, once per call rather than by regrowing.
+    fn prepare_apply(&mut self, ops: &[RowOp], keys: &mut Vec<Option<i64>>) -> Result<(), StoreError> {
+        let (Some(db), Some(_)) = (self.db.as_mut(), self.tx.as_ref()) else {
+            return Err(usage("apply outside a transaction"));
+        };
+        keys.reserve(ops.len());
         let mut per_table = vec![0usize; db.tables.len()];
         for op in ops {
             if let RowOp::Insert { table, .. } = op
@@ -1144,68 +1141,49 @@ impl SnapshotStore {
                 }
             }
         }
+        Ok(())
     }
 
-    /// Applies `ops` (`len` of them) in order: [`Store::apply`] and [`Store::apply_owned`].
-    fn apply_each<'a>(
+    /// Applies `op` (echoed already) and returns the key it generated.
+    /// `taken` is an INSERT's row handed over, taken out of `op`, to be moved.
+    fn apply_one(
         &mut self,
-        schema: &Schema,
-        len: usize,
-        ops: impl Iterator<Item = Given<'a>>,
-        keys: &mut Vec<Option<i64>>,
-    ) -> Result<(), StoreError> {
-        if self.tx.is_none() {
+        op: &RowOp,
+        taken: Option<Box<[Cell]>>,
+        keys: &[Option<i64>],
+    ) -> Result<Option<i64>, StoreError> {
+        let (Some(db), Some(tx)) = (self.db.as_mut(), self.tx.as_mut()) else {
             return Err(usage("apply outside a transaction"));
+        };
+        let t = op.table().index();
+        if t >= db.tables.len() {
+            return Err(StoreError::new(ErrorKind::Schema, format!("the snapshot has no table {t}")));
         }
-        keys.reserve(len);
-        for given in ops {
-            let (mut owned, borrowed) = match given {
-                Given::Borrowed(op) => (None, Some(op)),
-                Given::Owned(op) => (Some(op), None),
-            };
-            self.echo_op(schema, owned.as_ref().or(borrowed).expect("given or lent"), keys);
-            // A row handed over is taken out of its operation, to be moved.
-            let taken = match &mut owned {
-                Some(RowOp::Insert { row, .. }) => Some(std::mem::take(row)),
-                _ => None,
-            };
-            let op = owned.as_ref().or(borrowed).expect("given or lent");
-            let (Some(db), Some(tx)) = (self.db.as_mut(), self.tx.as_mut()) else {
-                return Err(usage("apply outside a transaction"));
-            };
-            let t = op.table().index();
-            if t >= db.tables.len() {
-                return Err(StoreError::new(ErrorKind::Schema, format!("the snapshot has no table {t}")));
+        let cells = |cells: &[Cell]| cells.iter().map(|c| resolve(c, keys)).collect::<Result<Vec<_>, _>>();
+        match op {
+            RowOp::Insert { row, .. } => {
+                let width = taken.as_ref().map_or(row.len(), |taken| taken.len());
+                if width != db.tables[t].desc.columns.len() {
+                    return Err(usage("an INSERT row of the wrong width"));
+                }
+                let row = match taken {
+                    Some(taken) => take_cells(taken, keys)?,
+                    None => cells(row)?,
+                };
+                insert(db, tx, t, row)
             }
-            let cells =
-                |cells: &[Cell]| cells.iter().map(|c| resolve(c, keys)).collect::<Result<Vec<_>, _>>();
-            let key = match op {
-                RowOp::Insert { row, .. } => {
-                    let width = taken.as_ref().map_or(row.len(), |taken| taken.len());
-                    if width != db.tables[t].desc.columns.len() {
-                        return Err(usage("an INSERT row of the wrong width"));
-                    }
-                    let row = match taken {
-                        Some(taken) => take_cells(taken, keys)?,
-                        None => cells(row)?,
-                    };
-                    insert(db, tx, t, row)?
-                }
-                RowOp::Update { key_columns, key, columns, values, .. } => {
-                    let (key, values) = (cells(key)?, cells(values)?);
-                    update(db, tx, t, key_columns, &key, columns, values)?;
-                    None
-                }
-                RowOp::Delete { columns, values, .. } => {
-                    let values = cells(values)?;
-                    let rows = db.find_values(t, columns, &values);
-                    delete(db, tx, t, rows)?;
-                    None
-                }
-            };
-            keys.push(key);
+            RowOp::Update { key_columns, key, columns, values, .. } => {
+                let (key, values) = (cells(key)?, cells(values)?);
+                update(db, tx, t, key_columns, &key, columns, values)?;
+                Ok(None)
+            }
+            RowOp::Delete { columns, values, .. } => {
+                let values = cells(values)?;
+                let rows = db.find_values(t, columns, &values);
+                delete(db, tx, t, rows)?;
+                Ok(None)
+            }
         }
-        Ok(())
     }
 }
 
@@ -1264,8 +1242,13 @@ impl Store for SnapshotStore {
         ops: &[RowOp],
         keys: &mut Vec<Option<i64>>,
     ) -> Result<(), StoreError> {
-        self.reserve_inserts(ops);
-        self.apply_each(schema, ops.len(), ops.iter().map(Given::Borrowed), keys)
+        self.prepare_apply(ops, keys)?;
+        for op in ops {
+            self.echo_op(schema, op, keys);
+            let key = self.apply_one(op, None, keys)?;
+            keys.push(key);
+        }
+        Ok(())
     }
 
     fn apply_owned(
@@ -1274,8 +1257,17 @@ impl Store for SnapshotStore {
         ops: &mut Vec<RowOp>,
         keys: &mut Vec<Option<i64>>,
     ) -> Result<(), StoreError> {
-        self.reserve_inserts(ops);
-        self.apply_each(schema, ops.len(), ops.drain(..).map(Given::Owned), keys)
+        self.prepare_apply(ops, keys)?;
+        for mut op in ops.drain(..) {
+            self.echo_op(schema, &op, keys);
+            let taken = match &mut op {
+                RowOp::Insert { row, .. } => Some(std::mem::take(row)),
+                _ => None,
+            };
+            let key = self.apply_one(&op, taken, keys)?;
+            keys.push(key);
+        }
+        Ok(())
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {
