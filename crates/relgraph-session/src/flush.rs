@@ -155,6 +155,10 @@ pub(crate) struct Work {
     /// Set when the flush runs as a pipeline: its rows are built as the
     /// store writes them, in this order, instead of by `collect`.
     pub(crate) streamed: Option<Streamed>,
+    /// Set while a pipelined flush builds its rows: they run in the order
+    /// they are built, which already meets every dependency, so none is
+    /// recorded (W1 would record 100,000 that nothing reads).
+    pub(crate) in_run_order: bool,
 }
 
 /// The rows of a pipelined flush (new rows only), in run order: the
@@ -202,15 +206,16 @@ impl Work {
     }
 
     fn edge(&mut self, before: u32, after: u32, dep: Dep) {
-        if before != after || dep != Dep::Must {
+        if !self.in_run_order && (before != after || dep != Dep::Must) {
             self.edges.push(Edge { before, after, dep, fk: None });
         }
     }
 
     /// A foreign-key dependency through `fk`, breakable in a cycle when nullable.
-    fn fk_edge(&mut self, before: u32, after: u32, nullable: bool, fk: ForeignKeyId) -> usize {
-        self.edges.push(Edge { before, after, dep: Dep::ForeignKey { nullable }, fk: Some(fk) });
-        self.edges.len() - 1
+    fn fk_edge(&mut self, before: u32, after: u32, nullable: bool, fk: ForeignKeyId) {
+        if !self.in_run_order {
+            self.edges.push(Edge { before, after, dep: Dep::ForeignKey { nullable }, fk: Some(fk) });
+        }
     }
 
     fn row_mut(&mut self, node: u32) -> &mut Box<[Cell]> {

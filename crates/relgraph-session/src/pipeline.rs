@@ -162,6 +162,7 @@ impl Session {
         undo: &mut Undo,
     ) -> Result<Vec<u32>, FlushError> {
         let Streamed { inserts, links, seen } = streamed;
+        work.in_run_order = true;
         // The early record puts every new row in the identity map: sized once.
         let mut per_table = vec![0usize; self.identity.len()];
         for &node in &inserts {
