@@ -6,11 +6,10 @@
 //!
 //! On the 2-core machine measured (2026-11-30, three runs of this example),
 //! the apply took 26 to 33 ms on the loading thread, and on a new thread
-//! either the same or 36 to 43 ms: slower, it seems, whenever the new
-//! thread runs on the other core, whose caches do not hold the rows the
-//! load brought in. A streamed flush runs the store on a thread of its
-//! own, beside the session's work, so it pays that; the raw driver, on
-//! one thread, does not.
+//! either the same or 36 to 43 ms. In a later session on the same kind of
+//! machine every run took 20 to 21 ms to apply and 7 to 8 ms to commit on
+//! either thread; the streamed flush's store had been slowed instead by
+//! freeing each applied chunk itself, which the session's thread now does.
 //!
 //! `cargo run --release -p relgraph-cli --example w3_store_only`
 
