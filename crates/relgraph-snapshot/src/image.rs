@@ -235,7 +235,7 @@ impl Base {
         if file.len() < base_end {
             return Err(SnapshotError::Truncated { what: "base image", offset: file.len() as u64 });
         }
-        if crc32fast::hash(&file[HEADER_LEN..base_end]) != header.base_crc {
+        if !crate::format::checksum_holds(&file[HEADER_LEN..base_end], header.base_crc) {
             return Err(SnapshotError::Corrupt {
                 offset: HEADER_LEN as u64,
                 what: "base image checksum mismatch".into(),

@@ -6,7 +6,9 @@
 //! test and leaves the input in the temporary folder.
 //!
 //! `RELGRAPH_FUZZ_SECS` bounds the run (default 10 s); `RELGRAPH_SEED`
-//! replays one.
+//! replays one. `RELGRAPH_SEED_CORPUS=dir` also writes the valid seed files
+//! into `dir`, the starting corpus of the libFuzzer target
+//! (`fuzz/run-stable.sh snapshot_decode`).
 
 use std::path::Path;
 
@@ -162,6 +164,13 @@ fn the_decoder_survives_a_mutated_corpus() {
     let seeds = seeds(&dir);
     for seed in &seeds {
         decode(seed).expect("every seed decodes");
+    }
+    if let Some(corpus) = std::env::var_os("RELGRAPH_SEED_CORPUS") {
+        let corpus = Path::new(&corpus);
+        std::fs::create_dir_all(corpus).unwrap();
+        for (i, seed) in seeds.iter().enumerate() {
+            std::fs::write(corpus.join(format!("seed-{i}.snap")), seed).unwrap();
+        }
     }
     let secs: f64 = std::env::var("RELGRAPH_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10.0);
     let seed: u64 = std::env::var("RELGRAPH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
