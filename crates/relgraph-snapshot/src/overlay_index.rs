@@ -113,7 +113,12 @@ impl OverlayIndex {
     /// The run entries with key `k`. Keys numbered one after another are
     /// found with one probe, others by binary search.
     fn run_range(&self, k: i64) -> Range<usize> {
-        let Some(&(first, _)) = self.run.first() else { return 0..0 };
+        let (Some(&(first, _)), Some(&(last, _))) = (self.run.first(), self.run.last()) else { return 0..0 };
+        // Outside the run: the common case of a new key checked for
+        // uniqueness before it is appended, answered without a search.
+        if k > last || k < first {
+            return 0..0;
+        }
         let guess = k.checked_sub(first).and_then(|d| usize::try_from(d).ok());
         let start = match guess {
             Some(i) if self.run.get(i).is_some_and(|e| e.0 == k) && (i == 0 || self.run[i - 1].0 < k) => i,
