@@ -20,7 +20,7 @@ triple=$(rustc -vV | sed -n 's/^host: //p')
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
  -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
  -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
-cargo build --release --target "$triple" --bin "$target"
+cargo build --release --locked --target "$triple" --bin "$target"
 corpus="corpus/$target"
 mkdir -p "$corpus" "artifacts/$target"
 if [ "$target" = snapshot_decode ] && [ -z "$(ls -A "$corpus")" ]; then
