@@ -247,18 +247,12 @@ impl Session {
         self.graph.set_journaling(true);
     }
 
+    /// An [`Inserted`] entry stands for a key claim and a state change
+    /// (not persisted, no stored row): undone as those two would be.
     fn undo_inserted(&mut self, entry: Inserted) {
         let Inserted { object, table, state, dirty, .. } = entry;
-        if let Ok(row) = self.graph.row(object) {
-            let key = self.pk_of_row(table, row);
-            self.identity[table.index()].remove_if(&key, object);
-        }
-        if let Some(t) = self.tracked.get_mut(object) {
-            t.state = state;
-            t.persisted = false;
-            t.dirty = dirty;
-            t.snapshot = None;
-        }
+        self.undo(Change::Tracked(object, state, false, dirty, None));
+        self.undo(Change::Claimed(table, object));
     }
 
     fn undo(&mut self, change: Change) {
