@@ -175,11 +175,9 @@ mod tests {
     fn it_behaves_as_a_map() {
         let mut changed = Changed::new(50);
         let mut reference = BTreeMap::new();
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rng = relgraph_testkit::rng::XorShift::new(0x9e37_79b9_7f4a_7c15);
         for step in 0..20_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next_u64();
             // Rows 0..50 are the image's, 50..80 follow it, 1,000.. are far past it.
             let row = if x.is_multiple_of(7) { 1_000 + x % 5 } else { x % 80 };
             if x.is_multiple_of(3) {

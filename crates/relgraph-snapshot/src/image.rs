@@ -926,17 +926,10 @@ mod tests {
         }
     }
 
-    /// A small deterministic generator: no dependency for a unit test.
+    /// `n` numbers from `-range / 2` up, below `range - range / 2`: the shared test generator.
     fn numbers(seed: u64, n: usize, range: i64) -> Vec<i64> {
-        let mut x = seed;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x % range as u64) as i64 - range / 2
-            })
-            .collect()
+        let mut rng = relgraph_testkit::rng::XorShift::new(seed);
+        (0..n).map(|_| rng.below(range as u64) as i64 - range / 2).collect()
     }
 
     #[test]

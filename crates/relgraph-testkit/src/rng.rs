@@ -12,14 +12,19 @@ impl XorShift {
         XorShift(if seed == 0 { 0x9e37_79b9_7f4a_7c15 } else { seed })
     }
 
+    /// The next number of the sequence.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
     /// A number below `n`.
     ///
     /// # Panics
     /// When `n` is zero.
     pub fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
+        self.next_u64() % n
     }
 }
