@@ -124,13 +124,17 @@ impl Stream {
         }
     }
 
-    /// Sends copies of `ops` and the commit; the outcome comes with
-    /// [`Stream::finish`]. The session keeps `ops`, to record them.
-    pub(crate) fn commit(&mut self, ops: &[RowOp]) {
+    /// Sends `ops` and the commit; the outcome comes with [`Stream::finish`].
+    /// The session records INSERTs and UPDATEs from its own copies, so only
+    /// those are copied; a DELETE is not recorded and is handed over,
+    /// leaving an empty one. W3's 10,000 DELETEs then cost 20,000 fewer
+    /// allocations and frees on the session's thread while the store works.
+    pub(crate) fn commit(&mut self, ops: &mut [RowOp]) {
         self.hand_over();
         if let Some(sender) = self.sender.take() {
-            for chunk in ops.chunks(CHUNK) {
-                if sender.send(Message::Ops(chunk.to_vec())).is_err() {
+            for chunk in ops.chunks_mut(CHUNK) {
+                let sent = chunk.iter_mut().map(hand_over_or_copy).collect();
+                if sender.send(Message::Ops(sent)).is_err() {
                     return;
                 }
             }
@@ -155,6 +159,18 @@ impl Stream {
             // The thread catches the store's panics; this one is its own.
             Err(panic) => (Box::new(Lent), Err(panic)),
         }
+    }
+}
+
+/// `op` itself for a DELETE, which is not recorded, leaving an empty one
+/// (empty slices allocate nothing); a copy of anything else.
+fn hand_over_or_copy(op: &mut RowOp) -> RowOp {
+    match op {
+        RowOp::Delete { table, .. } => {
+            let table = *table;
+            std::mem::replace(op, RowOp::Delete { table, columns: Box::new([]), values: Box::new([]) })
+        }
+        _ => op.clone(),
     }
 }
 
@@ -204,7 +220,7 @@ impl Session {
         mut work: Work,
         order: Vec<u32>,
     ) -> Result<FlushStats, FlushError> {
-        let (ops, _) = Self::sequence(&mut work, &order);
+        let (mut ops, _) = Self::sequence(&mut work, &order);
         let sent = stream.sent.len();
         if !order.starts_with(&stream.sent) {
             // Not expected: the plan does not begin with what was sent. The
@@ -215,7 +231,7 @@ impl Session {
             self.abandon_stream();
             return self.run(work, order, ops);
         }
-        stream.commit(&ops[sent..]);
+        stream.commit(&mut ops[sent..]);
         let log = self.record_ahead(&work, &ops, &order);
         let (store, outcome) = stream.finish();
         self.store = store;
