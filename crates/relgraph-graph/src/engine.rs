@@ -198,6 +198,63 @@ impl Graph {
         }
     }
 
+    /// Puts `edge`, taken out by [`Graph::detach_objects`] while keeping its own
+    /// `prev` and `next`, back into `key`'s slot at end `end`: exact when
+    /// edges go back in the reverse order they were taken out.
+    fn attach_back(&mut self, edge: EdgeIx, end: usize, key: ObjectKey, slot: u32) {
+        let crate::EdgeData { prev, next, .. } = self.edges[edge];
+        let slot = &mut self.objects[key].slots[slot as usize];
+        match slot {
+            Slot::One(held) => *held = edge,
+            Slot::Many { head, tail, len } => {
+                if prev[end] == no_edge() {
+                    *head = edge;
+                } else {
+                    self.edges[prev[end]].next[end] = edge;
+                }
+                if next[end] == no_edge() {
+                    *tail = edge;
+                } else {
+                    self.edges[next[end]].prev[end] = edge;
+                }
+                *len += 1;
+            }
+        }
+    }
+
+    /// Takes an edge out of both objects' slots, keeping it in the arena.
+    pub(crate) fn detach_edge(&mut self, edge: EdgeIx) {
+        let data = self.edges[edge];
+        let link = data.link.expect("detached edges are live");
+        let slots = self.link_slots[link.index()];
+        self.detach(edge, 0, data.objects[0], slots[0]);
+        self.detach(edge, 1, data.objects[1], slots[1]);
+    }
+
+    /// Undoes [`Graph::detach_edge`] (the last edge taken out goes back first).
+    pub(crate) fn attach_edge(&mut self, edge: EdgeIx) {
+        let data = self.edges[edge];
+        let link = data.link.expect("detached edges are live");
+        let slots = self.link_slots[link.index()];
+        self.attach_back(edge, 1, data.objects[1], slots[1]);
+        self.attach_back(edge, 0, data.objects[0], slots[0]);
+    }
+
+    /// Frees a detached edge, journaling its removal when the journal is on.
+    pub(crate) fn free_edge(&mut self, edge: EdgeIx) {
+        let data = self.edges[edge];
+        let link = data.link.expect("freed edges are live");
+        self.edges.remove(edge);
+        if self.journaling {
+            self.journal.push(crate::LinkChange {
+                link,
+                source: data.objects[0],
+                target: data.objects[1],
+                added: false,
+            });
+        }
+    }
+
     /// Removes an edge from both objects' slots and from the arena.
     pub(crate) fn disconnect(&mut self, edge: EdgeIx) {
         let data = self.edges[edge];

@@ -513,6 +513,83 @@ impl Graph {
         let object = self.objects.remove(key).ok_or(GraphError::StaleKey(key))?;
         Ok(object.values)
     }
+
+    /// Takes `keys` out of every collection and scalar, as [`Graph::remove`]
+    /// would, but keeps the objects and their links so that
+    /// [`Graph::reattach`] can put every link back exactly where it was
+    /// (collection order included). Keys already stale are skipped. Nothing
+    /// is journaled. Until the [`Detached`] is given back to one of the
+    /// two, the graph must not change: its links are lists that the
+    /// detached links still point into.
+    pub fn detach_objects(&mut self, keys: &[ObjectKey]) -> Detached {
+        let mut edges = Vec::new();
+        let mut kept = Vec::with_capacity(keys.len());
+        for &key in keys {
+            let Some(object) = self.objects.get(key) else { continue };
+            kept.push(key);
+            for slot in 0..object.slots.len() {
+                while let Some(edge) = self.first_edge(key, slot) {
+                    self.detach_edge(edge);
+                    edges.push(edge);
+                }
+            }
+        }
+        Detached { keys: kept, edges }
+    }
+
+    /// Puts back every link [`Graph::detach_objects`] took out, in reverse order, so
+    /// each list is as it was.
+    pub fn reattach(&mut self, detached: Detached) {
+        for &edge in detached.edges.iter().rev() {
+            self.attach_edge(edge);
+        }
+    }
+
+    /// Removes detached objects for good, as [`Graph::remove`] would have:
+    /// their links are freed (and journaled, when the journal is on), their
+    /// keys are stale from now on. What they held comes back, to be dropped
+    /// where the caller likes (a flush drops it on another thread).
+    pub fn remove_detached(&mut self, detached: Detached) -> Removed {
+        for &edge in &detached.edges {
+            self.free_edge(edge);
+        }
+        let mut removed = Removed {
+            rows: Vec::with_capacity(detached.keys.len()),
+            slots: Vec::with_capacity(detached.keys.len()),
+        };
+        for &key in &detached.keys {
+            if let Some(object) = self.objects.remove(key) {
+                removed.rows.push(object.values);
+                removed.slots.push(object.slots);
+            }
+        }
+        removed
+    }
+}
+
+/// What [`Graph::remove_detached`] took out of the graph: the objects'
+/// rows, in the order they were detached, and their link slots.
+#[derive(Debug)]
+pub struct Removed {
+    rows: Vec<Box<[Value]>>,
+    slots: Vec<Box<[Slot]>>,
+}
+
+impl Removed {
+    /// The removed objects' rows, in the order they were detached.
+    pub fn rows(&self) -> &[Box<[Value]>] {
+        &self.rows
+    }
+}
+
+/// Objects taken out of every collection and scalar by [`Graph::detach_objects`],
+/// to be removed ([`Graph::remove_detached`]) or put back ([`Graph::reattach`]).
+#[derive(Debug, Default)]
+#[must_use = "detached objects are removed or put back"]
+pub struct Detached {
+    keys: Vec<ObjectKey>,
+    /// The links taken out, in the order they were.
+    edges: Vec<EdgeIx>,
 }
 
 #[cfg(test)]
