@@ -54,7 +54,9 @@ pub use relgraph_core::{
     Table, TableDef, TableId, Value,
 };
 pub use relgraph_core::{Cell, Echo, ErrorKind, Row, RowOp, Store, StoreError};
-pub use relgraph_graph::{Graph, GraphError, LinkEdge, LinkView, Members, ObjectKey, petgraph};
+pub use relgraph_graph::{
+    Detached, Graph, GraphError, LinkEdge, LinkView, Members, ObjectKey, Removed, petgraph,
+};
 #[cfg(feature = "postgres")]
 pub use relgraph_postgres::PostgresStore;
 pub use relgraph_session::{FlushError, FlushStats, Plan, PlannedOp, Session, SessionError, State};

@@ -132,7 +132,13 @@ impl Session {
         link: LinkId,
         end: End,
     ) -> Result<(), SessionError> {
-        if self.needs_load(key, link, end) { self.load_slots(&[key], link, end) } else { Ok(()) }
+        if !self.needs_load(key, link, end) {
+            return Ok(());
+        }
+        // A flush's UPDATEs sent ahead hold the store: it comes back, rolled
+        // back, and the flush sends them again if it streams.
+        self.abandon_stream();
+        self.load_slots(&[key], link, end)
     }
 
     /// The stored values of `columns` of each of `keys` that has them all

@@ -30,6 +30,8 @@ pub enum Fault {
 struct Control {
     fault: Fault,
     ops: Vec<RowOp>,
+    /// Transactions begun.
+    begun: usize,
     /// Reads since the fault was set.
     loads: usize,
 }
@@ -51,6 +53,11 @@ impl FaultHandle {
         self.0.lock().expect("fault lock").ops.len()
     }
 
+    /// How many transactions were begun, committed or not.
+    pub fn transactions(&self) -> usize {
+        self.0.lock().expect("fault lock").begun
+    }
+
     /// The operations the last transaction asked for, in order, over all its calls.
     pub fn last_transaction(&self) -> Vec<RowOp> {
         self.0.lock().expect("fault lock").ops.clone()
@@ -69,7 +76,8 @@ pub struct FaultStore {
 impl FaultStore {
     /// Wraps `inner`, failing as `fault` says; the handle changes it later.
     pub fn new(inner: Box<dyn Store>, fault: Fault) -> (Self, FaultHandle) {
-        let control = FaultHandle(Arc::new(Mutex::new(Control { fault, ops: Vec::new(), loads: 0 })));
+        let control =
+            FaultHandle(Arc::new(Mutex::new(Control { fault, ops: Vec::new(), begun: 0, loads: 0 })));
         (FaultStore { inner, control: control.clone(), fault, applied: 0 }, control)
     }
 
@@ -88,6 +96,7 @@ impl Store for FaultStore {
         let mut control = self.control.0.lock().expect("fault lock");
         self.fault = control.fault;
         control.ops.clear();
+        control.begun += 1;
         drop(control);
         self.inner.begin()
     }
