@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use relgraph_core::{Schema, Store, Value};
 use relgraph_session::Session;
 use relgraph_sqlite::SqliteStore;
-use relgraph_testkit::workloads::{self, Handles, w1_rows, w2_links, w3_changes};
+use relgraph_testkit::workloads::{self, Handles, W3Changes, w1_rows, w2_links, w3_changes};
 
 /// One timed run of a workload: relgraph and its baseline.
 #[derive(Clone, Copy, Debug)]
@@ -139,24 +139,7 @@ pub fn w3(dir: &Path, parents: usize, raw_cache_kib: Option<i64>) -> Result<Run>
     raw_w1(&conn, parents)?;
     let start = Instant::now();
     let tx = conn.unchecked_transaction()?;
-    {
-        let mut moves = tx.prepare("UPDATE child SET parent_id = ?1 WHERE id = ?2")?;
-        for (c, p) in &changes.moves {
-            moves.execute([p, c])?;
-        }
-        let mut renames = tx.prepare("UPDATE parent SET name = ?1 WHERE id = ?2")?;
-        for (p, name) in &changes.renames {
-            renames.execute(rusqlite::params![name, p])?;
-        }
-        let mut children = tx.prepare("DELETE FROM child WHERE id = ?1")?;
-        for c in &changes.child_deletes {
-            children.execute([c])?;
-        }
-        let mut parents_stmt = tx.prepare("DELETE FROM parent WHERE id = ?1")?;
-        for p in &changes.deletes {
-            parents_stmt.execute([p])?;
-        }
-    }
+    raw_w3(&tx, &changes, |_| {})?;
     tx.commit()?;
     let baseline = start.elapsed();
     check_w3_end_state(&conn, parents)?;
@@ -166,6 +149,40 @@ pub fn w3(dir: &Path, parents: usize, raw_cache_kib: Option<i64>) -> Result<Run>
     let (relgraph, setup) = relgraph_w3(Box::new(SqliteStore::open(&path)?), parents)?;
     check_w3_end_state(&raw(&path, None)?, parents)?;
     Ok(Run { relgraph, baseline, rows: changed, setup, open: None })
+}
+
+/// The raw baseline's W3 changes, one prepared statement per row, on
+/// `conn` (in the caller's transaction): the moves, the renames, the
+/// children's DELETEs, the parents' DELETEs, calling `done` after each kind.
+///
+/// # Errors
+/// SQLite's.
+pub fn raw_w3(
+    conn: &rusqlite::Connection,
+    changes: &W3Changes,
+    mut done: impl FnMut(&'static str),
+) -> Result<()> {
+    let mut moves = conn.prepare("UPDATE child SET parent_id = ?1 WHERE id = ?2")?;
+    for (c, p) in &changes.moves {
+        moves.execute([p, c])?;
+    }
+    done("moves");
+    let mut renames = conn.prepare("UPDATE parent SET name = ?1 WHERE id = ?2")?;
+    for (p, name) in &changes.renames {
+        renames.execute(rusqlite::params![name, p])?;
+    }
+    done("renames");
+    let mut children = conn.prepare("DELETE FROM child WHERE id = ?1")?;
+    for c in &changes.child_deletes {
+        children.execute([c])?;
+    }
+    done("child deletes");
+    let mut parents = conn.prepare("DELETE FROM parent WHERE id = ?1")?;
+    for p in &changes.deletes {
+        parents.execute([p])?;
+    }
+    done("parent deletes");
+    Ok(())
 }
 
 fn check_w3_end_state(conn: &rusqlite::Connection, parents: usize) -> Result<()> {
