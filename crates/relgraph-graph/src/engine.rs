@@ -257,20 +257,8 @@ impl Graph {
 
     /// Removes an edge from both objects' slots and from the arena.
     pub(crate) fn disconnect(&mut self, edge: EdgeIx) {
-        let data = self.edges[edge];
-        let link = data.link.expect("disconnected edges are live");
-        let slots = self.link_slots[link.index()];
-        self.detach(edge, 0, data.objects[0], slots[0]);
-        self.detach(edge, 1, data.objects[1], slots[1]);
-        self.edges.remove(edge);
-        if self.journaling {
-            self.journal.push(crate::LinkChange {
-                link,
-                source: data.objects[0],
-                target: data.objects[1],
-                added: false,
-            });
-        }
+        self.detach_edge(edge);
+        self.free_edge(edge);
     }
 
     /// Links `near` (at `end`) to `far`, displacing whatever either scalar side held.

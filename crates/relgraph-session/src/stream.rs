@@ -346,42 +346,43 @@ mod tests {
         assert_eq!(digest(&session), digest(&reference));
     }
 
-    #[test]
-    fn updates_sent_ahead_of_the_delete_analysis_are_the_plans_first() {
-        // The parents' renames cannot change; the moved children's UPDATEs
-        // are guessed, and the analysis confirms them.
+    /// Flushes [`staged`] through a fault store that never fails (with
+    /// wrong guesses when `spoil`), and checks that the store was sent the
+    /// plan of a session staged alike and holds its rows. Returns the
+    /// flush's statistics and how many transactions it began.
+    fn flush_against_the_plan(spoil: bool) -> (crate::FlushStats, usize) {
         let mut reference = staged(MemoryStore::new());
         let plan = reference.plan().unwrap();
         let (store, fault) = FaultStore::new(Box::new(MemoryStore::new()), Fault::Never);
         let mut session = staged(store);
         let begun = fault.transactions();
-        let stats = session.flush().unwrap();
-        assert_eq!(fault.transactions(), begun + 1, "one transaction");
-        let renames = 40 - 10;
-        assert!(stats.sent_ahead > renames, "renames and guessed moves went ahead: {stats:?}");
-        assert_eq!(fault.last_transaction(), plan.ops.iter().map(|p| p.op.clone()).collect::<Vec<_>>());
-        reference.flush().unwrap();
-        assert_eq!(rows(&mut session), rows(&mut reference));
-    }
-
-    #[test]
-    fn a_wrong_guess_rolls_the_updates_sent_ahead_back_and_the_flush_runs_as_an_ordinary_one() {
-        let mut reference = staged(MemoryStore::new());
-        let plan = reference.plan().unwrap();
-        let (store, fault) = FaultStore::new(Box::new(MemoryStore::new()), Fault::Never);
-        let mut session = staged(store);
-        let begun = fault.transactions();
-        SPOIL_GUESSES.with(|s| s.set(true));
+        SPOIL_GUESSES.with(|s| s.set(spoil));
         let stats = session.flush();
         SPOIL_GUESSES.with(|s| s.set(false));
         let stats = stats.unwrap();
-        assert_eq!(fault.transactions(), begun + 2, "the guessed UPDATEs' transaction, then the flush's");
-        assert_eq!((stats.streamed, stats.sent_ahead), (0, 0), "{stats:?}");
         assert_eq!(fault.last_transaction(), plan.ops.iter().map(|p| p.op.clone()).collect::<Vec<_>>());
         let expected = reference.flush().unwrap();
         assert_eq!((stats.updates, stats.deletes), (expected.updates, expected.deletes));
         assert_eq!(rows(&mut session), rows(&mut reference));
         assert_eq!(digest(&session), digest(&reference));
+        (stats, fault.transactions() - begun)
+    }
+
+    #[test]
+    fn updates_sent_ahead_of_the_delete_analysis_are_the_plans_first() {
+        // The parents' renames cannot change; the moved children's UPDATEs
+        // are guessed, and the analysis confirms them.
+        let (stats, transactions) = flush_against_the_plan(false);
+        assert_eq!(transactions, 1);
+        let renames = 40 - 10;
+        assert!(stats.sent_ahead > renames, "renames and guessed moves went ahead: {stats:?}");
+    }
+
+    #[test]
+    fn a_wrong_guess_rolls_the_updates_sent_ahead_back_and_the_flush_runs_as_an_ordinary_one() {
+        let (stats, transactions) = flush_against_the_plan(true);
+        assert_eq!(transactions, 2, "the guessed UPDATEs' transaction, then the flush's");
+        assert_eq!((stats.streamed, stats.sent_ahead), (0, 0), "{stats:?}");
     }
 
     #[test]
