@@ -115,14 +115,17 @@ fn pipelined_flushes_send_their_plan_and_match_the_model() {
             all.pipelined += c.pipelined;
             all.overlapped += c.overlapped;
             all.streamed += c.streamed;
+            all.sent_ahead += c.sent_ahead;
+            all.retried += c.retried;
         }
         Ok(())
     });
     let _ = std::fs::remove_dir_all(&dir);
-    let session_model::Counts { steps, flushes, pipelined, overlapped, streamed } =
+    let session_model::Counts { steps, flushes, pipelined, overlapped, streamed, sent_ahead, retried } =
         counts.into_inner().unwrap();
     println!(
-        "pipelined: {steps} steps, {flushes} flushes checked, {pipelined} pipelined, {overlapped} overlapped ({streamed} streamed)"
+        "pipelined: {steps} steps, {flushes} flushes checked, {pipelined} pipelined, {overlapped} overlapped \
+         ({streamed} streamed, {sent_ahead} sending UPDATEs ahead of their cascades, {retried} in a second transaction)"
     );
     assert!(pipelined * 20 >= flushes, "too few flushes ran as a pipeline: {pipelined} of {flushes}");
     assert!(

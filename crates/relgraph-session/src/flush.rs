@@ -1377,7 +1377,13 @@ impl Session {
         // Stable: creation order within a rank, as 3c sorts.
         safe.sort_by_cached_key(|&k| table_of(self, k).map_or(u32::MAX, |t| ranks[t]));
         let guess = next.filter(|&r| self.may_guess(r, &early_tables, deleted));
-        if safe.is_empty() && guess.is_none() {
+        // With no safe UPDATE, the guess is made first: a stream starts only
+        // with something to send.
+        let mut guessed = match guess {
+            Some(next) if safe.is_empty() => self.guessed_updates(next),
+            _ => Vec::new(),
+        };
+        if safe.is_empty() && guessed.is_empty() {
             return Ok(Vec::new());
         }
         let store = std::mem::replace(&mut self.store, Box::new(crate::pipeline::Lent));
@@ -1421,30 +1427,12 @@ impl Session {
                 Ok(true)
             };
         // The safe ones go first: the store starts on them while the guess is made.
-        if send(self, safe, false)?
-            && let Some(next) = guess
-        {
-            if let Some(stream) = self.stream.as_mut() {
-                stream.hand_over();
-            }
-            // The next table's candidates as 3c gathers them, but for the
-            // children the delete analysis nulls: the first of them, in
-            // creation order, are likely the next UPDATEs of the plan.
-            let in_next = |s: &Self, k: ObjectKey| table_of(s, k) == Some(next);
-            let mut guessed: Vec<ObjectKey> =
-                self.written.iter().copied().filter(|&k| written(self, k) && in_next(self, k)).collect();
-            guessed.extend(self.net.keys().filter_map(|&(link, source, _)| {
-                (matches!(self.schema.link(link).kind, LinkKind::ForeignKey(_))
-                    && self.state(source) == State::Persistent
-                    && in_next(self, source))
-                .then_some(source)
-            }));
-            self.sort_by_seq(&mut guessed);
-            guessed.dedup();
-            guessed.truncate(GUESSED_UPDATES);
-            // Up to the first the analysis is likely to delete.
-            if let Some(stop) = guessed.iter().position(|&o| !self.likely_kept(o)) {
-                guessed.truncate(stop);
+        if send(self, safe, false)? {
+            if let Some(next) = guess.filter(|_| guessed.is_empty()) {
+                if let Some(stream) = self.stream.as_mut() {
+                    stream.hand_over();
+                }
+                guessed = self.guessed_updates(next);
             }
             send(self, guessed, true)?;
         }
@@ -1458,6 +1446,37 @@ impl Session {
             stream.hand_over();
         }
         Ok(sent)
+    }
+
+    /// The objects of table `next` whose UPDATEs are guessed to come first
+    /// among its rows in 3c: its candidates as 3c gathers them (written
+    /// columns, changed links to what its foreign keys reference), but for
+    /// the children the delete analysis would null, in creation order, up to
+    /// [`GUESSED_UPDATES`] and the first that the analysis is likely to delete.
+    fn guessed_updates(&self, next: usize) -> Vec<ObjectKey> {
+        let in_next =
+            |k: ObjectKey| self.graph.entity_of(k).is_ok_and(|e| self.schema.entity(e).table.index() == next);
+        let mut guessed: Vec<ObjectKey> = self
+            .written
+            .iter()
+            .copied()
+            .filter(|&k| {
+                self.tracked.get(k).is_some_and(|t| t.state == State::Persistent && t.dirty) && in_next(k)
+            })
+            .collect();
+        guessed.extend(self.net.keys().filter_map(|&(link, source, _)| {
+            (matches!(self.schema.link(link).kind, LinkKind::ForeignKey(_))
+                && self.state(source) == State::Persistent
+                && in_next(source))
+            .then_some(source)
+        }));
+        self.sort_by_seq(&mut guessed);
+        guessed.dedup();
+        guessed.truncate(GUESSED_UPDATES);
+        if let Some(stop) = guessed.iter().position(|&o| !self.likely_kept(o)) {
+            guessed.truncate(stop);
+        }
+        guessed
     }
 
     /// The UPDATEs sent ahead are not the plan's first: the store rolls

@@ -35,6 +35,12 @@ pub struct SessionHarness {
     pub overlapped: usize,
     /// Flushes that sent UPDATEs before their plan was complete.
     pub streamed: usize,
+    /// Flushes that sent UPDATEs even before their cascades and deletes
+    /// were worked out.
+    pub sent_ahead: usize,
+    /// Flushes that began more than one transaction: what they sent ahead
+    /// was not their plan's beginning after all, or a load took the store back.
+    pub retried: usize,
     /// Operations applied.
     pub steps: usize,
     /// Flushes checked.
@@ -64,6 +70,8 @@ impl SessionHarness {
             pipelined: 0,
             overlapped: 0,
             streamed: 0,
+            sent_ahead: 0,
+            retried: 0,
             steps: 0,
             flushes: 0,
         }
@@ -158,9 +166,14 @@ impl SessionHarness {
         let step = self.steps;
         let planned = self.session.plan();
         let plan = planned.as_ref().map(|p| p.to_string()).unwrap_or_else(|e| e.to_string());
+        let begun = self.sent.as_ref().map(crate::fault::FaultHandle::transactions);
         let stats =
             self.session.flush().map_err(|e| format!("step {step}: flush failed: {e}\nplan:\n{plan}"))?;
         self.flushes += 1;
+        self.sent_ahead += usize::from(stats.sent_ahead > 0);
+        if let (Some(sent), Some(begun)) = (&self.sent, begun) {
+            self.retried += usize::from(sent.transactions() > begun + 1);
+        }
         self.pipelined += usize::from(stats.pipelined);
         self.overlapped += usize::from(stats.overlapped);
         self.streamed += usize::from(stats.streamed > 0);
@@ -420,6 +433,8 @@ pub fn run_pipelined(
         pipelined: h.pipelined,
         overlapped: h.overlapped,
         streamed: h.streamed,
+        sent_ahead: h.sent_ahead,
+        retried: h.retried,
     })
 }
 
@@ -436,6 +451,10 @@ pub struct Counts {
     pub overlapped: usize,
     /// Flushes that sent UPDATEs before their plan was complete.
     pub streamed: usize,
+    /// Flushes that sent UPDATEs before their cascades were worked out.
+    pub sent_ahead: usize,
+    /// Flushes that began more than one transaction.
+    pub retried: usize,
 }
 
 /// Runs a model-based property over random schemas of the family and
