@@ -89,7 +89,8 @@ fn a_load_during_the_delete_analysis_takes_the_store_back_and_the_updates_go_aga
 }
 
 /// Random renames, moves, orphanings and deletes of parents and children
-/// (delete cascade and delete-orphan), flushed by a session that streams
+/// (delete cascade and delete-orphan), on SQLite and on a snapshot file,
+/// flushed by a session that streams
 /// (sending UPDATEs ahead of its cascades, some guessed) and by one that
 /// runs every flush as an ordinary one, over the same rows: both send the
 /// same statements in the same order and leave the same rows, through
@@ -102,13 +103,23 @@ fn flushes_that_send_updates_ahead_send_what_ordinary_flushes_send() {
     let (pid, pname, cid, cname) =
         (col(h.parent, "id"), col(h.parent, "name"), col(h.child, "id"), col(h.child, "name"));
     let (mut ahead, mut retried, mut flushes) = (0, 0, 0);
-    for seed in 1..=60u64 {
+    let dir = std::env::temp_dir().join(format!("relgraph-tests-{}-ahead", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // SQLite, and the snapshot store (which checks each row as it comes).
+    for seed in 1..=80u64 {
         let mut rng = XorShift::new(seed);
+        let store = |pipeline: usize| -> Box<dyn relgraph::Store> {
+            if seed % 2 == 0 {
+                return Box::new(SqliteStore::open_in_memory().unwrap());
+            }
+            let path = dir.join(format!("seed{seed}-{}.snap", pipeline == 0));
+            let _ = std::fs::remove_file(&path);
+            Box::new(relgraph::SnapshotStore::open(&path).unwrap())
+        };
         let mut sessions: Vec<(Session, FaultHandle)> = [0, usize::MAX]
             .into_iter()
             .map(|pipeline| {
-                let (store, fault) =
-                    FaultStore::new(Box::new(SqliteStore::open_in_memory().unwrap()), Fault::Never);
+                let (store, fault) = FaultStore::new(store(pipeline), Fault::Never);
                 let mut session = Session::new(schema.clone(), store).unwrap();
                 session.set_pipeline_threshold(pipeline);
                 (session, fault)
@@ -183,6 +194,7 @@ fn flushes_that_send_updates_ahead_send_what_ordinary_flushes_send() {
             assert_eq!(sent[0], sent[1], "seed {seed}, round {round}: the same statements and rows");
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
     println!("{flushes} flushes compared, {ahead} sent UPDATEs ahead of their cascades, {retried} retried");
     assert!(ahead * 2 >= flushes, "too few flushes sent UPDATEs ahead: {ahead} of {flushes}");
     // A guess is cut short where a deletion could make it wrong, so none of
