@@ -1251,12 +1251,15 @@ impl Session {
 
     /// Whether the first UPDATEs of table `r` (the first after the safe
     /// tables, `safe`) are worth guessing before the delete analysis of a
-    /// flush that deletes `deleted`: its rows reference rows of the safe
-    /// tables alone (whose rows only an explicit delete removes), no cascade
+    /// flush that deletes `deleted`: it has no unique constraint, its rows
+    /// reference rows of the safe tables alone (whose rows only an explicit
+    /// delete removes), no cascade
     /// through an association table reaches them, and no row of theirs can
     /// be nulled, which would put a new UPDATE among the guessed ones.
     fn may_guess(&self, r: usize, safe: &[bool], deleted: &[ObjectKey]) -> bool {
-        if self.cyclic_tables()[r]
+        // A unique column's UPDATE waits for the analysis anyway (staging).
+        if !self.schema.tables()[r].uniques.is_empty()
+            || self.cyclic_tables()[r]
             || self
                 .schema
                 .foreign_keys()
