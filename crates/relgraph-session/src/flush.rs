@@ -888,19 +888,7 @@ impl Session {
         let doomed_targets = self.doomed_targets(&doomed_list);
 
         // The objects whose rows 3c may update, and the new objects of 3b.
-        let mut candidates: Vec<ObjectKey> = self
-            .written
-            .iter()
-            .copied()
-            .filter(|&k| self.tracked.get(k).is_some_and(|t| t.state == State::Persistent && t.dirty))
-            .collect();
-        for &(link, s, _, _) in &net {
-            if matches!(self.schema.link(link).kind, LinkKind::ForeignKey(_))
-                && self.state(s) == State::Persistent
-            {
-                candidates.push(s);
-            }
-        }
+        let mut candidates = self.update_candidates(|_| true);
         candidates.extend(nulled);
         self.sort_by_seq(&mut candidates);
         candidates.dedup();
@@ -1316,24 +1304,24 @@ impl Session {
         })
     }
 
-    /// Whether the UPDATE of persistent `o` built as if nothing were deleted
-    /// is the one the delete analysis (`doomed`) gives: `o` is not deleted
-    /// and no foreign key of its takes another value, i.e. each links to an
-    /// object not deleted and none is kept by `passive_deletes = all`.
+    /// Whether the UPDATE of persistent `o` (not deleted: 3c skips those)
+    /// built as if nothing were deleted is the one the delete analysis
+    /// (`doomed`) gives: no foreign key of its takes another value, i.e.
+    /// each links to an object not deleted and none is kept by
+    /// `passive_deletes = all`.
     fn guess_holds(&self, o: ObjectKey, doomed: &Doomed<'_>) -> bool {
         #[cfg(test)]
         if crate::stream::SPOIL_GUESSES.with(std::cell::Cell::get) {
             return false;
         }
         let Ok(entity) = self.graph.entity_of(o) else { return false };
-        !doomed.doomed.contains(&o)
-            && self.fk_links[entity.index()].iter().all(|&(link, _)| {
-                !doomed.keep_fk.contains(&(o, link))
-                    && self
-                        .graph
-                        .link_members(o, link, End::Source)
-                        .is_ok_and(|mut m| m.next().is_none_or(|t| !doomed.doomed.contains(&t)))
-            })
+        self.fk_links[entity.index()].iter().all(|&(link, _)| {
+            !doomed.keep_fk.contains(&(o, link))
+                && self
+                    .graph
+                    .link_members(o, link, End::Source)
+                    .is_ok_and(|mut m| m.next().is_none_or(|t| !doomed.doomed.contains(&t)))
+        })
     }
 
     /// Sends UPDATEs to the store on a thread of its own before the
@@ -1364,21 +1352,11 @@ impl Session {
         }
         let ranks = self.table_ranks();
         let (early_tables, next) = self.early_tables(&ranks);
-        let table_of =
-            |s: &Self, k: ObjectKey| s.graph.entity_of(k).ok().map(|e| s.schema.entity(e).table.index());
-        let written = |s: &Self, k: ObjectKey| {
-            s.tracked.get(k).is_some_and(|t| t.state == State::Persistent && t.dirty)
-        };
-        let mut safe: Vec<ObjectKey> = self
-            .written
-            .iter()
-            .copied()
-            .filter(|&k| written(self, k) && table_of(self, k).is_some_and(|t| early_tables[t]))
-            .collect();
+        let mut safe = self.update_candidates(|t| early_tables[t]);
         self.sort_by_seq(&mut safe);
         safe.dedup();
         // Stable: creation order within a rank, as 3c sorts.
-        safe.sort_by_cached_key(|&k| table_of(self, k).map_or(u32::MAX, |t| ranks[t]));
+        safe.sort_by_cached_key(|&k| self.table_of(k).map_or(u32::MAX, |t| ranks[t]));
         let guess = next.filter(|&r| self.may_guess(r, &early_tables, deleted));
         // With no safe UPDATE, the guess is made first: a stream starts only
         // with something to send.
@@ -1451,28 +1429,41 @@ impl Session {
         Ok(sent)
     }
 
+    /// The persistent objects whose rows a flush may update, of the tables
+    /// `in_table` accepts, unsorted and possibly repeated: those with columns
+    /// written, and those holding a foreign key whose link changed. 3c adds
+    /// the children the delete analysis nulls.
+    fn update_candidates(&self, in_table: impl Fn(usize) -> bool) -> Vec<ObjectKey> {
+        let kept = |k: ObjectKey| self.table_of(k).is_some_and(&in_table);
+        let mut candidates: Vec<ObjectKey> = self
+            .written
+            .iter()
+            .copied()
+            .filter(|&k| {
+                self.tracked.get(k).is_some_and(|t| t.state == State::Persistent && t.dirty) && kept(k)
+            })
+            .collect();
+        candidates.extend(self.net.keys().filter_map(|&(link, source, _)| {
+            (matches!(self.schema.link(link).kind, LinkKind::ForeignKey(_))
+                && self.state(source) == State::Persistent
+                && kept(source))
+            .then_some(source)
+        }));
+        candidates
+    }
+
+    /// The index of `k`'s table, if `k` is live.
+    fn table_of(&self, k: ObjectKey) -> Option<usize> {
+        self.graph.entity_of(k).ok().map(|e| self.schema.entity(e).table.index())
+    }
+
     /// The objects of table `next` whose UPDATEs are guessed to come first
     /// among its rows in 3c: its candidates as 3c gathers them (written
     /// columns, changed links to what its foreign keys reference), but for
     /// the children the delete analysis would null, in creation order, up to
     /// [`GUESSED_UPDATES`] and the first that the analysis is likely to delete.
     fn guessed_updates(&self, next: usize) -> Vec<ObjectKey> {
-        let in_next =
-            |k: ObjectKey| self.graph.entity_of(k).is_ok_and(|e| self.schema.entity(e).table.index() == next);
-        let mut guessed: Vec<ObjectKey> = self
-            .written
-            .iter()
-            .copied()
-            .filter(|&k| {
-                self.tracked.get(k).is_some_and(|t| t.state == State::Persistent && t.dirty) && in_next(k)
-            })
-            .collect();
-        guessed.extend(self.net.keys().filter_map(|&(link, source, _)| {
-            (matches!(self.schema.link(link).kind, LinkKind::ForeignKey(_))
-                && self.state(source) == State::Persistent
-                && in_next(source))
-            .then_some(source)
-        }));
+        let mut guessed = self.update_candidates(|t| t == next);
         self.sort_by_seq(&mut guessed);
         guessed.dedup();
         guessed.truncate(GUESSED_UPDATES);
