@@ -235,8 +235,13 @@ impl Session {
             ..Self::stats(&work, order)
         };
         // The deleted objects left every collection and scalar while the
-        // store committed; now that it has, they go for good (rule 18).
-        let removed = log.detached.take().map(|detached| self.graph.remove_detached(detached));
+        // store committed (`detach_deleted`); now that it has, they go for
+        // good (rule 18).
+        let detached = match log.detached.take() {
+            Some(detached) => detached,
+            None => self.graph.detach_objects(&work.deleted),
+        };
+        let removed = self.graph.remove_detached(detached);
         self.settle(&work);
         free_later(((removed, work), (ops, log)));
         Ok(stats)

@@ -192,9 +192,7 @@ impl Stream {
     /// Frees the chunks the store gives back until it has applied them all
     /// and commits (or has stopped).
     pub(crate) fn wait_for_commit(&mut self) {
-        for used in self.returned.iter() {
-            drop(used);
-        }
+        self.returned.iter().for_each(drop);
     }
 
     /// Waits for the store: it comes back with how its transaction ended.
@@ -206,9 +204,7 @@ impl Stream {
             let _ = sender.send(Message::Abort);
         }
         // Ends when the store's side is done and drops its sender.
-        for used in self.returned.iter() {
-            drop(used);
-        }
+        self.wait_for_commit();
         match self.thread.join() {
             Ok(done) => done,
             // The thread catches the store's panics; this one is its own.
