@@ -178,46 +178,43 @@ impl Graph {
     }
 
     fn detach(&mut self, edge: EdgeIx, end: usize, key: ObjectKey, slot: u32) {
-        let crate::EdgeData { prev, next, .. } = self.edges[edge];
-        let slot = &mut self.objects[key].slots[slot as usize];
-        match slot {
-            Slot::One(held) => *held = no_edge(),
-            Slot::Many { head, tail, len } => {
-                if prev[end] == no_edge() {
-                    *head = next[end];
-                } else {
-                    self.edges[prev[end]].next[end] = next[end];
-                }
-                if next[end] == no_edge() {
-                    *tail = prev[end];
-                } else {
-                    self.edges[next[end]].prev[end] = prev[end];
-                }
-                *len -= 1;
-            }
-        }
+        self.unlink_or_restore::<false>(edge, end, key, slot);
     }
 
-    /// Puts `edge`, taken out by [`Graph::detach_objects`] while keeping its own
-    /// `prev` and `next`, back into `key`'s slot at end `end`: exact when
-    /// edges go back in the reverse order they were taken out.
+    /// Puts `edge`, taken out by [`Graph::detach_objects`], back into
+    /// `key`'s slot at end `end`.
     fn attach_back(&mut self, edge: EdgeIx, end: usize, key: ObjectKey, slot: u32) {
+        self.unlink_or_restore::<true>(edge, end, key, slot);
+    }
+
+    /// Takes `edge` out of `key`'s slot at end `end`, or with `BACK` puts
+    /// it back where it was (a constant: unlinking is on the hot path).
+    /// Taking out leaves the edge's own `prev` and `next` as they were, so
+    /// putting back is exact when edges return in the reverse order they
+    /// left.
+    fn unlink_or_restore<const BACK: bool>(&mut self, edge: EdgeIx, end: usize, key: ObjectKey, slot: u32) {
         let crate::EdgeData { prev, next, .. } = self.edges[edge];
+        // What the neighbours point at: the edge itself, or past it.
+        let (after_prev, before_next) = if BACK { (edge, edge) } else { (next[end], prev[end]) };
         let slot = &mut self.objects[key].slots[slot as usize];
         match slot {
-            Slot::One(held) => *held = edge,
+            Slot::One(held) => *held = if BACK { edge } else { no_edge() },
             Slot::Many { head, tail, len } => {
                 if prev[end] == no_edge() {
-                    *head = edge;
+                    *head = after_prev;
                 } else {
-                    self.edges[prev[end]].next[end] = edge;
+                    self.edges[prev[end]].next[end] = after_prev;
                 }
                 if next[end] == no_edge() {
-                    *tail = edge;
+                    *tail = before_next;
                 } else {
-                    self.edges[next[end]].prev[end] = edge;
+                    self.edges[next[end]].prev[end] = before_next;
                 }
-                *len += 1;
+                if BACK {
+                    *len += 1;
+                } else {
+                    *len -= 1;
+                }
             }
         }
     }
