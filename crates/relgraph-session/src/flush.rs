@@ -1352,7 +1352,7 @@ impl Session {
         }
         let ranks = self.table_ranks();
         let (early_tables, next) = self.early_tables(&ranks);
-        let mut safe = self.update_candidates(|t| early_tables[t]);
+        let mut safe = self.update_candidates(|k| self.table_of(k).is_some_and(|t| early_tables[t]));
         self.sort_by_seq(&mut safe);
         safe.dedup();
         // Stable: creation order within a rank, as 3c sorts.
@@ -1429,12 +1429,11 @@ impl Session {
         Ok(sent)
     }
 
-    /// The persistent objects whose rows a flush may update, of the tables
-    /// `in_table` accepts, unsorted and possibly repeated: those with columns
-    /// written, and those holding a foreign key whose link changed. 3c adds
-    /// the children the delete analysis nulls.
-    fn update_candidates(&self, in_table: impl Fn(usize) -> bool) -> Vec<ObjectKey> {
-        let kept = |k: ObjectKey| self.table_of(k).is_some_and(&in_table);
+    /// The persistent objects whose rows a flush may update, those `kept`
+    /// accepts, unsorted and possibly repeated: those with columns written,
+    /// and those holding a foreign key whose link changed. 3c adds the
+    /// children the delete analysis nulls.
+    fn update_candidates(&self, kept: impl Fn(ObjectKey) -> bool) -> Vec<ObjectKey> {
         let mut candidates: Vec<ObjectKey> = self
             .written
             .iter()
@@ -1463,7 +1462,7 @@ impl Session {
     /// the children the delete analysis would null, in creation order, up to
     /// [`GUESSED_UPDATES`] and the first that the analysis is likely to delete.
     fn guessed_updates(&self, next: usize) -> Vec<ObjectKey> {
-        let mut guessed = self.update_candidates(|t| t == next);
+        let mut guessed = self.update_candidates(|k| self.table_of(k) == Some(next));
         self.sort_by_seq(&mut guessed);
         guessed.dedup();
         guessed.truncate(GUESSED_UPDATES);
