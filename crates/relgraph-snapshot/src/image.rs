@@ -659,6 +659,8 @@ pub(crate) enum Source<'a> {
     Row(&'a [Value]),
     /// A row as a log batch holds it, read in place.
     Logged(&'a [ArchivedCellRec]),
+    /// Row `.1` of rows laid out as columns.
+    Laid(&'a Columns, u32),
 }
 
 impl<'a> Source<'a> {
@@ -668,6 +670,7 @@ impl<'a> Source<'a> {
             Source::Archived { base, table, row } => base.cell(table, row, c),
             Source::Row(row) => ValueRef::from(&row[c as usize]),
             Source::Logged(cells) => ValueRef::from(&cells[c as usize]),
+            Source::Laid(columns, row) => columns.cell(row as usize, c),
         }
     }
 
@@ -679,6 +682,9 @@ impl<'a> Source<'a> {
             }
             Source::Row(row) => row.into(),
             Source::Logged(cells) => cells.iter().map(|c| ValueRef::from(c).to_value()).collect(),
+            Source::Laid(columns, row) => {
+                (0..columns.layouts.len() as u32).map(|c| columns.cell(row as usize, c).to_value()).collect()
+            }
         }
     }
 }
@@ -744,31 +750,124 @@ fn lay_out(order: &[u32], width: u32, mut rows: Vec<Source<'_>>, run_limit: usiz
             rows.sort_by(|a, b| cmp_keys(order.iter().map(|&c| a.cell(c)), order.iter().map(|&c| b.cell(c))));
         }
     }
-    let n = rows.len();
-    let mut layouts: Vec<Layout> = (0..width).map(|_| Layout::Pending).collect();
-    let mut nulls: Vec<Vec<u8>> = (0..width).map(|_| Vec::new()).collect();
+    let mut columns = Columns::with_limit(width, run_limit);
     // One pass over the rows, row by row: each row's values are read while
     // they are in the cache.
-    for (r, src) in rows.iter().enumerate() {
-        for (c, layout) in layouts.iter_mut().enumerate() {
-            let v = src.cell(c as u32);
+    for src in &rows {
+        columns.push(|c| src.cell(c));
+    }
+    columns.finish(&rows)
+}
+
+/// Rows laid out column by column in the order they come, as
+/// [`write_image`] takes one table's: each column typed by its first
+/// non-NULL value. [`sorted_columns`] fills one with rows it has sorted;
+/// the store fills one with the rows a transaction inserts, in key order,
+/// into an empty table, as they arrive, so a compaction finds them laid out.
+pub(crate) struct Columns {
+    rows: usize,
+    layouts: Vec<Layout>,
+    /// Per column, its NULL bitmap so far (empty while it has no NULL).
+    nulls: Vec<Vec<u8>>,
+    run_limit: usize,
+}
+
+impl Columns {
+    /// No rows of `width` columns.
+    pub(crate) fn new(width: u32) -> Self {
+        Columns::with_limit(width, RUN_LIMIT)
+    }
+
+    fn with_limit(width: u32, run_limit: usize) -> Self {
+        Columns {
+            rows: 0,
+            layouts: (0..width).map(|_| Layout::Pending).collect(),
+            nulls: (0..width).map(|_| Vec::new()).collect(),
+            run_limit,
+        }
+    }
+
+    /// The rows laid out.
+    pub(crate) fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether each value of a row (`cell` of each column) fits its column
+    /// as laid out so far. A row that does not would make a column give up
+    /// its layout, which then needs the rows again at the end.
+    pub(crate) fn fits<'a>(&self, cell: impl Fn(u32) -> ValueRef<'a>) -> bool {
+        self.layouts.iter().enumerate().all(|(c, layout)| layout.fits(cell(c as u32), self.run_limit))
+    }
+
+    /// Adds a row, `cell` giving each column's value.
+    pub(crate) fn push<'a>(&mut self, cell: impl Fn(u32) -> ValueRef<'a>) {
+        let r = self.rows;
+        for (c, layout) in self.layouts.iter_mut().enumerate() {
+            let v = cell(c as u32);
             if v == ValueRef::Null {
-                let bitmap = &mut nulls[c];
-                if bitmap.is_empty() {
-                    bitmap.resize(n.div_ceil(8), 0);
+                let bitmap = &mut self.nulls[c];
+                if bitmap.len() <= r / 8 {
+                    bitmap.resize(r / 8 + 1, 0);
                 }
                 bitmap[r / 8] |= 1 << (r % 8);
             }
-            layout.push(r, v, run_limit);
+            layout.push(r, v, self.run_limit);
+        }
+        self.rows += 1;
+    }
+
+    /// Row `r`'s value in column `c` (NULL in a column that gave up its layout).
+    pub(crate) fn cell(&self, r: usize, c: u32) -> ValueRef<'_> {
+        let nulls = &self.nulls[c as usize];
+        match &self.layouts[c as usize] {
+            _ if is_null(nulls, r) => ValueRef::Null,
+            Layout::Integers(values) => ValueRef::Integer(values[r]),
+            Layout::Floats(values) => ValueRef::Float(values[r]),
+            Layout::Booleans(values) => ValueRef::Boolean(values[r] != 0),
+            Layout::Runs { text, bytes, ends } => run(r, |i| ends[i]).map_or(ValueRef::Null, |run| {
+                let bytes = bytes.get(run).unwrap_or_default();
+                // Whole strings laid end to end: a run of a text column is UTF-8.
+                if *text {
+                    ValueRef::Text(std::str::from_utf8(bytes).unwrap_or_default())
+                } else {
+                    ValueRef::Blob(bytes)
+                }
+            }),
+            Layout::Pending | Layout::GivenUp => ValueRef::Null,
         }
     }
-    let columns = layouts
-        .into_iter()
-        .zip(nulls)
-        .enumerate()
-        .map(|(c, (layout, nulls))| layout.finish(n, nulls, &rows, c as u32))
-        .collect();
-    (n as u32, columns)
+
+    /// Column `c`'s values when it holds integers only (NULLs as 0).
+    pub(crate) fn integers(&self, c: u32) -> Option<&[i64]> {
+        match &self.layouts[c as usize] {
+            Layout::Integers(values) => Some(values),
+            _ => None,
+        }
+    }
+
+    /// Whether every column kept its layout, so [`Columns::finish`] needs no rows.
+    pub(crate) fn laid_out(&self) -> bool {
+        !self.layouts.iter().any(|l| matches!(l, Layout::GivenUp))
+    }
+
+    /// The row count and the columns. A column that gave up its layout is
+    /// written from `rows`, the rows pushed, in order.
+    pub(crate) fn finish(self, rows: &[Source<'_>]) -> (u32, Vec<ColumnData>) {
+        let n = self.rows;
+        let columns = self
+            .layouts
+            .into_iter()
+            .zip(self.nulls)
+            .enumerate()
+            .map(|(c, (layout, mut nulls))| {
+                if !nulls.is_empty() {
+                    nulls.resize(n.div_ceil(8), 0);
+                }
+                layout.finish(n, nulls, rows, c as u32)
+            })
+            .collect();
+        (n as u32, columns)
+    }
 }
 
 /// A column being laid out in one pass, typed by its first non-NULL value.
@@ -790,6 +889,22 @@ enum Layout {
 }
 
 impl Layout {
+    /// Whether `v` joins the layout without making it give up.
+    fn fits(&self, v: ValueRef<'_>, run_limit: usize) -> bool {
+        match (self, v) {
+            (Layout::GivenUp, _) => false,
+            (Layout::Pending, _) | (_, ValueRef::Null) => true,
+            (Layout::Integers(_), ValueRef::Integer(_))
+            | (Layout::Floats(_), ValueRef::Float(_))
+            | (Layout::Booleans(_), ValueRef::Boolean(_)) => true,
+            (Layout::Runs { text: true, bytes, .. }, ValueRef::Text(t)) => bytes.len() + t.len() <= run_limit,
+            (Layout::Runs { text: false, bytes, .. }, ValueRef::Blob(b)) => {
+                bytes.len() + b.len() <= run_limit
+            }
+            _ => false,
+        }
+    }
+
     /// Adds row `r`'s value (rows come in order).
     fn push(&mut self, r: usize, v: ValueRef<'_>, run_limit: usize) {
         if let Layout::Pending = self {
