@@ -200,6 +200,29 @@ pub struct TableRec {
     pub indexes: Vec<IndexRec>,
 }
 
+impl TableRec {
+    /// About the bytes its values and indexes take archived: a capacity
+    /// to serialize into without regrowing.
+    pub fn data_len(&self) -> usize {
+        let column = |data: &ColumnData| match data {
+            ColumnData::Integer { values, nulls } => values.len() * 8 + nulls.len(),
+            ColumnData::Float { values, nulls } => values.len() * 8 + nulls.len(),
+            ColumnData::Boolean { values, nulls } => values.len() + nulls.len(),
+            ColumnData::Text { values, nulls } => {
+                values.iter().map(|v| v.len() + 8).sum::<usize>() + nulls.len()
+            }
+            ColumnData::Blob { values, nulls } => {
+                values.iter().map(|v| v.len() + 8).sum::<usize>() + nulls.len()
+            }
+            ColumnData::Mixed { values } => values.len() * 24,
+            ColumnData::Texts { text, ends } => text.len() + ends.len() * 4,
+            ColumnData::Blobs { bytes, ends } => bytes.len() + ends.len() * 4,
+        };
+        self.data.iter().map(column).sum::<usize>()
+            + self.indexes.iter().map(|ix| ix.order.len() * 4).sum::<usize>()
+    }
+}
+
 /// The base image: every table.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq)]
 pub struct ImageRec {

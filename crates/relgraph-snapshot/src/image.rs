@@ -12,7 +12,7 @@ use crate::describe::TableDesc;
 use crate::format::{
     ALIGN, ArchivedBatchRec, ArchivedCellRec, ArchivedColumnData, ArchivedImageRec, ArchivedTableRec,
     CellRec, ColumnData, Frame, HEADER_LEN, Header, ImageRec, IndexRec, NULL_END, TableRec, access_batch,
-    access_image, decode_frame, padded, to_bytes,
+    access_image, decode_frame, padded,
 };
 
 /// A borrowed column value, from a row in memory or in the archive, so the
@@ -491,7 +491,7 @@ pub(crate) fn write_image(
     fingerprint: u64,
     generation: u64,
 ) -> Result<AlignedVec, SnapshotError> {
-    let tables = descs
+    let tables: Vec<TableRec> = descs
         .iter()
         .zip(tables)
         .map(|(desc, (rows, data))| {
@@ -503,6 +503,15 @@ pub(crate) fn write_image(
                 .map(|columns| {
                     if order.starts_with(&columns) {
                         return IndexRec { columns, implicit: true, order: Vec::new() };
+                    }
+                    // One integer column without NULLs, already in order (children
+                    // inserted grouped by parent): its order is the rows' own.
+                    if let [c] = columns.as_slice()
+                        && let ColumnData::Integer { values, nulls } = &data[*c as usize]
+                        && nulls.is_empty()
+                        && values.is_sorted()
+                    {
+                        return IndexRec { columns, implicit: false, order: (0..rows).collect() };
                     }
                     let mut positions: Vec<u32> = (0..rows)
                         .filter(|&r| columns.iter().all(|&c| cell(r, c) != ValueRef::Null))
@@ -534,19 +543,25 @@ pub(crate) fn write_image(
             }
         })
         .collect();
-    let mut base = to_bytes(&ImageRec { tables })?;
-    let base_len = base.len();
-    base.resize(padded(base_len), 0);
+    // The image is serialized in place after room for the header, so the
+    // file's bytes are not copied again (5 MB for W1). Positions in an rkyv
+    // archive are relative and the header's length keeps every alignment,
+    // so the bytes are those of the image serialized on its own.
+    let capacity = HEADER_LEN + tables.iter().map(TableRec::data_len).sum::<usize>() * 9 / 8 + 4096;
+    let mut file = AlignedVec::with_capacity(capacity);
+    file.extend_from_slice(&[0; HEADER_LEN]);
+    let mut file = rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&ImageRec { tables }, file)
+        .map_err(|e| SnapshotError::Encode(e.to_string()))?;
+    let base_len = file.len() - HEADER_LEN;
+    file.resize(HEADER_LEN + padded(base_len), 0);
     let header = Header {
         version: crate::format::FORMAT_VERSION,
         fingerprint,
         base_len: base_len as u64,
-        base_crc: crc32fast::hash(&base),
+        base_crc: crc32fast::hash(&file[HEADER_LEN..]),
         generation,
     };
-    let mut file = AlignedVec::with_capacity(HEADER_LEN + base.len());
-    file.extend_from_slice(&header.encode());
-    file.extend_from_slice(&base);
+    file[..HEADER_LEN].copy_from_slice(&header.encode());
     Ok(file)
 }
 
@@ -1160,6 +1175,85 @@ mod tests {
         assert!(check_runs(&ends(&[4]), text.len(), boundary).is_err(), "past the end");
         assert!(check_runs(&ends(&[2]), text.len(), boundary).is_err(), "inside é");
         assert!(check_runs(&ends(&[4 | NULL_END]), text.len(), boundary).is_err(), "a NULL past the end");
+    }
+
+    /// A foreign-key index over integers already in order is the rows' own
+    /// order, as the sort would give it (ties in row order); with a NULL or
+    /// out of order, the sort's.
+    #[test]
+    fn an_index_over_integers_in_order_is_the_sorts_order() {
+        let schema = relgraph_testkit::conformance::schema();
+        let descs = crate::describe::describe(&schema);
+        let t = schema.table_id("pet").unwrap().index();
+        for owners in [
+            vec![Some(1), Some(1), Some(2), Some(2), Some(2), Some(9)],
+            vec![Some(3), Some(1), Some(2), Some(2)],
+            vec![Some(1), None, Some(2)],
+        ] {
+            let rows: Vec<Row> = owners
+                .iter()
+                .enumerate()
+                .map(|(id, owner)| -> Row {
+                    Box::new([Value::Integer(id as i64), owner.map_or(Value::Null, Value::Integer)])
+                })
+                .collect();
+            let (n, data) =
+                sorted_columns(&descs[t].order_columns(), 2, rows.iter().map(|r| Source::Row(r)).collect());
+            let file = write_image(&descs[t..=t], vec![(n, data)], 0, 0).unwrap();
+            let header = crate::format::Header::decode(&file).unwrap();
+            let image = rkyv::from_bytes::<ImageRec, rkyv::rancor::Error>(
+                &file[HEADER_LEN..][..header.base_len as usize],
+            )
+            .unwrap();
+            let stored = &image.tables[0].indexes.iter().find(|ix| !ix.implicit).expect("owner index").order;
+            let present: Vec<u32> =
+                (0..owners.len() as u32).filter(|&r| owners[r as usize].is_some()).collect();
+            let expected: Vec<u32> = integer_order(present.len(), 1, |i, _| owners[present[i] as usize])
+                .unwrap()
+                .into_iter()
+                .map(|i| present[i as usize])
+                .collect();
+            assert_eq!(stored, &expected, "{owners:?}");
+        }
+    }
+
+    /// The image serialized in place after the header holds the bytes of
+    /// the same image serialized on its own, and its checksum covers them.
+    #[test]
+    fn the_image_serialized_after_the_header_is_the_image_serialized_alone() {
+        let schema = relgraph_testkit::conformance::schema();
+        let descs = crate::describe::describe(&schema);
+        let cells = descs
+            .iter()
+            .map(|d| {
+                let rows: Vec<Row> = (0..50i64)
+                    .rev()
+                    .map(|r| {
+                        (0..d.columns.len())
+                            .map(|c| match (c, r % 3) {
+                                (0, _) => Value::Integer(r),
+                                (_, 0) => Value::Null,
+                                (_, 1) => Value::Integer(r * 7),
+                                _ => Value::from(format!("v{r}")),
+                            })
+                            .collect()
+                    })
+                    .collect();
+                sorted_columns(
+                    &d.order_columns(),
+                    d.columns.len() as u32,
+                    rows.iter().map(|r| Source::Row(r)).collect(),
+                )
+            })
+            .collect();
+        let file = write_image(&descs, cells, 7, 3).unwrap();
+        let header = crate::format::Header::decode(&file).unwrap();
+        let base = &file[HEADER_LEN..][..header.base_len as usize];
+        let image = rkyv::from_bytes::<ImageRec, rkyv::rancor::Error>(base).unwrap();
+        assert_eq!(image.tables.len(), descs.len());
+        assert_eq!(crate::format::to_bytes(&image).unwrap().as_slice(), base);
+        assert_eq!(file.len(), HEADER_LEN + crate::format::padded(base.len()));
+        assert_eq!(header.base_crc, crc32fast::hash(&file[HEADER_LEN..]));
     }
 
     #[test]
