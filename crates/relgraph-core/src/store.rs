@@ -317,12 +317,9 @@ pub trait Store: Send {
 
     /// [`Store::apply`], with the operations handed over: a store that keeps
     /// the rows it is given (in memory, or until its commit writes them out)
-    /// may move their values instead of copying them. On return, whether the
-    /// call succeeded or not, `ops` is empty, or holds each operation as it
-    /// was or, for an INSERT whose row the store took, with an empty row.
-    /// What is left is the caller's to free (on the thread that made it) and
-    /// the allocation its to reuse. The provided method calls
-    /// [`Store::apply`] and leaves `ops` as it was.
+    /// may move their values instead of copying them. On return `ops` is
+    /// either empty or as it was; its allocation is the caller's to reuse.
+    /// The provided method calls [`Store::apply`] and leaves `ops` as it was.
     ///
     /// # Errors
     /// As [`Store::apply`].

@@ -674,8 +674,6 @@ pub(crate) enum Source<'a> {
     Row(&'a [Value]),
     /// A row as a log batch holds it, read in place.
     Logged(&'a [ArchivedCellRec]),
-    /// Row `.1` of rows laid out as columns.
-    Laid(&'a Columns, u32),
 }
 
 impl<'a> Source<'a> {
@@ -685,7 +683,6 @@ impl<'a> Source<'a> {
             Source::Archived { base, table, row } => base.cell(table, row, c),
             Source::Row(row) => ValueRef::from(&row[c as usize]),
             Source::Logged(cells) => ValueRef::from(&cells[c as usize]),
-            Source::Laid(columns, row) => columns.cell(row as usize, c),
         }
     }
 
@@ -697,9 +694,6 @@ impl<'a> Source<'a> {
             }
             Source::Row(row) => row.into(),
             Source::Logged(cells) => cells.iter().map(|c| ValueRef::from(c).to_value()).collect(),
-            Source::Laid(columns, row) => {
-                (0..columns.layouts.len() as u32).map(|c| columns.cell(row as usize, c).to_value()).collect()
-            }
         }
     }
 }
@@ -829,27 +823,6 @@ impl Columns {
             layout.push(r, v, self.run_limit);
         }
         self.rows += 1;
-    }
-
-    /// Row `r`'s value in column `c` (NULL in a column that gave up its layout).
-    pub(crate) fn cell(&self, r: usize, c: u32) -> ValueRef<'_> {
-        let nulls = &self.nulls[c as usize];
-        match &self.layouts[c as usize] {
-            _ if is_null(nulls, r) => ValueRef::Null,
-            Layout::Integers(values) => ValueRef::Integer(values[r]),
-            Layout::Floats(values) => ValueRef::Float(values[r]),
-            Layout::Booleans(values) => ValueRef::Boolean(values[r] != 0),
-            Layout::Runs { text, bytes, ends } => run(r, |i| ends[i]).map_or(ValueRef::Null, |run| {
-                let bytes = bytes.get(run).unwrap_or_default();
-                // Whole strings laid end to end: a run of a text column is UTF-8.
-                if *text {
-                    ValueRef::Text(std::str::from_utf8(bytes).unwrap_or_default())
-                } else {
-                    ValueRef::Blob(bytes)
-                }
-            }),
-            Layout::Pending | Layout::GivenUp => ValueRef::Null,
-        }
     }
 
     /// Column `c`'s values when it holds integers only (NULLs as 0).

@@ -124,25 +124,27 @@ struct TableState {
 
 /// Rows inserted into a table that was empty when the transaction began,
 /// with a single integer primary key and no other unique constraint, in
-/// increasing key order: laid out as columns as they arrive instead of
-/// being kept as rows and indexed. The key order makes each new key unique
-/// by one comparison and the rows findable by key with a binary search,
-/// and a compaction writes the columns as they are instead of reading
-/// 100,000 rows back from the heap. Anything else done to such a table in
-/// the transaction (an UPDATE, a DELETE, a key out of order, a value of
-/// another type than its column's so far) first moves its rows into the
-/// overlay ([`materialize`]), where the general path takes over.
+/// increasing key order: kept in a list and laid out as columns as they
+/// arrive, instead of being indexed. The key order makes each new key
+/// unique by one comparison and the rows findable by key with a binary
+/// search, and a compaction writes the columns as they are instead of
+/// reading 100,000 rows back from the heap. Anything else done to such a
+/// table in the transaction (an UPDATE, a DELETE, a key out of order, a
+/// value of another type than its column's so far), or a commit that
+/// appends, first moves its rows into the overlay ([`materialize`]), where
+/// the general path takes over.
 struct Bulk {
     /// The row id of the first row.
     first: RowId,
     /// The key column.
     key: u32,
+    rows: Vec<Row>,
     columns: Columns,
 }
 
 impl Bulk {
-    /// The columns of a table that takes its rows laid out: empty, keyed by
-    /// one integer column, with no other unique constraint.
+    /// The list of a table that takes its rows so: empty, keyed by one
+    /// integer column, with no other unique constraint.
     fn for_table(state: &TableState) -> Option<Bulk> {
         let [key] = state.desc.primary_key.as_slice() else { return None };
         let empty = state.base_rows == 0 && state.changed.len() == 0;
@@ -152,6 +154,7 @@ impl Bulk {
             .then(|| Bulk {
                 first: state.next_row,
                 key: *key,
+                rows: Vec::new(),
                 columns: Columns::new(state.desc.columns.len() as u32),
             })
     }
@@ -160,10 +163,10 @@ impl Bulk {
         self.columns.integers(self.key).unwrap_or_default()
     }
 
-    /// Where row `row`'s values are, if it is one of these.
-    fn source(&self, row: RowId) -> Option<Source<'_>> {
-        let at = row.checked_sub(self.first)?;
-        (at < self.columns.len() as u64).then_some(Source::Laid(&self.columns, at as u32))
+    /// Row `row`'s values, if it is one of these.
+    fn row(&self, row: RowId) -> Option<&[Value]> {
+        let at = usize::try_from(row.checked_sub(self.first)?).ok()?;
+        self.rows.get(at).map(|row| &row[..])
     }
 
     /// Calls `f` with each row whose `columns` equal `key` until it returns
@@ -184,8 +187,9 @@ impl Bulk {
             }
             return;
         }
-        for r in 0..self.columns.len() {
-            let hit = columns.iter().zip(key).all(|(&c, v)| self.columns.cell(r, c).total_cmp(*v).is_eq());
+        for (r, row) in self.rows.iter().enumerate() {
+            let hit =
+                columns.iter().zip(key).all(|(&c, v)| ValueRef::from(&row[c as usize]).total_cmp(*v).is_eq());
             if hit && !f(self.first + r as u64) {
                 return;
             }
@@ -215,9 +219,6 @@ struct Tx {
     inserted: Vec<(usize, RowId)>,
     next_rows: Vec<RowId>,
     max_keys: Vec<Option<i64>>,
-    /// Rows handed over whose values were laid out: kept, not freed, so the
-    /// thread applying them spends no time on it (see [`free_later`]).
-    spent: Vec<Box<[Cell]>>,
 }
 
 /// The snapshot store. See the crate docs for an example.
@@ -451,7 +452,7 @@ impl Db {
             None if row < RowId::from(self.tables[t].base_rows) => {
                 Some(Source::Archived { base: &self.base, table: t, row: row as u32 })
             }
-            None => self.tables[t].bulk.as_ref().and_then(|bulk| bulk.source(row)),
+            None => self.tables[t].bulk.as_ref().and_then(|bulk| bulk.row(row)).map(Source::Row),
         }
     }
 
@@ -555,8 +556,7 @@ impl Db {
         );
         if let Some(bulk) = &state.bulk {
             live.extend(
-                (0..bulk.columns.len() as u32)
-                    .map(|r| (bulk.first + u64::from(r), Source::Laid(&bulk.columns, r))),
+                bulk.rows.iter().enumerate().map(|(r, row)| (bulk.first + r as u64, Source::Row(row))),
             );
         }
         live
@@ -825,7 +825,11 @@ fn write_row(db: &mut Db, tx: &mut Tx, t: usize, row: RowId, new: Option<Row>) {
     }
 }
 
-fn insert(db: &mut Db, tx: &mut Tx, t: usize, mut values: Vec<Value>) -> Result<Option<i64>, StoreError> {
+fn insert(db: &mut Db, tx: &mut Tx, t: usize, values: Vec<Value>) -> Result<Option<i64>, StoreError> {
+    let mut values = match insert_laid(db, tx, t, values)? {
+        Ok(generated) => return Ok(generated),
+        Err(values) => values,
+    };
     let state = &db.tables[t];
     let mut generated = None;
     if let [pk] = state.desc.primary_key.as_slice() {
@@ -854,76 +858,78 @@ fn insert(db: &mut Db, tx: &mut Tx, t: usize, mut values: Vec<Value>) -> Result<
     Ok(generated)
 }
 
-/// Inserts `row` into table `t` laid out with the rows before it (see
-/// [`Bulk`]) and returns the key it generated; `None` when the table does
-/// not take rows so, or not this one, after which its rows are in the
-/// overlay and the caller inserts this one there. Checks as [`insert`] does.
+/// Inserts `values` into table `t` as a row laid out (see [`Bulk`]) and
+/// returns the key it generated; `Err(values)`, untouched, when the table
+/// does not take rows so, or not this one, after which its rows are in the
+/// overlay and [`insert`] goes on with the general path. Checks as it does.
 fn insert_laid(
     db: &mut Db,
     tx: &mut Tx,
     t: usize,
-    row: &[Cell],
-    keys: &[Option<i64>],
-) -> Result<Option<Option<i64>>, StoreError> {
+    mut values: Vec<Value>,
+) -> Result<Result<Option<i64>, Vec<Value>>, StoreError> {
     let state = &db.tables[t];
-    let Some(bulk) = &state.bulk else { return Ok(None) };
-    let mut cells: SmallVec<[ValueRef<'_>; 8]> = SmallVec::with_capacity(row.len());
-    for cell in row {
-        cells.push(match cell.resolve(keys)? {
-            Resolved::Value(v) => ValueRef::from(v),
-            Resolved::Key(k) => ValueRef::Integer(k),
-        });
-    }
+    let Some(bulk) = &state.bulk else { return Ok(Err(values)) };
     let key = bulk.key as usize;
     let autoincrement = state.desc.columns[key].autoincrement;
-    let mut generated = None;
-    if autoincrement && cells[key] == ValueRef::Null {
-        let next = state.max_key.unwrap_or(0).checked_add(1);
-        // No key left: the general path reports it.
-        let Some(next) = next else {
-            materialize(db, tx, t);
-            return Ok(None);
-        };
-        cells[key] = ValueRef::Integer(next);
-        generated = Some(next);
-    }
+    let generated = match &values[key] {
+        Value::Null if autoincrement => match state.max_key.unwrap_or(0).checked_add(1) {
+            Some(next) => Some(next),
+            // No key left: the general path reports it.
+            None => {
+                materialize(db, tx, t);
+                return Ok(Err(values));
+            }
+        },
+        _ => None,
+    };
+    let cell = |c: usize| match generated {
+        Some(k) if c == key => ValueRef::Integer(k),
+        _ => ValueRef::from(&values[c]),
+    };
     for (c, column) in state.desc.columns.iter().enumerate() {
-        if cells[c] == ValueRef::Null && !column.nullable {
+        if cell(c) == ValueRef::Null && !column.nullable {
             return Err(not_null(&state.desc, c));
         }
     }
-    let in_order = match cells[key] {
-        ValueRef::Integer(k) => bulk.keys().last().is_none_or(|&last| k > last),
-        _ => false,
+    let k = match cell(key) {
+        ValueRef::Integer(k) if bulk.keys().last().is_none_or(|&last| k > last) => k,
+        _ => {
+            materialize(db, tx, t);
+            return Ok(Err(values));
+        }
     };
-    if !in_order || !bulk.columns.fits(|c| cells[c as usize]) {
+    if !bulk.columns.fits(|c| cell(c as usize)) {
         materialize(db, tx, t);
-        return Ok(None);
+        return Ok(Err(values));
     }
-    let ValueRef::Integer(k) = cells[key] else { unreachable!("checked in order above") };
     for fk in &state.desc.foreign_keys {
-        let reference: SmallVec<[ValueRef<'_>; 2]> = fk.columns.iter().map(|&c| cells[c as usize]).collect();
+        let reference: SmallVec<[ValueRef<'_>; 2]> = fk.columns.iter().map(|&c| cell(c as usize)).collect();
         if reference.contains(&ValueRef::Null) {
             continue;
         }
         // A row may reference itself, as in the general path, which checks after writing.
         let itself = fk.ref_table == t
-            && fk.ref_columns.iter().zip(&reference).all(|(&c, v)| cells[c as usize].total_cmp(*v).is_eq());
+            && fk.ref_columns.iter().zip(&reference).all(|(&c, v)| cell(c as usize).total_cmp(*v).is_eq());
         if !itself {
             db.check_reference(t, fk, &reference)?;
         }
     }
+    if let Some(k) = generated {
+        values[key] = Value::Integer(k);
+    }
     let state = &mut db.tables[t];
     if let Some(bulk) = &mut state.bulk {
-        bulk.columns.push(|c| cells[c as usize]);
+        bulk.columns.push(|c| ValueRef::from(&values[c as usize]));
+        bulk.rows.push(values.into_boxed_slice());
     }
-    #[cfg(test)]
-    LAID.with(|n| n.set(n.get() + 1));
     state.next_row += 1;
     if autoincrement {
         state.max_key = Some(state.max_key.map_or(k, |m| m.max(k)));
     }
-    Ok(Some(generated))
+    #[cfg(test)]
+    LAID.with(|n| n.set(n.get() + 1));
+    Ok(Ok(generated))
 }
 
 #[cfg(test)]
@@ -936,9 +942,9 @@ thread_local! {
 /// as rows the transaction inserted, indexed: the general path's state.
 fn materialize(db: &mut Db, tx: &mut Tx, t: usize) {
     let Some(bulk) = db.tables[t].bulk.take() else { return };
-    for r in 0..bulk.columns.len() as u32 {
-        let id = bulk.first + u64::from(r);
-        write_row(db, tx, t, id, Some(Source::Laid(&bulk.columns, r).to_row()));
+    for (r, row) in bulk.rows.into_iter().enumerate() {
+        let id = bulk.first + r as u64;
+        write_row(db, tx, t, id, Some(row));
         tx.inserted.push((t, id));
     }
 }
@@ -1085,21 +1091,16 @@ const DROP_LATER_ROWS: usize = 10_000;
 /// for it; small ones, or any when no thread can start, are freed here.
 fn drop_later(db: Option<Db>) {
     let rows: usize = db.as_ref().map_or(0, |db| db.tables.iter().map(|t| t.changed.len()).sum());
+    free_later(db, rows);
+}
+
+/// Frees `value`, holding `rows` rows, on a thread of its own when they are
+/// many, as [`drop_later`] does.
+fn free_later<T: Send + 'static>(value: T, rows: usize) {
     if rows >= DROP_LATER_ROWS {
-        drop_on_own_thread(db);
+        // On failure the closure, and the value with it, is dropped here.
+        let _ = std::thread::Builder::new().name("relgraph-snapshot-free".into()).spawn(move || drop(value));
     }
-}
-
-/// Frees `rows` on a thread of its own when there are many, as [`drop_later`] does.
-fn free_later<T: Send + 'static>(rows: Vec<T>) {
-    if rows.len() >= DROP_LATER_ROWS {
-        drop_on_own_thread(rows);
-    }
-}
-
-fn drop_on_own_thread<T: Send + 'static>(value: T) {
-    // On failure the closure, and the value with it, is dropped here.
-    let _ = std::thread::Builder::new().name("relgraph-snapshot-free".into()).spawn(move || drop(value));
 }
 
 fn install(path: &Path, bytes: AlignedVec, sync: bool) -> Result<Db, SnapshotError> {
@@ -1200,8 +1201,18 @@ impl SnapshotStore {
         // Rows laid out by the transaction are their table's only rows, in
         // key order: written as they are. (If the write fails, the caller
         // rolls back, which drops them anyway.)
+        let mut spent: Vec<Vec<Row>> = Vec::new();
         let laid: Vec<Option<Columns>> = match self.db.as_mut() {
-            Some(db) => db.tables.iter_mut().map(|t| t.bulk.take().map(|bulk| bulk.columns)).collect(),
+            Some(db) => db
+                .tables
+                .iter_mut()
+                .map(|t| {
+                    t.bulk.take().map(|bulk| {
+                        spent.push(bulk.rows);
+                        bulk.columns
+                    })
+                })
+                .collect(),
             None => Vec::new(),
         };
         let db = self.db()?;
@@ -1220,7 +1231,12 @@ impl SnapshotStore {
             .collect();
         let bytes = write_image(&descs, cells, db.header.fingerprint, db.header.generation + 1)?;
         let len = bytes.len();
-        let old = self.db.replace(install(&self.path, bytes, self.options.sync)?);
+        let installed = install(&self.path, bytes, self.options.sync);
+        // The rows laid out go whether or not the file was written: on
+        // failure the caller rolls back, which would drop them.
+        let rows = spent.iter().map(Vec::len).sum();
+        free_later(spent, rows);
+        let old = self.db.replace(installed?);
         drop_later(old);
         if let Some(echo) = &mut self.echo {
             echo(&format!("COMPACT {} -- {len} bytes", self.path.display()));
@@ -1428,24 +1444,6 @@ impl SnapshotStore {
             }
         }
     }
-
-    /// Applies `op` if it is an INSERT into a table that takes it laid out
-    /// (see [`Bulk`]), returning the key it generated; `None` leaves it to
-    /// [`SnapshotStore::apply_one`]. The row stays in `op`: its values are
-    /// copied, and the row is freed by the thread that made it.
-    fn apply_laid(&mut self, op: &RowOp, keys: &[Option<i64>]) -> Result<Option<Option<i64>>, StoreError> {
-        let (Some(db), Some(tx), RowOp::Insert { table, row }) = (self.db.as_mut(), self.tx.as_mut(), op)
-        else {
-            return Ok(None);
-        };
-        let t = table.index();
-        match db.tables.get(t) {
-            Some(state) if state.bulk.is_some() && state.desc.columns.len() == row.len() => {
-                insert_laid(db, tx, t, row, keys)
-            }
-            _ => Ok(None),
-        }
-    }
 }
 
 impl Store for SnapshotStore {
@@ -1491,7 +1489,6 @@ impl Store for SnapshotStore {
         let tx = Tx {
             undo: FxHashMap::default(),
             inserted: Vec::new(),
-            spent: Vec::new(),
             next_rows: db.tables.iter().map(|t| t.next_row).collect(),
             max_keys: db.tables.iter().map(|t| t.max_key).collect(),
         };
@@ -1515,10 +1512,7 @@ impl Store for SnapshotStore {
         self.prepare_apply(ops, keys)?;
         for op in ops {
             self.echo_op(schema, op, keys);
-            let key = match self.apply_laid(op, keys)? {
-                Some(key) => key,
-                None => self.apply_one(op, None, keys)?,
-            };
+            let key = self.apply_one(op, None, keys)?;
             keys.push(key);
         }
         Ok(())
@@ -1531,24 +1525,13 @@ impl Store for SnapshotStore {
         keys: &mut Vec<Option<i64>>,
     ) -> Result<(), StoreError> {
         self.prepare_apply(ops, keys)?;
-        for op in ops.iter_mut() {
-            self.echo_op(schema, op, keys);
-            let key = match self.apply_laid(op, keys)? {
-                Some(key) => {
-                    // Its values are copied; the row is kept to be freed later.
-                    if let (RowOp::Insert { row, .. }, Some(tx)) = (&mut *op, self.tx.as_mut()) {
-                        tx.spent.push(std::mem::take(row));
-                    }
-                    key
-                }
-                None => {
-                    let taken = match op {
-                        RowOp::Insert { row, .. } => Some(std::mem::take(row)),
-                        _ => None,
-                    };
-                    self.apply_one(op, taken, keys)?
-                }
+        for mut op in ops.drain(..) {
+            self.echo_op(schema, &op, keys);
+            let taken = match &mut op {
+                RowOp::Insert { row, .. } => Some(std::mem::take(row)),
+                _ => None,
             };
+            let key = self.apply_one(&op, taken, keys)?;
             keys.push(key);
         }
         Ok(())
@@ -1591,15 +1574,12 @@ impl Store for SnapshotStore {
         if result.is_err() {
             // The caller rolls back; the undo record must still be there for it.
             self.tx = Some(tx);
-        } else {
-            free_later(std::mem::take(&mut tx.spent));
         }
         result
     }
 
     fn rollback(&mut self) -> Result<(), StoreError> {
-        let (Some(mut tx), Some(db)) = (self.tx.take(), self.db.as_mut()) else { return Ok(()) };
-        free_later(std::mem::take(&mut tx.spent));
+        let (Some(tx), Some(db)) = (self.tx.take(), self.db.as_mut()) else { return Ok(()) };
         for ((t, row), old) in tx.undo {
             db.tables[t].put(&db.base, row, old);
         }
