@@ -297,6 +297,15 @@ pub trait Store: Send {
     /// [`ErrorKind::Usage`] when one is open already, and IO errors.
     fn begin(&mut self) -> Result<(), StoreError>;
 
+    /// Says that the open transaction will apply about `operations` more
+    /// operations: a hint, given before them, that changes no outcome. A
+    /// store may prepare for them (the snapshot store lays out as columns
+    /// the rows of a transaction large enough for its commit to compact).
+    /// The provided method does nothing.
+    fn reserve(&mut self, operations: usize) {
+        let _ = operations;
+    }
+
     /// Applies `ops` in order, inside the open transaction, and appends to
     /// `keys`, for each operation, the key the store generated for it
     /// (`Some` only for an INSERT whose autoincrement key was NULL).

@@ -296,6 +296,7 @@ fn write(
     total: usize,
 ) -> StoreRun {
     store.begin().map_err(|e| ("begin", e))?;
+    store.reserve(total);
     let mut keys = Vec::with_capacity(total);
     for mut chunk in chunks {
         // Handed over: a store that keeps rows moves them instead of copying.

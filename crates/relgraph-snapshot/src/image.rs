@@ -796,11 +796,6 @@ impl Columns {
         }
     }
 
-    /// The rows laid out.
-    pub(crate) fn len(&self) -> usize {
-        self.rows
-    }
-
     /// Whether each value of a row (`cell` of each column) fits its column
     /// as laid out so far. A row that does not would make a column give up
     /// its layout, which then needs the rows again at the end.
@@ -823,14 +818,6 @@ impl Columns {
             layout.push(r, v, self.run_limit);
         }
         self.rows += 1;
-    }
-
-    /// Column `c`'s values when it holds integers only (NULLs as 0).
-    pub(crate) fn integers(&self, c: u32) -> Option<&[i64]> {
-        match &self.layouts[c as usize] {
-            Layout::Integers(values) => Some(values),
-            _ => None,
-        }
     }
 
     /// Whether every column kept its layout, so [`Columns::finish`] needs no rows.

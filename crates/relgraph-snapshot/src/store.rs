@@ -124,21 +124,24 @@ struct TableState {
 
 /// Rows inserted into a table that was empty when the transaction began,
 /// with a single integer primary key and no other unique constraint, in
-/// increasing key order: kept in a list and laid out as columns as they
-/// arrive, instead of being indexed. The key order makes each new key
-/// unique by one comparison and the rows findable by key with a binary
-/// search, and a compaction writes the columns as they are instead of
-/// reading 100,000 rows back from the heap. Anything else done to such a
-/// table in the transaction (an UPDATE, a DELETE, a key out of order, a
-/// value of another type than its column's so far), or a commit that
-/// appends, first moves its rows into the overlay ([`materialize`]), where
-/// the general path takes over.
+/// increasing key order, by a transaction said to be large enough for its
+/// commit to compact ([`Store::reserve`]): kept in a list instead of being
+/// indexed, and laid out as columns as they arrive. The key order makes
+/// each new key unique by one comparison and the rows findable by key with
+/// a binary search, and the compaction writes the columns as they are
+/// instead of reading 100,000 rows back from the heap. Anything else done
+/// to such a table in the transaction (an UPDATE, a DELETE, a key out of
+/// order, a value of another type than its column's so far), or a commit
+/// that appends after all, first moves its rows into the overlay
+/// ([`materialize`]), where the general path takes over.
 struct Bulk {
     /// The row id of the first row.
     first: RowId,
     /// The key column.
     key: u32,
     rows: Vec<Row>,
+    /// Each row's key, in order.
+    keys: Vec<i64>,
     columns: Columns,
 }
 
@@ -155,12 +158,9 @@ impl Bulk {
                 first: state.next_row,
                 key: *key,
                 rows: Vec::new(),
+                keys: Vec::new(),
                 columns: Columns::new(state.desc.columns.len() as u32),
             })
-    }
-
-    fn keys(&self) -> &[i64] {
-        self.columns.integers(self.key).unwrap_or_default()
     }
 
     /// Row `row`'s values, if it is one of these.
@@ -175,7 +175,7 @@ impl Bulk {
         if let ([c], [ValueRef::Integer(k)]) = (columns, key)
             && *c == self.key
         {
-            let keys = self.keys();
+            let keys = &self.keys;
             // Keys numbered one after another are found with one probe.
             let guess = k.checked_sub(*keys.first().unwrap_or(&0)).and_then(|d| usize::try_from(d).ok());
             let at = match guess {
@@ -219,6 +219,13 @@ struct Tx {
     inserted: Vec<(usize, RowId)>,
     next_rows: Vec<RowId>,
     max_keys: Vec<Option<i64>>,
+    /// How many rows the transaction must touch for its commit to compact
+    /// (`None`: it never does), decided at `begin` from the options and the
+    /// file's rows.
+    compact_at: Option<u64>,
+    /// Whether the caller said how large the transaction is (or its first
+    /// `apply` did), which decides whether rows are laid out ([`Bulk`]).
+    sized: bool,
 }
 
 /// The snapshot store. See the crate docs for an example.
@@ -893,7 +900,7 @@ fn insert_laid(
         }
     }
     let k = match cell(key) {
-        ValueRef::Integer(k) if bulk.keys().last().is_none_or(|&last| k > last) => k,
+        ValueRef::Integer(k) if bulk.keys.last().is_none_or(|&last| k > last) => k,
         _ => {
             materialize(db, tx, t);
             return Ok(Err(values));
@@ -922,6 +929,7 @@ fn insert_laid(
     if let Some(bulk) = &mut state.bulk {
         bulk.columns.push(|c| ValueRef::from(&values[c as usize]));
         bulk.rows.push(values.into_boxed_slice());
+        bulk.keys.push(k);
     }
     state.next_row += 1;
     if autoincrement {
@@ -934,8 +942,10 @@ fn insert_laid(
 
 #[cfg(test)]
 thread_local! {
-    /// Rows laid out on this thread, for tests to see the path taken.
+    /// Rows inserted on this thread without indexing, for tests to see the path taken.
     static LAID: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Rows a compaction on this thread wrote from their columns.
+    static WRITTEN_LAID: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Moves the rows table `t` holds laid out (see [`Bulk`]) into the overlay
@@ -947,6 +957,13 @@ fn materialize(db: &mut Db, tx: &mut Tx, t: usize) {
         write_row(db, tx, t, id, Some(row));
         tx.inserted.push((t, id));
     }
+}
+
+/// The rows the open transaction has touched: the count a commit decides
+/// by whether it compacts.
+fn touched(db: &Db, tx: &Tx) -> u64 {
+    let laid: usize = db.tables.iter().filter_map(|t| t.bulk.as_ref()).map(|b| b.rows.len()).sum();
+    (tx.undo.len() + tx.inserted.len() + laid) as u64
 }
 
 /// [`materialize`] for every table.
@@ -1164,7 +1181,7 @@ impl SnapshotStore {
             .iter()
             .filter(|(r, e)| *r >= RowId::from(state.base_rows) && **e != Entry::Deleted)
             .count();
-        let laid = state.bulk.as_ref().map_or(0, |bulk| bulk.columns.len());
+        let laid = state.bulk.as_ref().map_or(0, |bulk| bulk.rows.len());
         Ok(state.base_rows as usize - deleted + inserted + laid)
     }
 
@@ -1207,10 +1224,14 @@ impl SnapshotStore {
                 .tables
                 .iter_mut()
                 .map(|t| {
-                    t.bulk.take().map(|bulk| {
-                        spent.push(bulk.rows);
-                        bulk.columns
-                    })
+                    // Rows not laid out yet are read from their list by the
+                    // general path below.
+                    if t.bulk.as_ref().is_none_or(|bulk| !bulk.columns.laid_out()) {
+                        return None;
+                    }
+                    let bulk = t.bulk.take()?;
+                    spent.push(bulk.rows);
+                    Some(bulk.columns)
                 })
                 .collect(),
             None => Vec::new(),
@@ -1235,6 +1256,8 @@ impl SnapshotStore {
         // The rows laid out go whether or not the file was written: on
         // failure the caller rolls back, which would drop them.
         let rows = spent.iter().map(Vec::len).sum();
+        #[cfg(test)]
+        WRITTEN_LAID.with(|n| n.set(n.get() + rows));
         free_later(spent, rows);
         let old = self.db.replace(installed?);
         drop_later(old);
@@ -1378,6 +1401,10 @@ impl SnapshotStore {
     /// overlay indexes' runs (where keys that arrive in order go) for the
     /// rows they insert, once per call rather than by regrowing.
     fn prepare_apply(&mut self, ops: &[RowOp], keys: &mut Vec<Option<i64>>) -> Result<(), StoreError> {
+        if self.tx.as_ref().is_some_and(|tx| !tx.sized) {
+            // The first call says how large the transaction is, if nothing did.
+            self.reserve(ops.len());
+        }
         let (Some(db), Some(_)) = (self.db.as_mut(), self.tx.as_ref()) else {
             return Err(usage("apply outside a transaction"));
         };
@@ -1486,21 +1513,40 @@ impl Store for SnapshotStore {
             return Err(usage("begin inside an open transaction"));
         }
         let db = self.db()?;
+        let base_rows: u64 = db.tables.iter().map(|t| u64::from(t.base_rows)).sum();
+        let compact_at = match self.options.compaction {
+            // Once the log's rows would outnumber the image's.
+            Compaction::Auto => Some((base_rows.max(COMPACT_MIN_ROWS) + 1).saturating_sub(db.log_rows)),
+            Compaction::Never => None,
+            Compaction::EveryCommit => Some(0),
+        };
         let tx = Tx {
             undo: FxHashMap::default(),
             inserted: Vec::new(),
             next_rows: db.tables.iter().map(|t| t.next_row).collect(),
             max_keys: db.tables.iter().map(|t| t.max_key).collect(),
+            compact_at,
+            sized: false,
         };
-        if self.laid_out_inserts
-            && let Some(db) = self.db.as_mut()
-        {
-            for state in &mut db.tables {
-                state.bulk = Bulk::for_table(state);
-            }
-        }
         self.tx = Some(tx);
         Ok(())
+    }
+
+    /// A transaction said to be large enough for its commit to compact lays
+    /// out the rows it inserts into empty tables as they arrive ([`Bulk`]).
+    fn reserve(&mut self, operations: usize) {
+        let (Some(db), Some(tx)) = (self.db.as_mut(), self.tx.as_mut()) else { return };
+        if tx.sized {
+            return;
+        }
+        tx.sized = true;
+        if !self.laid_out_inserts || tx.compact_at.is_none_or(|at| touched(db, tx) + (operations as u64) < at)
+        {
+            return;
+        }
+        for state in &mut db.tables {
+            state.bulk = Bulk::for_table(state);
+        }
     }
 
     fn apply(
@@ -1543,25 +1589,13 @@ impl Store for SnapshotStore {
             let db = self.db.as_mut().ok_or_else(|| usage("commit without a transaction"))?;
             // Rows laid out are written as they are by a compaction, and are
             // moved into the overlay for an append, which writes the overlay.
-            for t in 0..db.tables.len() {
-                if db.tables[t].bulk.as_ref().is_some_and(|b| !b.columns.laid_out()) {
-                    materialize(db, &mut tx, t);
-                }
-            }
-            let laid: usize = db.tables.iter().filter_map(|t| t.bulk.as_ref()).map(|b| b.columns.len()).sum();
-            let base_rows: u64 = db.tables.iter().map(|t| u64::from(t.base_rows)).sum();
-            let touched = (tx.undo.len() + tx.inserted.len() + laid) as u64;
+            let touched = touched(db, &tx);
             if touched == 0 {
                 return Ok(());
             }
             // Decided by row counts, before any encoding, so a commit that
             // compacts never serializes a batch it would throw away.
-            let compact = match self.options.compaction {
-                Compaction::Auto => db.log_rows + touched > base_rows.max(COMPACT_MIN_ROWS),
-                Compaction::Never => false,
-                Compaction::EveryCommit => true,
-            };
-            if compact {
+            if tx.compact_at.is_some_and(|at| touched >= at) {
                 return self.compact_now();
             }
             materialize_all(db, &mut tx);
@@ -1769,6 +1803,12 @@ mod laid_out_tests {
             // path's: with few UPDATEs and DELETEs, they stay on it longer.
             let churn = if round < 2 { 2 } else { 10 };
             store.begin().expect("begin");
+            // Said to be large: laid out where the commit would compact
+            // (always, under `EveryCommit`), and moved into the overlay when
+            // it appends after all (`Auto`, whose threshold these never reach).
+            if rng.below(3) != 0 {
+                store.reserve(100_000);
+            }
             let issued = next;
             let mut keys = Vec::new();
             let mut failed = false;
@@ -1809,13 +1849,81 @@ mod laid_out_tests {
         (seen, bytes)
     }
 
+    /// 20,000 rows in one transaction said to be large, under automatic
+    /// compaction: laid out as they come; a value of another type (`odd`)
+    /// sends the table back to the general path. The files match the
+    /// general path's.
+    fn large(laid: bool, odd: Option<usize>, dir: &std::path::Path) -> (Vec<u8>, (usize, usize)) {
+        let schema = schema();
+        let path = dir.join(format!("large-{laid}-{odd:?}.snap"));
+        let _ = std::fs::remove_file(&path);
+        let options = SnapshotOptions { sync: false, compaction: Compaction::Auto };
+        let mut store = SnapshotStore::with_options(&path, options).expect("open");
+        store.laid_out_inserts = laid;
+        store.create_tables(&schema).expect("tables");
+        let before = (LAID.with(std::cell::Cell::get), WRITTEN_LAID.with(std::cell::Cell::get));
+        store.begin().expect("begin");
+        store.reserve(40_000);
+        let (node, item) = (schema.table_id("node").expect("node"), schema.table_id("item").expect("item"));
+        let mut keys = Vec::new();
+        for chunk in 0..20 {
+            let mut ops: Vec<RowOp> = (0..1000i64)
+                .flat_map(|i| {
+                    let id = chunk * 1000 + i + 1;
+                    let label = if odd == Some(id as usize) {
+                        Value::Integer(1)
+                    } else {
+                        Value::from(format!("n{id}"))
+                    };
+                    let parent = if id > 1 { Value::Integer(id - 1) } else { Value::Null };
+                    [
+                        RowOp::Insert {
+                            table: node,
+                            row: [Value::Integer(id), parent, label, Value::Float(0.5)]
+                                .map(Cell::Value)
+                                .into(),
+                        },
+                        RowOp::Insert {
+                            table: item,
+                            row: [Value::Integer(id), Value::Integer(id), Value::Null]
+                                .map(Cell::Value)
+                                .into(),
+                        },
+                    ]
+                })
+                .collect();
+            store.apply_owned(&schema, &mut ops, &mut keys).expect("apply");
+        }
+        store.commit().expect("commit");
+        assert_eq!(store.info().expect("info").batches, 0, "the commit compacted");
+        drop(store);
+        let counts =
+            (LAID.with(std::cell::Cell::get) - before.0, WRITTEN_LAID.with(std::cell::Cell::get) - before.1);
+        (std::fs::read(&path).expect("file"), counts)
+    }
+
+    #[test]
+    fn a_transaction_said_to_be_large_lays_its_rows_out() {
+        let dir = std::env::temp_dir().join(format!("relgraph-laid-large-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        for odd in [None, Some(15_000)] {
+            let (laid, rows) = large(true, odd, &dir);
+            let (general, _) = large(false, odd, &dir);
+            assert!(laid == general, "{odd:?}: the files differ");
+            // After the odd value only the items are laid out still.
+            let expected = if odd.is_some() { (14_999 + 20_000, 20_000) } else { (40_000, 40_000) };
+            assert_eq!(rows, expected, "{odd:?}: rows kept unindexed, rows written from columns");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn laid_out_inserts_give_the_general_paths_outcomes_rows_and_file() {
         let dir = std::env::temp_dir().join(format!("relgraph-laid-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         LAID.with(|n| n.set(0));
         for seed in 1..=150 {
-            for compaction in [Compaction::Never, Compaction::EveryCommit] {
+            for compaction in [Compaction::Never, Compaction::EveryCommit, Compaction::Auto] {
                 let (laid, laid_file) = run(seed, true, compaction, &dir);
                 let (general, general_file) = run(seed, false, compaction, &dir);
                 assert_eq!(laid, general, "seed {seed}, {compaction:?}");

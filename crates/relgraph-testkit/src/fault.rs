@@ -101,6 +101,10 @@ impl Store for FaultStore {
         self.inner.begin()
     }
 
+    fn reserve(&mut self, operations: usize) {
+        self.inner.reserve(operations);
+    }
+
     fn apply(
         &mut self,
         schema: &Schema,
