@@ -90,3 +90,89 @@ fn the_echo_shows_row_operations_and_the_batch_appended() {
         "{lines:?}"
     );
 }
+
+/// A pipelined flush of new rows large enough for its commit to compact
+/// (18,700 rows into an empty file, over the 16,384 a log may hold): the
+/// store is told how many operations come and lays the rows out as they
+/// arrive. A commit that fails loses nothing: the file stays empty, the
+/// objects pending, and the same flush then goes through, compacting the
+/// file to one image holding exactly the workload's rows.
+#[test]
+fn a_large_new_flush_compacts_rows_laid_out_and_a_failed_commit_loses_nothing() {
+    use relgraph_testkit::fault::{Fault, FaultStore};
+    use relgraph_testkit::workloads::{Handles, schema, w1_rows};
+
+    let path = scratch("large-new-flush");
+    let schema = schema();
+    let h = Handles::new(&schema);
+    let (store, fault) = FaultStore::new(Box::new(SnapshotStore::open(&path).unwrap()), Fault::AtCommit);
+    let mut session = Session::new(schema.clone(), store).unwrap();
+    let col = |e, n| schema.entity_column(e, n).unwrap();
+    let (ps, cs) = w1_rows(1_700);
+    let mut parents = Vec::new();
+    for (id, name) in &ps {
+        let p = session
+            .new_with(
+                h.parent,
+                [
+                    (col(h.parent, "id"), Value::from(*id)),
+                    (col(h.parent, "name"), Value::from(name.as_str())),
+                ],
+            )
+            .unwrap();
+        session.add(p).unwrap();
+        parents.push(p);
+    }
+    for (id, parent, name, value) in &cs {
+        let c = session
+            .new_with(
+                h.child,
+                [
+                    (col(h.child, "id"), Value::from(*id)),
+                    (col(h.child, "name"), Value::from(name.as_str())),
+                    (col(h.child, "value"), Value::from(*value)),
+                ],
+            )
+            .unwrap();
+        session.append(parents[*parent as usize - 1], h.children, c).unwrap();
+    }
+    let err = session.flush().unwrap_err();
+    assert!(err.to_string().contains("commit"), "{err}");
+    assert!(parents.iter().all(|&p| session.state(p) == relgraph::State::Pending));
+    let read = |path: &std::path::Path| {
+        let mut store = SnapshotStore::open_read_only(path).unwrap();
+        relgraph::Store::create_tables(&mut store, &schema).unwrap();
+        let all = |store: &mut SnapshotStore, t: &str| {
+            relgraph::Store::load_all(store, &schema, schema.table_id(t).unwrap()).unwrap()
+        };
+        (all(&mut store, "parent"), all(&mut store, "child"), store.info().unwrap().batches)
+    };
+    let (no_parents, no_children, _) = read(&path);
+    assert!(no_parents.is_empty() && no_children.is_empty(), "the failed commit wrote nothing");
+
+    fault.set(Fault::Never);
+    let stats = session.flush().unwrap();
+    assert!(stats.pipelined);
+    assert_eq!(stats.inserts, 18_700);
+    assert!(parents.iter().all(|&p| session.state(p) == relgraph::State::Persistent));
+    drop(session);
+    let (stored_parents, stored_children, batches) = read(&path);
+    assert_eq!(batches, 0, "the commit compacted the file to one image");
+    let expected_parents: Vec<relgraph::Row> = ps
+        .iter()
+        .map(|(id, name)| -> relgraph::Row { Box::new([Value::from(*id), Value::from(name.as_str())]) })
+        .collect();
+    let expected_children: Vec<relgraph::Row> = cs
+        .iter()
+        .map(|(id, parent, name, value)| -> relgraph::Row {
+            Box::new([
+                Value::from(*id),
+                Value::from(*parent),
+                Value::from(name.as_str()),
+                Value::from(*value),
+            ])
+        })
+        .collect();
+    assert_eq!(stored_parents, expected_parents);
+    assert_eq!(stored_children, expected_children);
+}

@@ -1533,7 +1533,8 @@ impl Store for SnapshotStore {
     }
 
     /// A transaction said to be large enough for its commit to compact lays
-    /// out the rows it inserts into empty tables as they arrive ([`Bulk`]).
+    /// out the rows it inserts into empty tables as columns as they arrive,
+    /// for the compaction to write as they are.
     fn reserve(&mut self, operations: usize) {
         let (Some(db), Some(tx)) = (self.db.as_mut(), self.tx.as_mut()) else { return };
         if tx.sized {
