@@ -173,22 +173,32 @@ fn observe(store: &mut dyn Store, schema: &Schema, t: &Tables) -> Result<Vec<Vec
     Ok(seen)
 }
 
-fn options() -> SnapshotOptions {
-    SnapshotOptions { sync: false, compaction: Compaction::Never }
+/// How the snapshot store is driven.
+#[derive(Clone, Copy)]
+struct Mode {
+    compaction: Compaction,
+    /// Whether each transaction is said to be large (`Store::reserve`), so
+    /// the rows it inserts into empty tables are laid out as they arrive:
+    /// for the commit to compact (`EveryCommit`), or moved into the overlay
+    /// when it appends after all (`Auto`, whose threshold these never reach).
+    large: bool,
 }
 
-fn reopen(path: &Path, schema: &Schema) -> SnapshotStore {
-    let mut store = SnapshotStore::with_options(path, options()).expect("reopen");
+const LOGGED: Mode = Mode { compaction: Compaction::Never, large: false };
+
+fn reopen(path: &Path, schema: &Schema, mode: Mode) -> SnapshotStore {
+    let options = SnapshotOptions { sync: false, compaction: mode.compaction };
+    let mut store = SnapshotStore::with_options(path, options).expect("reopen");
     store.create_tables(schema).expect("same schema");
     store
 }
 
 /// Runs `steps` on both stores; `Err` says where they first differ.
-fn run(path: &Path, steps: &[Step]) -> Result<(), String> {
+fn run(path: &Path, steps: &[Step], mode: Mode) -> Result<(), String> {
     let schema: Arc<Schema> = relgraph_testkit::conformance::schema();
     let t = Tables::new(&schema);
     let _ = std::fs::remove_file(path);
-    let mut snapshot = reopen(path, &schema);
+    let mut snapshot = reopen(path, &schema, mode);
     let mut memory = MemoryStore::new();
     memory.create_tables(&schema).map_err(|e| e.to_string())?;
     let mut open = false;
@@ -199,6 +209,9 @@ fn run(path: &Path, steps: &[Step]) -> Result<(), String> {
                 if !open {
                     snapshot.begin().map_err(|e| at(&e.to_string()))?;
                     memory.begin().map_err(|e| at(&e.to_string()))?;
+                    if mode.large {
+                        snapshot.reserve(1 << 20);
+                    }
                     open = true;
                 }
                 let ops = std::slice::from_ref(&op);
@@ -228,7 +241,7 @@ fn run(path: &Path, steps: &[Step]) -> Result<(), String> {
                 match step {
                     Step::Reopen => {
                         drop(snapshot);
-                        snapshot = reopen(path, &schema);
+                        snapshot = reopen(path, &schema, mode);
                     }
                     Step::Compact => snapshot.compact().map_err(|e| at(&e.to_string()))?,
                     _ => {}
@@ -247,7 +260,7 @@ fn run(path: &Path, steps: &[Step]) -> Result<(), String> {
     }
     // What the file holds, opened afresh, is what was committed.
     drop(snapshot);
-    let mut again = reopen(path, &schema);
+    let mut again = reopen(path, &schema, mode);
     let (seen, expected) = (observe(&mut again, &schema, &t), observe(&mut memory, &schema, &t));
     if seen.as_ref().ok() != expected.as_ref().ok() {
         return Err(format!("after the last reopening: {seen:?} against {expected:?}"));
@@ -271,7 +284,16 @@ proptest! {
     #[test]
     fn the_overlay_and_its_log_match_the_reference(steps in proptest::collection::vec(step(), 1..60)) {
         let path = scratch().join("overlay.snap");
-        let result = run(&path, &steps);
+        let result = run(&path, &steps, LOGGED);
         prop_assert!(result.is_ok(), "{}", result.unwrap_err());
+    }
+
+    #[test]
+    fn rows_laid_out_match_the_reference(steps in proptest::collection::vec(step(), 1..60)) {
+        for (name, compaction) in [("laid-compacted.snap", Compaction::EveryCommit), ("laid-appended.snap", Compaction::Auto)] {
+            let path = scratch().join(name);
+            let result = run(&path, &steps, Mode { compaction, large: true });
+            prop_assert!(result.is_ok(), "{compaction:?}: {}", result.unwrap_err());
+        }
     }
 }
