@@ -1592,6 +1592,10 @@ impl Store for SnapshotStore {
             // moved into the overlay for an append, which writes the overlay.
             let touched = touched(db, &tx);
             if touched == 0 {
+                // Lists that got no row end with the transaction, as every other path ends them.
+                for state in &mut db.tables {
+                    state.bulk = None;
+                }
                 return Ok(());
             }
             // Decided by row counts, before any encoding, so a commit that
@@ -1915,6 +1919,33 @@ mod laid_out_tests {
             let expected = if odd.is_some() { (14_999 + 20_000, 20_000) } else { (40_000, 40_000) };
             assert_eq!(rows, expected, "{odd:?}: rows kept unindexed, rows written from columns");
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A transaction said to be large that inserts nothing leaves nothing
+    /// behind: the next one, small, takes the general path.
+    #[test]
+    fn an_empty_large_transaction_leaves_the_next_one_its_own_path() {
+        let dir = std::env::temp_dir().join(format!("relgraph-laid-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let schema = schema();
+        let mut store = SnapshotStore::with_options(
+            dir.join("empty.snap"),
+            SnapshotOptions { sync: false, compaction: Compaction::Auto },
+        )
+        .expect("open");
+        store.create_tables(&schema).expect("tables");
+        store.begin().expect("begin");
+        store.reserve(100_000);
+        store.commit().expect("an empty commit");
+        let before = LAID.with(std::cell::Cell::get);
+        store.begin().expect("begin");
+        let node = schema.table_id("node").expect("node");
+        let row = [Value::Integer(1), Value::Null, Value::from("n"), Value::Null].map(Cell::Value);
+        store.apply_all(&schema, &[RowOp::Insert { table: node, row: row.into() }]).expect("insert");
+        store.commit().expect("commit");
+        assert_eq!(LAID.with(std::cell::Cell::get), before, "the small transaction laid nothing out");
+        assert_eq!(store.row_count(node.index()).expect("count"), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
