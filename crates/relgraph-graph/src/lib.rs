@@ -404,6 +404,15 @@ impl Graph {
         Ok(self.object(key)?.entity)
     }
 
+    /// An object's entity and row, found with one lookup. O(1).
+    ///
+    /// # Errors
+    /// [`GraphError::StaleKey`].
+    pub fn entity_and_row(&self, key: ObjectKey) -> Result<(EntityId, &[Value]), GraphError> {
+        let object = self.object(key)?;
+        Ok((object.entity, &object.values))
+    }
+
     /// Every live object and its entity, in slot order. O(objects).
     pub fn objects(&self) -> impl Iterator<Item = (ObjectKey, EntityId)> + '_ {
         self.objects.iter().map(|(k, o)| (k, o.entity))

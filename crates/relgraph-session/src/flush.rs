@@ -1185,7 +1185,7 @@ impl Session {
         }
         let node = work.push(RowOp::Insert { table, row: Box::new([]) }, Reason::Update(o), Kind::Update);
         let (edges, nodes) = (work.edges.len(), work.nodes.len());
-        self.fill_foreign_keys(work, o, node, cells, doomed.doomed, doomed.keep_fk)?;
+        self.fill_foreign_keys(work, o, entity, node, cells, doomed.doomed, doomed.keep_fk)?;
         // Nothing may have to run before a streamed UPDATE.
         let waits = work.edges.len() != edges || work.nodes.len() != nodes;
         let (columns, values) = changed_cells(cells, committed);
@@ -1675,9 +1675,9 @@ impl Session {
         keys: &mut KeyCheck<'_>,
         keep_fk: &HashSet<(ObjectKey, LinkId)>,
     ) -> Result<Option<Box<[Cell]>>, FlushError> {
-        let mut cells: Box<[Cell]> = self.graph.row(o)?.iter().map(v).collect();
-        self.fill_foreign_keys(work, o, node, &mut cells, keys.doomed, keep_fk)?;
-        let entity = self.graph.entity_of(o)?;
+        let (entity, row) = self.graph.entity_and_row(o)?;
+        let mut cells: Box<[Cell]> = row.iter().map(v).collect();
+        self.fill_foreign_keys(work, o, entity, node, &mut cells, keys.doomed, keep_fk)?;
         let table = self.schema.entity(entity).table;
         let def = self.schema.table(table);
         for (i, column) in def.columns.iter().enumerate() {
@@ -1781,8 +1781,8 @@ impl Session {
         if let Some(&node) = work.insert_node.get(obj) {
             // A row inserted in this flush: its key is the graph's value, or generated.
             after.push(node);
-            let value = &self.graph.row(obj)?[rc as usize];
-            let entity = self.graph.entity_of(obj)?;
+            let (entity, row) = self.graph.entity_and_row(obj)?;
+            let value = &row[rc as usize];
             let def = self.schema.table(self.schema.entity(entity).table);
             if value.is_null() && def.columns[rc as usize].autoincrement {
                 return Ok(Cell::Generated(node));
@@ -1797,16 +1797,17 @@ impl Session {
 
     /// Writes the foreign-key columns of `o`'s new row (`cells`, for node
     /// `node`) from its links, with the dependencies on rows inserted in this flush.
+    #[allow(clippy::too_many_arguments)]
     fn fill_foreign_keys(
         &self,
         work: &mut Work,
         o: ObjectKey,
+        entity: relgraph_core::EntityId,
         node: u32,
         cells: &mut [Cell],
         doomed: &HashSet<ObjectKey>,
         keep_fk: &HashSet<(ObjectKey, LinkId)>,
     ) -> Result<(), FlushError> {
-        let entity = self.graph.entity_of(o)?;
         let mut after: SmallVec<[u32; 2]> = SmallVec::new();
         let tracked = self.tracked.get(o);
         for &(link, fk) in self.fk_links[entity.index()].iter() {
