@@ -177,16 +177,6 @@ impl Graph {
         }
     }
 
-    fn detach(&mut self, edge: EdgeIx, end: usize, key: ObjectKey, slot: u32) {
-        self.unlink_or_restore::<false>(edge, end, key, slot);
-    }
-
-    /// Puts `edge`, taken out by [`Graph::detach_objects`], back into
-    /// `key`'s slot at end `end`.
-    fn attach_back(&mut self, edge: EdgeIx, end: usize, key: ObjectKey, slot: u32) {
-        self.unlink_or_restore::<true>(edge, end, key, slot);
-    }
-
     /// Takes `edge` out of `key`'s slot at end `end`, or with `BACK` puts
     /// it back where it was (a constant: unlinking is on the hot path).
     /// Taking out leaves the edge's own `prev` and `next` as they were, so
@@ -221,20 +211,23 @@ impl Graph {
 
     /// Takes an edge out of both objects' slots, keeping it in the arena.
     pub(crate) fn detach_edge(&mut self, edge: EdgeIx) {
-        let data = self.edges[edge];
-        let link = data.link.expect("detached edges are live");
-        let slots = self.link_slots[link.index()];
-        self.detach(edge, 0, data.objects[0], slots[0]);
-        self.detach(edge, 1, data.objects[1], slots[1]);
+        self.edge_ends::<false>(edge);
     }
 
     /// Undoes [`Graph::detach_edge`] (the last edge taken out goes back first).
     pub(crate) fn attach_edge(&mut self, edge: EdgeIx) {
+        self.edge_ends::<true>(edge);
+    }
+
+    /// [`Graph::unlink_or_restore`] at both ends of `edge`, the ends put
+    /// back in the reverse order they were taken out.
+    fn edge_ends<const BACK: bool>(&mut self, edge: EdgeIx) {
         let data = self.edges[edge];
         let link = data.link.expect("detached edges are live");
         let slots = self.link_slots[link.index()];
-        self.attach_back(edge, 1, data.objects[1], slots[1]);
-        self.attach_back(edge, 0, data.objects[0], slots[0]);
+        for end in if BACK { [1, 0] } else { [0, 1] } {
+            self.unlink_or_restore::<BACK>(edge, end, data.objects[end], slots[end]);
+        }
     }
 
     /// Frees a detached edge, journaling its removal when the journal is on.
