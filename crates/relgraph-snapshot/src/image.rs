@@ -820,6 +820,14 @@ impl Columns {
         self.rows += 1;
     }
 
+    /// Column `c`'s values when it holds integers only (NULLs as 0).
+    pub(crate) fn integers(&self, c: u32) -> Option<&[i64]> {
+        match &self.layouts[c as usize] {
+            Layout::Integers(values) => Some(values),
+            _ => None,
+        }
+    }
+
     /// Whether every column kept its layout, so [`Columns::finish`] needs no rows.
     pub(crate) fn laid_out(&self) -> bool {
         !self.layouts.iter().any(|l| matches!(l, Layout::GivenUp))

@@ -140,8 +140,8 @@ struct Bulk {
     /// The key column.
     key: u32,
     rows: Vec<Row>,
-    /// Each row's key, in order.
-    keys: Vec<i64>,
+    /// The rows laid out. Every row is checked to fit before it joins, so
+    /// no column gives up its layout, and the key column holds integers.
     columns: Columns,
 }
 
@@ -158,9 +158,13 @@ impl Bulk {
                 first: state.next_row,
                 key: *key,
                 rows: Vec::new(),
-                keys: Vec::new(),
                 columns: Columns::new(state.desc.columns.len() as u32),
             })
+    }
+
+    /// The rows' keys, in order: their key column.
+    fn keys(&self) -> &[i64] {
+        self.columns.integers(self.key).unwrap_or_default()
     }
 
     /// Row `row`'s values, if it is one of these.
@@ -175,7 +179,7 @@ impl Bulk {
         if let ([c], [ValueRef::Integer(k)]) = (columns, key)
             && *c == self.key
         {
-            let keys = &self.keys;
+            let keys = self.keys();
             // Keys numbered one after another are found with one probe.
             let guess = k.checked_sub(*keys.first().unwrap_or(&0)).and_then(|d| usize::try_from(d).ok());
             let at = match guess {
@@ -900,7 +904,7 @@ fn insert_laid(
         }
     }
     let k = match cell(key) {
-        ValueRef::Integer(k) if bulk.keys.last().is_none_or(|&last| k > last) => k,
+        ValueRef::Integer(k) if bulk.keys().last().is_none_or(|&last| k > last) => k,
         _ => {
             materialize(db, tx, t);
             return Ok(Err(values));
@@ -929,7 +933,6 @@ fn insert_laid(
     if let Some(bulk) = &mut state.bulk {
         bulk.columns.push(|c| ValueRef::from(&values[c as usize]));
         bulk.rows.push(values.into_boxed_slice());
-        bulk.keys.push(k);
     }
     state.next_row += 1;
     if autoincrement {
@@ -1224,12 +1227,8 @@ impl SnapshotStore {
                 .tables
                 .iter_mut()
                 .map(|t| {
-                    // Rows not laid out yet are read from their list by the
-                    // general path below.
-                    if t.bulk.as_ref().is_none_or(|bulk| !bulk.columns.laid_out()) {
-                        return None;
-                    }
                     let bulk = t.bulk.take()?;
+                    debug_assert!(bulk.columns.laid_out(), "every row laid out was checked to fit");
                     spent.push(bulk.rows);
                     Some(bulk.columns)
                 })
