@@ -1172,11 +1172,11 @@ impl Session {
         defer_deletes: bool,
         moved_away: &mut Vec<(u32, ObjectKey)>,
     ) -> Result<Option<(u32, RowOp, bool)>, FlushError> {
-        let entity = self.graph.entity_of(o)?;
+        let (entity, row) = self.graph.entity_and_row(o)?;
         let table = self.schema.entity(entity).table;
         let committed = self.stored(o).expect("persistent");
         cells.clear();
-        cells.extend(self.graph.row(o)?.iter().map(v));
+        cells.extend(row.iter().map(v));
         // Unloaded foreign keys keep what the store has.
         for &(_, fk) in self.fk_links[entity.index()].iter() {
             for &c in &self.schema.foreign_key(fk).columns {
