@@ -92,13 +92,14 @@ fn the_echo_shows_row_operations_and_the_batch_appended() {
 }
 
 /// A pipelined flush of new rows large enough for its commit to compact
-/// (18,700 rows into an empty file, over the 16,384 a log may hold): the
-/// store is told how many operations come and lays the rows out as they
-/// arrive. A commit that fails loses nothing: the file stays empty, the
-/// objects pending, and the same flush then goes through, compacting the
-/// file to one image holding exactly the workload's rows.
+/// (18,700 rows into an empty file, over the 16,384 a log may hold), the
+/// path on which the store is told how many operations come and lays the
+/// rows out as they arrive (that path's own tests are the snapshot crate's
+/// `store::laid_out_tests`). A commit that fails loses nothing: the file
+/// stays empty, the objects pending, and the same flush then goes through,
+/// compacting the file to one image holding exactly the workload's rows.
 #[test]
-fn a_large_new_flush_compacts_rows_laid_out_and_a_failed_commit_loses_nothing() {
+fn a_large_new_flush_compacts_to_one_image_and_a_failed_commit_loses_nothing() {
     use relgraph_testkit::fault::{Fault, FaultStore};
     use relgraph_testkit::workloads::{Handles, schema, w1_rows};
 

@@ -1921,6 +1921,58 @@ mod laid_out_tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A compaction of rows laid out whose file cannot be written fails
+    /// with an IO error and loses nothing: rolled back, the store and the
+    /// file are as before, and the same transaction then commits.
+    #[test]
+    fn a_failed_compaction_of_rows_laid_out_rolls_back_and_commits_again() {
+        let dir = std::env::temp_dir().join(format!("relgraph-laid-failed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let schema = schema();
+        let path = dir.join("failed.snap");
+        let _ = std::fs::remove_file(&path);
+        let options = SnapshotOptions { sync: false, compaction: Compaction::EveryCommit };
+        let mut store = SnapshotStore::with_options(&path, options).expect("open");
+        store.create_tables(&schema).expect("tables");
+        let before = std::fs::read(&path).expect("file");
+        let node = schema.table_id("node").expect("node");
+        let rows = |n: i64| -> Vec<RowOp> {
+            (1..=n)
+                .map(|id| RowOp::Insert {
+                    table: node,
+                    row: [Value::Integer(id), Value::Null, Value::from(format!("n{id}")), Value::Float(0.5)]
+                        .map(Cell::Value)
+                        .into(),
+                })
+                .collect()
+        };
+        // The temporary file's name is taken by a directory: the write fails.
+        let blocker = dir.join("failed.snap.compact-tmp");
+        std::fs::create_dir_all(&blocker).expect("blocker");
+        let laid = LAID.with(std::cell::Cell::get);
+        store.begin().expect("begin");
+        store.reserve(100);
+        store.apply_all(&schema, &rows(100)).expect("apply");
+        assert_eq!(LAID.with(std::cell::Cell::get) - laid, 100, "the rows were laid out");
+        let err = store.commit().expect_err("the compaction cannot write");
+        let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<SnapshotError>());
+        assert!(matches!(source, Some(SnapshotError::Io { .. })), "the write failed: {err}");
+        store.rollback().expect("rollback");
+        assert_eq!(store.row_count(node.index()).expect("count"), 0);
+        assert_eq!(std::fs::read(&path).expect("file"), before, "the file is as it was");
+
+        std::fs::remove_dir(&blocker).expect("unblock");
+        store.begin().expect("begin");
+        store.reserve(100);
+        store.apply_all(&schema, &rows(100)).expect("apply");
+        store.commit().expect("commit");
+        let stored = store.load_all(&schema, node).expect("rows");
+        assert_eq!(stored.len(), 100);
+        assert_eq!(stored[99][2], Value::from("n100"));
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// A transaction said to be large that inserts nothing leaves nothing
     /// behind: the next one, small, takes the general path.
     #[test]
