@@ -1790,15 +1790,29 @@ mod laid_out_tests {
         }
     }
 
+    /// A scratch folder of this process for test `name`.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("relgraph-laid-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch folder");
+        dir
+    }
+
+    /// A new file at `path` (any old one removed) with [`schema`]'s tables,
+    /// not synced, its inserts laid out when `laid`.
+    fn fresh(path: &std::path::Path, compaction: Compaction, laid: bool) -> SnapshotStore {
+        let _ = std::fs::remove_file(path);
+        let mut store =
+            SnapshotStore::with_options(path, SnapshotOptions { sync: false, compaction }).expect("open");
+        store.laid_out_inserts = laid;
+        store.create_tables(&schema()).expect("tables");
+        store
+    }
+
     /// What a run saw: each step's outcome, loads and rows, and the file.
     fn run(seed: u64, laid: bool, compaction: Compaction, dir: &std::path::Path) -> (Vec<String>, Vec<u8>) {
         let schema = schema();
         let path: PathBuf = dir.join(format!("{seed}-{laid}-{compaction:?}.snap"));
-        let _ = std::fs::remove_file(&path);
-        let mut store =
-            SnapshotStore::with_options(&path, SnapshotOptions { sync: false, compaction }).expect("open");
-        store.laid_out_inserts = laid;
-        store.create_tables(&schema).expect("tables");
+        let mut store = fresh(&path, compaction, laid);
         let mut rng = XorShift::new(seed);
         let mut next = [0i64; 3];
         let mut seen = Vec::new();
@@ -1860,11 +1874,7 @@ mod laid_out_tests {
     fn large(laid: bool, odd: Option<usize>, dir: &std::path::Path) -> (Vec<u8>, (usize, usize)) {
         let schema = schema();
         let path = dir.join(format!("large-{laid}-{odd:?}.snap"));
-        let _ = std::fs::remove_file(&path);
-        let options = SnapshotOptions { sync: false, compaction: Compaction::Auto };
-        let mut store = SnapshotStore::with_options(&path, options).expect("open");
-        store.laid_out_inserts = laid;
-        store.create_tables(&schema).expect("tables");
+        let mut store = fresh(&path, Compaction::Auto, laid);
         let before = (LAID.with(std::cell::Cell::get), WRITTEN_LAID.with(std::cell::Cell::get));
         store.begin().expect("begin");
         store.reserve(40_000);
@@ -1908,8 +1918,7 @@ mod laid_out_tests {
 
     #[test]
     fn a_transaction_said_to_be_large_lays_its_rows_out() {
-        let dir = std::env::temp_dir().join(format!("relgraph-laid-large-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir = scratch("large");
         for odd in [None, Some(15_000)] {
             let (laid, rows) = large(true, odd, &dir);
             let (general, _) = large(false, odd, &dir);
@@ -1926,14 +1935,10 @@ mod laid_out_tests {
     /// file are as before, and the same transaction then commits.
     #[test]
     fn a_failed_compaction_of_rows_laid_out_rolls_back_and_commits_again() {
-        let dir = std::env::temp_dir().join(format!("relgraph-laid-failed-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir = scratch("failed");
         let schema = schema();
         let path = dir.join("failed.snap");
-        let _ = std::fs::remove_file(&path);
-        let options = SnapshotOptions { sync: false, compaction: Compaction::EveryCommit };
-        let mut store = SnapshotStore::with_options(&path, options).expect("open");
-        store.create_tables(&schema).expect("tables");
+        let mut store = fresh(&path, Compaction::EveryCommit, true);
         let before = std::fs::read(&path).expect("file");
         let node = schema.table_id("node").expect("node");
         let rows = |n: i64| -> Vec<RowOp> {
@@ -1977,15 +1982,9 @@ mod laid_out_tests {
     /// behind: the next one, small, takes the general path.
     #[test]
     fn an_empty_large_transaction_leaves_the_next_one_its_own_path() {
-        let dir = std::env::temp_dir().join(format!("relgraph-laid-empty-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir = scratch("empty");
         let schema = schema();
-        let mut store = SnapshotStore::with_options(
-            dir.join("empty.snap"),
-            SnapshotOptions { sync: false, compaction: Compaction::Auto },
-        )
-        .expect("open");
-        store.create_tables(&schema).expect("tables");
+        let mut store = fresh(&dir.join("empty.snap"), Compaction::Auto, true);
         store.begin().expect("begin");
         store.reserve(100_000);
         store.commit().expect("an empty commit");
@@ -2002,8 +2001,7 @@ mod laid_out_tests {
 
     #[test]
     fn laid_out_inserts_give_the_general_paths_outcomes_rows_and_file() {
-        let dir = std::env::temp_dir().join(format!("relgraph-laid-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir = scratch("random");
         LAID.with(|n| n.set(0));
         for seed in 1..=150 {
             for compaction in [Compaction::Never, Compaction::EveryCommit, Compaction::Auto] {
