@@ -1385,13 +1385,22 @@ impl SnapshotStore {
 /// The values of a row handed to the store: the cells' allocation becomes
 /// the row's, and no value is copied (a text's reference count is not touched).
 fn take_cells(row: Box<[Cell]>, keys: &[Option<i64>]) -> Result<Vec<Value>, StoreError> {
-    row.into_vec()
+    // Generated keys are resolved first, so that the common row of literals
+    // becomes values in place by a plain loop: collecting `Result`s through
+    // `try_process` cost about 200 instructions a row (W1, callgrind).
+    let mut row = row.into_vec();
+    for cell in &mut row {
+        if let Cell::Generated(_) = cell {
+            *cell = Cell::Value(resolve(cell, keys)?);
+        }
+    }
+    Ok(row
         .into_iter()
         .map(|cell| match cell {
-            Cell::Value(value) => Ok(value),
-            generated @ Cell::Generated(_) => resolve(&generated, keys),
+            Cell::Value(value) => value,
+            Cell::Generated(_) => unreachable!("resolved above"),
         })
-        .collect()
+        .collect())
 }
 
 impl SnapshotStore {
