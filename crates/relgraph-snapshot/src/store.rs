@@ -123,48 +123,59 @@ struct TableState {
 }
 
 /// Rows inserted into a table that was empty when the transaction began,
-/// with a single integer primary key and no other unique constraint, in
-/// increasing key order, by a transaction said to be large enough for its
-/// commit to compact ([`Store::reserve`]): kept in a list instead of being
-/// indexed, and laid out as columns as they arrive. The key order makes
-/// each new key unique by one comparison and the rows findable by key with
-/// a binary search, and the compaction writes the columns as they are
-/// instead of reading 100,000 rows back from the heap. Anything else done
-/// to such a table in the transaction (an UPDATE, a DELETE, a key out of
-/// order, a value of another type than its column's so far), or a commit
-/// that appends after all, first moves its rows into the overlay
+/// with no unique constraint but its primary key, by a transaction said to
+/// be large enough for its commit to compact ([`Store::reserve`]): kept in
+/// a list instead of being indexed. When the key is one integer column and
+/// the rows come in increasing key order, they are also laid out as columns
+/// as they arrive ([`Laid`]): the key order makes each new key unique by
+/// one comparison and the rows findable by key with a binary search, and
+/// the compaction writes the columns as they are instead of reading 100,000
+/// rows back from the heap. A table without a primary key (association
+/// rows) has nothing to keep unique: its rows are only kept, found by a
+/// scan, and sorted by the compaction as the overlay's rows are. Anything
+/// else done to such a table in the transaction (an UPDATE, a DELETE, a
+/// key out of order, a value of another type than its column's so far), or
+/// a commit that appends after all, first moves its rows into the overlay
 /// ([`materialize`]), where the general path takes over.
 struct Bulk {
     /// The row id of the first row.
     first: RowId,
+    rows: Vec<Row>,
+    /// The rows laid out, for a table keyed by one integer column.
+    laid: Option<Laid>,
+}
+
+/// The rows of a [`Bulk`] as columns, in key order.
+struct Laid {
     /// The key column.
     key: u32,
-    rows: Vec<Row>,
-    /// The rows laid out. Every row is checked to fit before it joins, so
-    /// no column gives up its layout, and the key column holds integers.
+    /// Every row is checked to fit before it joins, so no column gives up
+    /// its layout, and the key column holds integers.
     columns: Columns,
 }
 
 impl Bulk {
-    /// The list of a table that takes its rows so: empty, keyed by one
-    /// integer column, with no other unique constraint.
+    /// The list of a table that takes its rows so: empty, with no unique
+    /// constraint, keyed by one integer column or not keyed at all.
     fn for_table(state: &TableState) -> Option<Bulk> {
-        let [key] = state.desc.primary_key.as_slice() else { return None };
+        let laid = match state.desc.primary_key.as_slice() {
+            [key] if state.desc.columns[*key as usize].ty == ColumnType::Integer => {
+                Some(Laid { key: *key, columns: Columns::new(state.desc.columns.len() as u32) })
+            }
+            [] => None,
+            _ => return None,
+        };
         let empty = state.base_rows == 0 && state.changed.len() == 0;
-        (empty
-            && state.desc.uniques.is_empty()
-            && state.desc.columns[*key as usize].ty == ColumnType::Integer)
-            .then(|| Bulk {
-                first: state.next_row,
-                key: *key,
-                rows: Vec::new(),
-                columns: Columns::new(state.desc.columns.len() as u32),
-            })
+        (empty && state.desc.uniques.is_empty()).then(|| Bulk {
+            first: state.next_row,
+            rows: Vec::new(),
+            laid,
+        })
     }
 
-    /// The rows' keys, in order: their key column.
+    /// The rows' keys, in order: their key column (none without a key).
     fn keys(&self) -> &[i64] {
-        self.columns.integers(self.key).unwrap_or_default()
+        self.laid.as_ref().and_then(|laid| laid.columns.integers(laid.key)).unwrap_or_default()
     }
 
     /// Row `row`'s values, if it is one of these.
@@ -176,8 +187,8 @@ impl Bulk {
     /// Calls `f` with each row whose `columns` equal `key` until it returns
     /// false: a binary search by key, a scan by any other columns.
     fn each_match(&self, columns: &[u32], key: &[ValueRef<'_>], mut f: impl FnMut(RowId) -> bool) {
-        if let ([c], [ValueRef::Integer(k)]) = (columns, key)
-            && *c == self.key
+        if let (Some(laid), [c], [ValueRef::Integer(k)]) = (&self.laid, columns, key)
+            && *c == laid.key
         {
             let keys = self.keys();
             // Keys numbered one after another are found with one probe.
@@ -890,21 +901,23 @@ fn insert_laid(
 ) -> Result<Result<Option<i64>, Vec<Value>>, StoreError> {
     let state = &db.tables[t];
     let Some(bulk) = &state.bulk else { return Ok(Err(values)) };
-    let key = bulk.key as usize;
-    let autoincrement = state.desc.columns[key].autoincrement;
-    let generated = match &values[key] {
-        Value::Null if autoincrement => match state.max_key.unwrap_or(0).checked_add(1) {
-            Some(next) => Some(next),
-            // No key left: the general path reports it.
-            None => {
-                materialize(db, tx, t);
-                return Ok(Err(values));
+    let key = bulk.laid.as_ref().map(|laid| laid.key as usize);
+    let autoincrement = key.is_some_and(|key| state.desc.columns[key].autoincrement);
+    let generated = match key {
+        Some(key) if autoincrement && values[key].is_null() => {
+            match state.max_key.unwrap_or(0).checked_add(1) {
+                Some(next) => Some(next),
+                // No key left: the general path reports it.
+                None => {
+                    materialize(db, tx, t);
+                    return Ok(Err(values));
+                }
             }
-        },
+        }
         _ => None,
     };
     let cell = |c: usize| match generated {
-        Some(k) if c == key => ValueRef::Integer(k),
+        Some(k) if Some(c) == key => ValueRef::Integer(k),
         _ => ValueRef::from(&values[c]),
     };
     for (c, column) in state.desc.columns.iter().enumerate() {
@@ -912,17 +925,22 @@ fn insert_laid(
             return Err(not_null(&state.desc, c));
         }
     }
-    let k = match cell(key) {
-        ValueRef::Integer(k) if bulk.keys().last().is_none_or(|&last| k > last) => k,
-        _ => {
-            materialize(db, tx, t);
-            return Ok(Err(values));
-        }
+    // A keyed row must come after the last one and fit the columns so far.
+    let k = match (&bulk.laid, key) {
+        (Some(laid), Some(key)) => match cell(key) {
+            ValueRef::Integer(k)
+                if bulk.keys().last().is_none_or(|&last| k > last)
+                    && laid.columns.fits(|c| cell(c as usize)) =>
+            {
+                Some(k)
+            }
+            _ => {
+                materialize(db, tx, t);
+                return Ok(Err(values));
+            }
+        },
+        _ => None,
     };
-    if !bulk.columns.fits(|c| cell(c as usize)) {
-        materialize(db, tx, t);
-        return Ok(Err(values));
-    }
     for fk in &state.desc.foreign_keys {
         let Some(reference) = refs_by(&fk.columns, |c| cell(c as usize)) else { continue };
         // A row may reference itself, as in the general path, which checks after writing.
@@ -932,16 +950,18 @@ fn insert_laid(
             db.check_reference(t, fk, &reference)?;
         }
     }
-    if let Some(k) = generated {
+    if let (Some(k), Some(key)) = (generated, key) {
         values[key] = Value::Integer(k);
     }
     let state = &mut db.tables[t];
     if let Some(bulk) = &mut state.bulk {
-        bulk.columns.push(|c| ValueRef::from(&values[c as usize]));
+        if let Some(laid) = &mut bulk.laid {
+            laid.columns.push(|c| ValueRef::from(&values[c as usize]));
+        }
         bulk.rows.push(values.into_boxed_slice());
     }
     state.next_row += 1;
-    if autoincrement {
+    if let Some(k) = k.filter(|_| autoincrement) {
         state.max_key = Some(state.max_key.map_or(k, |m| m.max(k)));
     }
     #[cfg(test)]
@@ -1224,37 +1244,35 @@ impl SnapshotStore {
     }
 
     fn compact_now(&mut self) -> Result<(), StoreError> {
-        // Rows laid out by the transaction are their table's only rows, in
-        // key order: written as they are. (If the write fails, the caller
-        // rolls back, which drops them anyway.)
-        let mut spent: Vec<Vec<Row>> = Vec::new();
-        let laid: Vec<Option<Columns>> = match self.db.as_mut() {
-            Some(db) => db
-                .tables
-                .iter_mut()
-                .map(|t| {
-                    let bulk = t.bulk.take()?;
-                    debug_assert!(bulk.columns.laid_out(), "every row laid out was checked to fit");
-                    spent.push(bulk.rows);
-                    Some(bulk.columns)
-                })
-                .collect(),
+        // Rows a transaction kept in a list are their table's only rows:
+        // written as they are when laid out in key order, sorted from the
+        // list otherwise. (If the write fails, the caller rolls back, which
+        // drops them anyway.)
+        let mut kept: Vec<Option<Bulk>> = match self.db.as_mut() {
+            Some(db) => db.tables.iter_mut().map(|t| t.bulk.take()).collect(),
             None => Vec::new(),
         };
         let db = self.db()?;
         let descs: Vec<TableDesc> = db.tables.iter().map(|t| t.desc.clone()).collect();
-        let cells: Vec<(u32, Vec<ColumnData>)> = laid
-            .into_iter()
+        let cells: Vec<(u32, Vec<ColumnData>)> = kept
+            .iter_mut()
             .enumerate()
-            .map(|(t, laid)| match laid {
-                Some(columns) => columns.finish(&[]),
-                None => {
-                    let rows = db.live_sources(t).into_iter().map(|(_, source)| source).collect();
-                    let desc = &db.tables[t].desc;
-                    sorted_columns(&desc.order_columns(), desc.columns.len() as u32, rows)
-                }
+            .map(|(t, kept)| {
+                let desc = &db.tables[t].desc;
+                let rows: Vec<Source<'_>> = match kept {
+                    Some(bulk) => match bulk.laid.take() {
+                        Some(laid) => {
+                            debug_assert!(laid.columns.laid_out(), "every row laid out was checked to fit");
+                            return laid.columns.finish(&[]);
+                        }
+                        None => bulk.rows.iter().map(|r| Source::Row(r)).collect(),
+                    },
+                    None => db.live_sources(t).into_iter().map(|(_, source)| source).collect(),
+                };
+                sorted_columns(&desc.order_columns(), desc.columns.len() as u32, rows)
             })
             .collect();
+        let spent: Vec<Vec<Row>> = kept.into_iter().flatten().map(|bulk| bulk.rows).collect();
         let bytes = write_image(&descs, cells, db.header.fingerprint, db.header.generation + 1)?;
         let len = bytes.len();
         let installed = install(&self.path, bytes, self.options.sync);
@@ -1865,6 +1883,14 @@ mod laid_out_tests {
                     &[Box::new([Value::Integer(rng.below(60) as i64)])],
                 );
                 seen.push(format!("load: {:?}", items.map_err(|e| e.kind)));
+                // Association rows, kept in a list without a key, are found by a scan.
+                let links = store.load(
+                    &schema,
+                    schema.table_id("link").expect("link"),
+                    &[0],
+                    &[Box::new([Value::Integer(1 + rng.below(next[0].max(1) as u64) as i64)])],
+                );
+                seen.push(format!("links: {:?}", links.map_err(|e| e.kind)));
             }
             if failed || rng.below(5) == 0 {
                 store.rollback().expect("rollback");
