@@ -746,11 +746,14 @@ fn sort_keyed(keyed: &mut Vec<(i64, i64, u32)>) {
     if keyed.is_sorted() {
         return;
     }
-    let (min, max) = keyed.iter().fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t.0), hi.max(t.0)));
-    // Both ends are values of the slice: the span fits an unsigned 64-bit integer.
-    let span = max.abs_diff(min);
-    let dense = span < (keyed.len() as u64).saturating_mul(4);
-    if dense {
+    if !keyed.is_sorted_by_key(|t| t.0) {
+        let (min, max) = keyed.iter().fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t.0), hi.max(t.0)));
+        // Both ends are values of the slice: the span fits an unsigned 64-bit integer.
+        let span = max.abs_diff(min);
+        if span >= (keyed.len() as u64).saturating_mul(4) {
+            keyed.sort_unstable();
+            return;
+        }
         // A counting sort by the first key keeps items of one key in the
         // order they came, which is item order.
         let mut starts = vec![0u32; span as usize + 2];
@@ -769,9 +772,6 @@ fn sort_keyed(keyed: &mut Vec<(i64, i64, u32)>) {
             *slot += 1;
         }
         *keyed = from.into_iter().map(|i| keyed[i as usize]).collect();
-    } else if !keyed.is_sorted_by_key(|t| t.0) {
-        keyed.sort_unstable();
-        return;
     }
     // The first keys are in order: each group of equal ones is sorted by
     // the rest of the tuple.
