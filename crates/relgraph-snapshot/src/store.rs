@@ -1240,20 +1240,53 @@ impl SnapshotStore {
         if self.tx.is_some() {
             return Err(usage("compact inside a transaction"));
         }
-        self.compact_now()
+        self.compact_now(None)
     }
 
-    fn compact_now(&mut self) -> Result<(), StoreError> {
-        // Rows a transaction kept in a list are their table's only rows:
-        // written as they are when laid out in key order, sorted from the
-        // list otherwise. (If the write fails, the caller rolls back, which
-        // drops them anyway.)
+    /// Rewrites the file as one base image holding every row, those the
+    /// open transaction `tx` kept in lists ([`Bulk`]) included. If the file
+    /// cannot be written, those rows move into the overlay as the
+    /// transaction's inserts: a rollback drops them and a second commit
+    /// writes them, as it would any row of the general path.
+    fn compact_now(&mut self, tx: Option<&mut Tx>) -> Result<(), StoreError> {
         let mut kept: Vec<Option<Bulk>> = match self.db.as_mut() {
             Some(db) => db.tables.iter_mut().map(|t| t.bulk.take()).collect(),
             None => Vec::new(),
         };
+        let written = self.write_compacted(&mut kept);
+        let rows: usize = kept.iter().flatten().map(|bulk| bulk.rows.len()).sum();
+        match written {
+            Ok((installed, len)) => {
+                #[cfg(test)]
+                WRITTEN_LAID.with(|n| n.set(n.get() + rows));
+                free_later(kept, rows);
+                let old = self.db.replace(installed);
+                drop_later(old);
+                if let Some(echo) = &mut self.echo {
+                    echo(&format!("COMPACT {} -- {len} bytes", self.path.display()));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if let (Some(db), Some(tx)) = (self.db.as_mut(), tx) {
+                    for (t, bulk) in kept.into_iter().enumerate() {
+                        db.tables[t].bulk = bulk;
+                        materialize(db, tx, t);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes and installs the image of every row: the rows kept in lists
+    /// (`kept`, per table, their columns taken) and the rest of each table's
+    /// live rows. Returns the new database and the file's length.
+    fn write_compacted(&self, kept: &mut [Option<Bulk>]) -> Result<(Db, usize), StoreError> {
         let db = self.db()?;
         let descs: Vec<TableDesc> = db.tables.iter().map(|t| t.desc.clone()).collect();
+        // Rows kept in a list are their table's only rows: written as they
+        // are when laid out in key order, sorted from the list otherwise.
         let cells: Vec<(u32, Vec<ColumnData>)> = kept
             .iter_mut()
             .enumerate()
@@ -1272,22 +1305,9 @@ impl SnapshotStore {
                 sorted_columns(&desc.order_columns(), desc.columns.len() as u32, rows)
             })
             .collect();
-        let spent: Vec<Vec<Row>> = kept.into_iter().flatten().map(|bulk| bulk.rows).collect();
         let bytes = write_image(&descs, cells, db.header.fingerprint, db.header.generation + 1)?;
         let len = bytes.len();
-        let installed = install(&self.path, bytes, self.options.sync);
-        // The rows laid out go whether or not the file was written: on
-        // failure the caller rolls back, which would drop them.
-        let rows = spent.iter().map(Vec::len).sum();
-        #[cfg(test)]
-        WRITTEN_LAID.with(|n| n.set(n.get() + rows));
-        free_later(spent, rows);
-        let old = self.db.replace(installed?);
-        drop_later(old);
-        if let Some(echo) = &mut self.echo {
-            echo(&format!("COMPACT {} -- {len} bytes", self.path.display()));
-        }
-        Ok(())
+        Ok((install(&self.path, bytes, self.options.sync)?, len))
     }
 
     /// A full check: the indexes stored in the file are sorted, and every
@@ -1633,7 +1653,7 @@ impl Store for SnapshotStore {
             // Decided by row counts, before any encoding, so a commit that
             // compacts never serializes a batch it would throw away.
             if tx.compact_at.is_some_and(|at| touched >= at) {
-                return self.compact_now();
+                return self.compact_now(Some(&mut tx));
             }
             materialize_all(db, &mut tx);
             let batch = self.batch(&tx);
@@ -1974,6 +1994,68 @@ mod laid_out_tests {
     /// A compaction of rows laid out whose file cannot be written fails
     /// with an IO error and loses nothing: rolled back, the store and the
     /// file are as before, and the same transaction then commits.
+    /// A commit whose compaction cannot write leaves the transaction open
+    /// with every row it inserted, laid out or not, so that committing again
+    /// once the cause is gone writes them all, as the general path does.
+    #[test]
+    fn a_failed_compaction_keeps_the_transactions_rows_for_a_second_commit() {
+        let schema = schema();
+        let (node, link) = (schema.table_id("node").expect("node"), schema.table_id("link").expect("link"));
+        for laid in [true, false] {
+            let dir = scratch(&format!("retry-{laid}"));
+            let path = dir.join("retry.snap");
+            let mut store = fresh(&path, Compaction::EveryCommit, laid);
+            let ops: Vec<RowOp> = (1..=50i64)
+                .flat_map(|id| {
+                    [
+                        RowOp::Insert {
+                            table: node,
+                            row: [
+                                Value::Integer(id),
+                                Value::Null,
+                                Value::from(format!("n{id}")),
+                                Value::Null,
+                            ]
+                            .map(Cell::Value)
+                            .into(),
+                        },
+                        RowOp::Insert {
+                            table: schema.table_id("item").expect("item"),
+                            row: [Value::Integer(id), Value::Integer(id), Value::Null]
+                                .map(Cell::Value)
+                                .into(),
+                        },
+                        RowOp::Insert {
+                            table: link,
+                            row: [Value::Integer(id), Value::Integer(id)].map(Cell::Value).into(),
+                        },
+                    ]
+                })
+                .collect();
+            let blocker = dir.join("retry.snap.compact-tmp");
+            std::fs::create_dir_all(&blocker).expect("blocker");
+            store.begin().expect("begin");
+            store.reserve(ops.len());
+            store.apply_all(&schema, &ops).expect("apply");
+            store.commit().expect_err("the compaction cannot write");
+            for t in [node, link] {
+                assert_eq!(
+                    store.row_count(t.index()).expect("count"),
+                    50,
+                    "laid {laid}: still in the transaction"
+                );
+            }
+            std::fs::remove_dir(&blocker).expect("unblock");
+            store.commit().expect("the second commit");
+            drop(store);
+            let mut store = SnapshotStore::open(&path).expect("reopen");
+            for t in [node, link] {
+                assert_eq!(store.load_all(&schema, t).expect("rows").len(), 50, "laid {laid}: written");
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
     #[test]
     fn a_failed_compaction_of_rows_laid_out_rolls_back_and_commits_again() {
         let dir = scratch("failed");
