@@ -299,8 +299,9 @@ pub trait Store: Send {
 
     /// Says that the open transaction will apply about `operations` more
     /// operations: a hint, given before them, that changes no outcome. A
-    /// store may prepare for them (the snapshot store lays out as columns
-    /// the rows of a transaction large enough for its commit to compact).
+    /// store may prepare for them (the snapshot store keeps the rows of a
+    /// transaction large enough for its commit to compact in lists, laid
+    /// out as columns, instead of indexing them).
     /// The provided method does nothing.
     fn reserve(&mut self, operations: usize) {
         let _ = operations;

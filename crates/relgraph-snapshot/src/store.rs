@@ -926,8 +926,8 @@ fn insert_laid(
         }
     }
     // A keyed row must come after the last one and fit the columns so far.
-    let k = match (&bulk.laid, key) {
-        (Some(laid), Some(key)) => match cell(key) {
+    let k = match &bulk.laid {
+        Some(laid) => match cell(laid.key as usize) {
             ValueRef::Integer(k)
                 if bulk.keys().last().is_none_or(|&last| k > last)
                     && laid.columns.fits(|c| cell(c as usize)) =>
@@ -939,7 +939,7 @@ fn insert_laid(
                 return Ok(Err(values));
             }
         },
-        _ => None,
+        None => None,
     };
     for fk in &state.desc.foreign_keys {
         let Some(reference) = refs_by(&fk.columns, |c| cell(c as usize)) else { continue };
@@ -973,7 +973,7 @@ fn insert_laid(
 thread_local! {
     /// Rows inserted on this thread without indexing, for tests to see the path taken.
     static LAID: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-    /// Rows a compaction on this thread wrote from their columns.
+    /// Rows a compaction on this thread wrote from a transaction's lists.
     static WRITTEN_LAID: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
@@ -1584,9 +1584,9 @@ impl Store for SnapshotStore {
         Ok(())
     }
 
-    /// A transaction said to be large enough for its commit to compact lays
-    /// out the rows it inserts into empty tables as columns as they arrive,
-    /// for the compaction to write as they are.
+    /// A transaction said to be large enough for its commit to compact keeps
+    /// the rows it inserts into empty tables in lists ([`Bulk`]), laid out
+    /// as columns where they are keyed, for the compaction to write.
     fn reserve(&mut self, operations: usize) {
         let (Some(db), Some(tx)) = (self.db.as_mut(), self.tx.as_mut()) else { return };
         if tx.sized {
