@@ -1585,7 +1585,7 @@ impl Store for SnapshotStore {
     }
 
     /// A transaction said to be large enough for its commit to compact keeps
-    /// the rows it inserts into empty tables in lists ([`Bulk`]), laid out
+    /// the rows it inserts into empty tables in lists, laid out
     /// as columns where they are keyed, for the compaction to write.
     fn reserve(&mut self, operations: usize) {
         let (Some(db), Some(tx)) = (self.db.as_mut(), self.tx.as_mut()) else { return };
