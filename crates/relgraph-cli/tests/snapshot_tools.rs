@@ -75,7 +75,7 @@ fn inspect_shows_header_log_and_tables() {
     sample(&file);
     let text = stdout(&relgraph(&["inspect", s(&file)]));
     for expected in [
-        "format       version 2",
+        "format       version 3",
         "log          2 batches",
         "table parent (2 rows)",
         "table child (1 rows)",

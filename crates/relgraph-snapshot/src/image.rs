@@ -404,6 +404,7 @@ fn check_table(t: &ArchivedTableRec, desc: &TableDesc) -> Result<Vec<usize>, Sna
     for (c, data) in t.data.iter().enumerate() {
         let (values, nulls) = match data {
             ArchivedColumnData::Integer { values, nulls } => (values.len(), nulls.len()),
+            ArchivedColumnData::Integer32 { values, nulls } => (values.len(), nulls.len()),
             ArchivedColumnData::Float { values, nulls } => (values.len(), nulls.len()),
             ArchivedColumnData::Boolean { values, nulls } => (values.len(), nulls.len()),
             ArchivedColumnData::Text { values, nulls } => (values.len(), nulls.len()),
@@ -538,7 +539,7 @@ pub(crate) fn write_image(
                 uniques: desc.uniques.clone(),
                 foreign_keys: desc.foreign_key_recs(),
                 rows,
-                data,
+                data: data.into_iter().map(narrowed).collect(),
                 indexes,
             }
         })
@@ -563,6 +564,22 @@ pub(crate) fn write_image(
     };
     file[..HEADER_LEN].copy_from_slice(&header.encode());
     Ok(file)
+}
+
+/// `data` as [`ColumnData::Integer32`] when it is a column of integers
+/// that all fit in 32 bits; otherwise as it is.
+fn narrowed(data: ColumnData) -> ColumnData {
+    match data {
+        ColumnData::Integer { values, nulls } => {
+            // One pass for the range (vectorized), one for the copy.
+            let (min, max) = values.iter().fold((0i64, 0i64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            if min < i64::from(i32::MIN) || max > i64::from(i32::MAX) {
+                return ColumnData::Integer { values, nulls };
+            }
+            ColumnData::Integer32 { values: values.iter().map(|&v| v as i32).collect(), nulls }
+        }
+        other => other,
+    }
 }
 
 /// The first position in `from..to` where `before` turns false (it must be
@@ -620,6 +637,9 @@ fn archived_cell(data: &ArchivedColumnData, r: usize) -> ValueRef<'_> {
         ArchivedColumnData::Integer { values, nulls } if !is_null(nulls, r) => {
             ValueRef::Integer(values[r].to_native())
         }
+        ArchivedColumnData::Integer32 { values, nulls } if !is_null(nulls, r) => {
+            ValueRef::Integer(i64::from(values[r].to_native()))
+        }
         ArchivedColumnData::Float { values, nulls } if !is_null(nulls, r) => {
             ValueRef::Float(values[r].to_native())
         }
@@ -645,6 +665,9 @@ fn archived_cell(data: &ArchivedColumnData, r: usize) -> ValueRef<'_> {
 fn owned_cell(data: &ColumnData, r: usize) -> ValueRef<'_> {
     match data {
         ColumnData::Integer { values, nulls } if !is_null(nulls, r) => ValueRef::Integer(values[r]),
+        ColumnData::Integer32 { values, nulls } if !is_null(nulls, r) => {
+            ValueRef::Integer(i64::from(values[r]))
+        }
         ColumnData::Float { values, nulls } if !is_null(nulls, r) => ValueRef::Float(values[r]),
         ColumnData::Boolean { values, nulls } if !is_null(nulls, r) => ValueRef::Boolean(values[r] != 0),
         ColumnData::Text { values, nulls } if !is_null(nulls, r) => ValueRef::Text(&values[r]),
@@ -1067,6 +1090,54 @@ mod tests {
         }
     }
 
+    /// A column of integers is stored in 32 bits exactly when every value
+    /// fits (NULLs aside), and reads back the same from the archive either way.
+    #[test]
+    fn integers_that_fit_in_32_bits_are_stored_so_and_read_back_the_same() {
+        let schema = relgraph_testkit::conformance::schema();
+        let descs = crate::describe::describe(&schema);
+        let t = schema.table_id("pet").unwrap().index();
+        let (min, max) = (i64::from(i32::MIN), i64::from(i32::MAX));
+        for (owners, narrow) in [
+            (vec![Some(10), None, Some(5)], true),
+            (vec![Some(min), Some(max), Some(0)], true),
+            (vec![Some(max + 1), Some(1), None], false),
+            (vec![Some(min - 1), Some(1), Some(2)], false),
+            (vec![Some(i64::MIN), None, Some(i64::MAX)], false),
+        ] {
+            let rows: Vec<Row> = owners
+                .iter()
+                .enumerate()
+                .map(|(id, owner)| -> Row {
+                    Box::new([Value::Integer(id as i64 + 1), owner.map_or(Value::Null, Value::Integer)])
+                })
+                .collect();
+            let sources: Vec<Source<'_>> = rows.iter().map(|r| Source::Row(r)).collect();
+            let (n, data) = sorted_columns(&descs[t].order_columns(), 2, sources);
+            let file = write_image(&descs[t..=t], vec![(n, data)], 0, 0).unwrap();
+            let header = crate::format::Header::decode(&file).unwrap();
+            let base = &file[HEADER_LEN..][..header.base_len as usize];
+            let image = rkyv::access::<ArchivedImageRec, rkyv::rancor::Error>(base).unwrap();
+            let table = &image.tables[0];
+            check_table(table, &descs[t]).unwrap();
+            assert!(matches!(table.data[0], ArchivedColumnData::Integer32 { .. }), "{owners:?}: the keys");
+            assert_eq!(
+                matches!(table.data[1], ArchivedColumnData::Integer32 { .. }),
+                narrow,
+                "{owners:?}: 32 bits or 64"
+            );
+            for (r, row) in rows.iter().enumerate() {
+                for c in 0..2 {
+                    assert_eq!(
+                        archived_cell(&table.data[c], r),
+                        ValueRef::from(&row[c]),
+                        "{owners:?}, row {r}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn gallop_counts_every_prefix() {
         for from in [0, 3] {
@@ -1162,6 +1233,8 @@ mod tests {
                 .map(|c| match c {
                     ColumnData::Integer { nulls, .. } if nulls.is_empty() => "integers",
                     ColumnData::Integer { .. } => "integers with NULLs",
+                    ColumnData::Integer32 { nulls, .. } if nulls.is_empty() => "32-bit integers",
+                    ColumnData::Integer32 { .. } => "32-bit integers with NULLs",
                     ColumnData::Float { .. } => "floats",
                     ColumnData::Boolean { .. } => "booleans",
                     ColumnData::Text { .. } => "text per row",

@@ -1,10 +1,12 @@
 //! Files written by earlier format versions stay readable.
 //!
 //! `tests/fixtures/format-v1.snap` was written by the build of format
-//! version 1 (text and bytes stored one string per row), from the commits
-//! below: a compacted image holding every column type, NULLs included, and
-//! one log batch after it. This build must read it, continue it, and
-//! rewrite it in its own version.
+//! version 1 (text and bytes stored one string per row), and
+//! `tests/fixtures/format-v2.snap` by the last build of version 2 (text and
+//! bytes as runs, every integer in 64 bits), from the commits below: a
+//! compacted image holding every column type, NULLs included, and one log
+//! batch after it. This build must read each, continue it, and rewrite it
+//! in its own version.
 //!
 //! To write such a fixture again: `RELGRAPH_WRITE_FIXTURE=<path> cargo test
 //! -p relgraph-snapshot --test compat`.
@@ -102,8 +104,8 @@ fn write_fixture(path: &Path, schema: &Schema) {
     }
 }
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-v1.snap")
+fn fixture(version: u32) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/format-v{version}.snap"))
 }
 
 #[test]
@@ -113,30 +115,42 @@ fn a_version_1_file_is_read_continued_and_rewritten() {
         write_fixture(Path::new(&path), &schema);
         return;
     }
-    let dir = std::env::temp_dir().join(format!("relgraph-compat-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch");
-    let path = dir.join("v1.snap");
-    std::fs::copy(fixture(), &path).expect("copy the fixture");
-    assert_eq!(version(&path), 1);
+    read_continue_and_rewrite(1, &schema);
+}
 
-    let mut store = open(&path, &schema);
+#[test]
+fn a_version_2_file_is_read_continued_and_rewritten() {
+    read_continue_and_rewrite(2, &relgraph_testkit::conformance::schema());
+}
+
+/// Opens a copy of the fixture of format version `old`, checks its rows,
+/// appends a commit (which keeps its version), compacts it (which writes
+/// this build's) and checks the rows again.
+fn read_continue_and_rewrite(old: u32, schema: &Schema) {
+    let dir = std::env::temp_dir().join(format!("relgraph-compat-v{old}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch");
+    let path = dir.join(format!("v{old}.snap"));
+    std::fs::copy(fixture(old), &path).expect("copy the fixture");
+    assert_eq!(version(&path), old);
+
+    let mut store = open(&path, schema);
     let info = store.info().expect("an opened file");
     assert_eq!(info.batches, 1, "the fixture holds one log batch after its image");
-    assert_eq!(rows(&mut store, &schema), expected(&schema));
+    assert_eq!(rows(&mut store, schema), expected(schema));
 
     // A commit appends to the old file as it is; compaction rewrites it in this build's version.
-    let more = [insert(&schema, "parent", vec![5.into(), "after".into()])];
+    let more = [insert(schema, "parent", vec![5.into(), "after".into()])];
     store.begin().expect("begin");
-    store.apply_all(&schema, &more).expect("apply");
+    store.apply_all(schema, &more).expect("apply");
     store.commit().expect("commit");
-    assert_eq!(version(&path), 1);
+    assert_eq!(version(&path), old);
     store.compact().expect("compact");
     drop(store);
     assert_eq!(version(&path), FORMAT_VERSION);
-    let mut store = open(&path, &schema);
-    let mut want = expected(&schema);
+    let mut store = open(&path, schema);
+    let mut want = expected(schema);
     want[0].push(Box::new([5.into(), "after".into()]));
-    assert_eq!(rows(&mut store, &schema), want);
+    assert_eq!(rows(&mut store, schema), want);
     store.verify().expect("the rewritten file verifies");
     drop(store);
     std::fs::remove_dir_all(&dir).expect("scratch");
