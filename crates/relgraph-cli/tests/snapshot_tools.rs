@@ -167,3 +167,38 @@ fn help_lists_every_tool() {
         assert!(text.contains(tool), "{tool} missing from:\n{text}");
     }
 }
+
+/// `relgraph dump ... | head`: the reader stops early, and the command
+/// ends quietly with success, as Unix tools do, instead of reporting the
+/// closed pipe as an error.
+#[test]
+fn dump_into_a_pipe_closed_early_ends_quietly() {
+    use std::io::Read;
+    let dir = scratch("pipe");
+    let file = dir.join("big.snap");
+    let schema = relgraph_testkit::conformance::schema();
+    let options = SnapshotOptions { sync: false, compaction: Compaction::Never };
+    let mut store = SnapshotStore::with_options(&file, options).unwrap();
+    store.create_tables(&schema).unwrap();
+    store.begin().unwrap();
+    // Far more than a pipe's buffer holds, so the command is still writing when the reader goes.
+    let rows: Vec<RowOp> = (1..=20_000)
+        .map(|i| insert(&schema, "parent", vec![i.into(), format!("parent number {i}").into()]))
+        .collect();
+    store.apply_all(&schema, &rows).unwrap();
+    store.commit().unwrap();
+    drop(store);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relgraph"))
+        .args(["dump", s(&file), "parent"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 64];
+    child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("id | name"));
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "nothing on stderr: {}", String::from_utf8_lossy(&out.stderr));
+}
