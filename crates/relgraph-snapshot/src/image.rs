@@ -506,13 +506,15 @@ pub(crate) fn write_image(
                         return IndexRec { columns, implicit: true, order: Vec::new() };
                     }
                     // One integer column without NULLs, already in order (children
-                    // inserted grouped by parent): its order is the rows' own.
+                    // inserted grouped by parent): its order is the rows' own, so
+                    // the index is implicit too, and a reader binary-searches the
+                    // rows (format version 3 on; 400 KB fewer for W1's children).
                     if let [c] = columns.as_slice()
                         && let ColumnData::Integer { values, nulls } = &data[*c as usize]
                         && nulls.is_empty()
                         && values.is_sorted()
                     {
-                        return IndexRec { columns, implicit: false, order: (0..rows).collect() };
+                        return IndexRec { columns, implicit: true, order: Vec::new() };
                     }
                     let mut positions: Vec<u32> = (0..rows)
                         .filter(|&r| columns.iter().all(|&c| cell(r, c) != ValueRef::Null))
@@ -1277,17 +1279,18 @@ mod tests {
     }
 
     /// A foreign-key index over integers already in order is the rows' own
-    /// order, as the sort would give it (ties in row order); with a NULL or
-    /// out of order, the sort's.
+    /// order, as the sort would give it (ties in row order), and is stored
+    /// implicit; with a NULL or out of order, it is stored in the sort's
+    /// order. Either way, looking a value up finds exactly its rows.
     #[test]
     fn an_index_over_integers_in_order_is_the_sorts_order() {
         let schema = relgraph_testkit::conformance::schema();
         let descs = crate::describe::describe(&schema);
         let t = schema.table_id("pet").unwrap().index();
-        for owners in [
-            vec![Some(1), Some(1), Some(2), Some(2), Some(2), Some(9)],
-            vec![Some(3), Some(1), Some(2), Some(2)],
-            vec![Some(1), None, Some(2)],
+        for (owners, in_order) in [
+            (vec![Some(1), Some(1), Some(2), Some(2), Some(2), Some(9)], true),
+            (vec![Some(3), Some(1), Some(2), Some(2)], false),
+            (vec![Some(1), None, Some(2)], false),
         ] {
             let rows: Vec<Row> = owners
                 .iter()
@@ -1304,7 +1307,9 @@ mod tests {
                 &file[HEADER_LEN..][..header.base_len as usize],
             )
             .unwrap();
-            let stored = &image.tables[0].indexes.iter().find(|ix| !ix.implicit).expect("owner index").order;
+            let index = image.tables[0].indexes.iter().find(|ix| ix.columns == [1]).expect("owner index");
+            assert_eq!(index.implicit, in_order, "{owners:?}");
+            let order: Vec<u32> = if index.implicit { (0..n).collect() } else { index.order.clone() };
             let present: Vec<u32> =
                 (0..owners.len() as u32).filter(|&r| owners[r as usize].is_some()).collect();
             let expected: Vec<u32> = integer_order(present.len(), 1, |i, _| owners[present[i] as usize])
@@ -1312,7 +1317,16 @@ mod tests {
                 .into_iter()
                 .map(|i| present[i as usize])
                 .collect();
-            assert_eq!(stored, &expected, "{owners:?}");
+            assert_eq!(order, expected, "{owners:?}");
+            let (base, opened) = Base::open(FileBytes::from_vec(file.to_vec()), &header).unwrap();
+            let slot = opened[0].index_columns().iter().position(|c| c == &[1]).expect("owner index");
+            for owner in 0..11 {
+                let mut found: Vec<u32> = base.find(0, slot, &[1], &[ValueRef::Integer(owner)]).collect();
+                found.sort_unstable();
+                let want: Vec<u32> =
+                    (0..owners.len() as u32).filter(|&r| owners[r as usize] == Some(owner)).collect();
+                assert_eq!(found, want, "{owners:?}: rows of owner {owner}");
+            }
         }
     }
 
