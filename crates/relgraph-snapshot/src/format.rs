@@ -95,8 +95,10 @@ pub struct IndexRec {
     /// The columns, in comparison order.
     pub columns: Vec<u32>,
     /// Whether the rows themselves are in this order (the columns are a
-    /// prefix of the table's sort columns): `order` is then empty and a
-    /// lookup searches the rows directly, NULLs sorting first.
+    /// prefix of the table's sort columns, or, from format version 3 on,
+    /// one integer column without NULLs that the rows happen to hold in
+    /// order): `order` is then empty and a lookup searches the rows
+    /// directly, NULLs sorting first.
     pub implicit: bool,
     /// Row positions.
     pub order: Vec<u32>,
