@@ -1,6 +1,7 @@
 //! `relgraph bench`: the workloads of WORKLOADS.md, each printed beside the
 //! figure it is compared with.
 
+use std::io::Write;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -69,17 +70,17 @@ const SQLALCHEMY_NS: [f64; 4] = [9_200.0, 7_200.0, 5_700.0, 5_500.0];
 const OPERATIONS: [&str; 4] = ["link", "unlink", "m2m_append", "m2m_remove"];
 const BUDGET_NS: f64 = 100.0;
 
-/// Runs the requested workloads.
+/// Runs the requested workloads, printing their figures to `out`.
 ///
 /// # Errors
-/// None yet; store workloads will fail on IO.
-pub fn run(args: &BenchArgs, allocated: &dyn Fn() -> usize) -> anyhow::Result<()> {
+/// The stores' and IO errors, writing to `out` included.
+pub fn run(args: &BenchArgs, allocated: &dyn Fn() -> usize, out: &mut dyn Write) -> anyhow::Result<()> {
     match (args.store, args.workload) {
-        (None, None | Some(Workload::W4)) => w4(args, allocated),
+        (None, None | Some(Workload::W4)) => w4(args, allocated, out),
         (None, Some(w)) => anyhow::bail!("{w:?} flushes into a store: add --store sqlite"),
         (Some(_), Some(Workload::W4)) => anyhow::bail!("W4 runs in memory: drop --store"),
-        (Some(store), Some(w)) => flush(args, store, &[w]),
-        (Some(store), None) => flush(args, store, &[Workload::W1, Workload::W2, Workload::W3]),
+        (Some(store), Some(w)) => flush(args, store, &[w], out),
+        (Some(store), None) => flush(args, store, &[Workload::W1, Workload::W2, Workload::W3], out),
     }
 }
 
@@ -88,7 +89,12 @@ const SQLITE_BASELINE: &str = "rusqlite, one prepared statement per row, foreign
 /// The baseline the snapshot figures are compared with.
 const SNAPSHOT_BASELINE: &str = "raw rkyv: serialize, write, fsync / read, validate";
 
-fn flush(args: &BenchArgs, store: StoreKind, workloads: &[Workload]) -> anyhow::Result<()> {
+fn flush(
+    args: &BenchArgs,
+    store: StoreKind,
+    workloads: &[Workload],
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     use relgraph_cli::{pg_bench, snapshot_bench, sqlite_bench};
     let scratch = sqlite_bench::Scratch::new()?;
     let url = args
@@ -108,15 +114,16 @@ fn flush(args: &BenchArgs, store: StoreKind, workloads: &[Workload]) -> anyhow::
     };
     let snapshot = store == StoreKind::Snapshot;
     if !args.json {
-        println!("{name}, median of {} runs; baseline: {baseline_name}, in the same run", args.runs);
-        print!(
+        writeln!(out, "{name}, median of {} runs; baseline: {baseline_name}, in the same run", args.runs)?;
+        write!(
+            out,
             "{:<9} {:>8} {:>12} {:>12} {:>7} {:>14}",
             "workload", "rows", "relgraph s", "baseline s", "ratio", "load s (W3)"
-        );
+        )?;
         if snapshot {
-            print!(" {:>10} {:>12} {:>10}", "open s", "raw read s", "open ratio");
+            write!(out, " {:>10} {:>12} {:>10}", "open s", "raw read s", "open ratio")?;
         }
-        println!();
+        writeln!(out)?;
     }
     for &w in workloads {
         let runs = (0..args.runs)
@@ -145,20 +152,22 @@ fn flush(args: &BenchArgs, store: StoreKind, workloads: &[Workload]) -> anyhow::
             let open = open.map_or(String::new(), |(o, r)| {
                 format!(",\"open_s\":{o:.6},\"baseline_open_s\":{r:.6},\"open_ratio\":{:.3}", r / o)
             });
-            println!(
+            writeln!(
+                out,
                 "{{\"workload\":\"{w:?}\",\"store\":\"{name}\",\"relgraph_s\":{relgraph:.6},\"baseline\":\"{baseline_name}\",\"baseline_s\":{baseline:.6},\"ratio\":{ratio:.3}{open}}}"
-            );
+            )?;
         } else {
             let load = if w == Workload::W3 { format!("{setup:.3}") } else { "-".into() };
-            print!(
+            write!(
+                out,
                 "{:<9} {:>8} {relgraph:>12.4} {baseline:>12.4} {ratio:>7.2} {load:>14}",
                 format!("{w:?}"),
                 runs[0].rows
-            );
+            )?;
             if let Some((o, r)) = open {
-                print!(" {o:>10.4} {r:>12.4} {:>10.2}", r / o);
+                write!(out, " {o:>10.4} {r:>12.4} {:>10.2}", r / o)?;
             }
-            println!();
+            writeln!(out)?;
         }
     }
     Ok(())
@@ -169,7 +178,7 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn w4(args: &BenchArgs, allocated: &dyn Fn() -> usize) -> anyhow::Result<()> {
+fn w4(args: &BenchArgs, allocated: &dyn Fn() -> usize, out: &mut dyn Write) -> anyhow::Result<()> {
     let full = W4Size::FULL;
     let k = args.scale_down as usize;
     let size = W4Size { parents: full.parents / k, lefts: full.lefts / k, rights: full.rights / k, ..full };
@@ -191,28 +200,31 @@ fn w4(args: &BenchArgs, allocated: &dyn Fn() -> usize) -> anyhow::Result<()> {
         .collect();
     if args.json {
         for (op, ns) in OPERATIONS.iter().zip(&figures) {
-            println!("{{\"workload\":\"W4\",\"operation\":\"{op}\",\"ns_per_op\":{ns:.1}}}");
+            writeln!(out, "{{\"workload\":\"W4\",\"operation\":\"{op}\",\"ns_per_op\":{ns:.1}}}")?;
         }
         return Ok(());
     }
     let memory = measure_memory(size, allocated);
-    println!(
+    writeln!(
+        out,
         "W4, in memory: {} one-to-many and {} many-to-many operations per phase, median of {} runs",
         runs[0].o2m_ops, runs[0].m2m_ops, args.runs
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "{:<12} {:>10} {:>16} {:>10} {:>8}",
         "operation", "ns/op", "SQLAlchemy ns/op", "speed-up", "budget"
-    );
+    )?;
     for ((op, ns), sqla) in OPERATIONS.iter().zip(&figures).zip(SQLALCHEMY_NS) {
         let verdict = if *ns < BUDGET_NS { "ok" } else { "OVER" };
-        println!("{op:<12} {ns:>10.1} {sqla:>16.0} {:>9.0}x {verdict:>8}", sqla / ns);
+        writeln!(out, "{op:<12} {ns:>10.1} {sqla:>16.0} {:>9.0}x {verdict:>8}", sqla / ns)?;
     }
-    println!(
+    writeln!(
+        out,
         "memory: {:.1} bytes per object ({:.1} beyond its 24-byte column values), {:.1} bytes per link \
          (heap bytes requested, allocator overhead not included)",
         memory.per_object, memory.per_object_beyond_values, memory.per_link
-    );
+    )?;
     Ok(())
 }
 

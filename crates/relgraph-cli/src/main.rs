@@ -92,7 +92,7 @@ fn main() -> ExitCode {
         Command::Export { file, sqlite, force } => tools::export(&file, &sqlite, force, stdout),
         Command::Import { sqlite, file, force } => tools::import(&sqlite, &file, force, stdout),
         Command::Compact { file } => tools::compact(&file, stdout),
-        Command::Bench(args) => bench::run(&args, &|| ALLOCATOR.allocated()),
+        Command::Bench(args) => bench::run(&args, &|| ALLOCATOR.allocated(), stdout),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

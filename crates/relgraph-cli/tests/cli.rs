@@ -44,3 +44,20 @@ fn unknown_workload_is_a_clear_error() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("W9") && err.contains("W4"), "{err}");
 }
+
+/// `relgraph bench | head`: output to a pipe its reader has closed ends the
+/// command quietly with success, as the snapshot tools do, not in a panic.
+#[test]
+fn bench_into_a_closed_pipe_ends_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relgraph"))
+        .args(["bench", "--workload", "W4", "--json", "--runs", "1", "--scale-down", "100"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("relgraph runs");
+    // Closed before the first figure is ready, so every write finds it closed.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("relgraph ends");
+    assert!(out.status.success(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "nothing on stderr: {}", String::from_utf8_lossy(&out.stderr));
+}
