@@ -1991,9 +1991,6 @@ mod laid_out_tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// A compaction of rows laid out whose file cannot be written fails
-    /// with an IO error and loses nothing: rolled back, the store and the
-    /// file are as before, and the same transaction then commits.
     /// A commit whose compaction cannot write leaves the transaction open
     /// with every row it inserted, laid out or not, so that committing again
     /// once the cause is gone writes them all, as the general path does.
@@ -2056,6 +2053,9 @@ mod laid_out_tests {
         }
     }
 
+    /// A compaction of rows laid out whose file cannot be written fails
+    /// with an IO error and loses nothing: rolled back, the store and the
+    /// file are as before, and the same transaction then commits.
     #[test]
     fn a_failed_compaction_of_rows_laid_out_rolls_back_and_commits_again() {
         let dir = scratch("failed");
