@@ -536,6 +536,11 @@ impl Session {
         if !self.graph.contains(o) {
             return;
         }
+        // A new object's foreign keys are usually NULL until now (W1: every
+        // child's). Its log entry notes which, one bit a column, instead of
+        // an entry per value: 100,000 fewer 40-byte entries for W1.
+        let new = log.is_some() && self.tracked.get(o).is_some_and(|t| !t.persisted && t.snapshot.is_none());
+        let mut nulled = 0u32;
         for (&c, value) in columns.iter().zip(values) {
             let stale = self.graph.row(o).is_ok_and(|current| current[c as usize] != value);
             let column = ColumnId { table, index: c };
@@ -543,7 +548,11 @@ impl Session {
                 && let Ok(old) = self.graph.set_derived_value(o, column, value)
                 && let Some(log) = log.as_deref_mut()
             {
-                log.value(o, column, old);
+                if new && c < u32::BITS && old.is_null() {
+                    nulled |= 1 << c;
+                } else {
+                    log.value(o, column, old);
+                }
             }
         }
         let def = self.schema.table(table);
@@ -565,20 +574,25 @@ impl Session {
             }
         };
         let before = self.identity[table.index()].insert(key, o);
-        // A new object taking a free key: one small entry undoes both.
+        // A new object taking a free key: one small entry undoes all three.
         if before.is_none()
             && let Some(log) = log.as_deref_mut()
             && let Some(t) = self.tracked.get_mut(o)
             && !t.persisted
             && t.snapshot.is_none()
         {
-            log.inserted(o, table, t.state, t.dirty);
+            log.inserted(o, table, t.state, t.dirty, nulled);
             t.persisted = true;
             t.state = State::Persistent;
             t.dirty = false;
             return;
         }
         if let Some(log) = log.as_deref_mut() {
+            // Not the common case after all: the NULLs are logged one by one,
+            // in the place they would have had.
+            for c in (0..u32::BITS).filter(|c| nulled & (1 << c) != 0) {
+                log.value(o, ColumnId { table, index: c }, Value::Null);
+            }
             log.identity(table, key, o, before);
         }
         self.mark_persisted(o, log);
@@ -673,6 +687,11 @@ impl Session {
         // changed, and one dependency per link: sized once, not regrown.
         work.nodes.reserve(pending.len() + deleted.len() + self.written.len() + net.len());
         work.edges.reserve(net.len());
+        // At most one object cascaded per link added: W1's 100,000 children
+        // are, and regrowing these lists copied them about 17 times over.
+        roots.reserve(net.len());
+        work.cascaded.reserve(net.len());
+        cascaded.set_capacity(self.graph.len() + 1);
         // One buffer for the members read while deleting.
         let mut scratch: Vec<ObjectKey> = Vec::new();
         for &(link, s, t, n) in &net {
@@ -892,8 +911,9 @@ impl Session {
         candidates.extend(nulled);
         self.sort_by_seq(&mut candidates);
         candidates.dedup();
-        let mut new_objects: Vec<ObjectKey> =
-            pending.iter().chain(work.cascaded.iter()).copied().filter(|k| !dropped.contains(k)).collect();
+        let mut new_objects: Vec<ObjectKey> = Vec::with_capacity(pending.len() + work.cascaded.len());
+        new_objects
+            .extend(pending.iter().chain(work.cascaded.iter()).copied().filter(|k| !dropped.contains(k)));
         self.sort_by_seq(&mut new_objects);
         // A large flush of UPDATEs and DELETEs only builds its DELETEs after
         // its UPDATEs, which go to the store as they are built (see
