@@ -196,6 +196,43 @@ pub fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// A strategy over operations that make no new object and no flush:
+/// links made and broken, objects removed and renamed. A flush after only
+/// these writes UPDATEs and DELETEs, the flushes that send their UPDATEs
+/// ahead of the rest of their plan.
+pub fn op_on_existing() -> impl Strategy<Value = Op> {
+    let sel = any::<u16>().prop_map(usize::from);
+    prop_oneof![
+        1 => sel.clone().prop_map(|object| Op::Remove { object }),
+        3 => (sel.clone(), sel.clone(), sel.clone()).prop_map(|(rel, object, member)| Op::Append { rel, object, member }),
+        1 => (sel.clone(), sel.clone(), sel.clone())
+            .prop_map(|(rel, object, member)| Op::RemoveMember { rel, object, member }),
+        6 => (sel.clone(), sel.clone(), proptest::option::weighted(0.8, sel.clone()))
+            .prop_map(|(rel, object, target)| Op::Set { rel, object, target }),
+        1 => (sel.clone(), sel.clone(), proptest::collection::vec(sel.clone(), 0..6))
+            .prop_map(|(rel, object, members)| Op::Replace { rel, object, members }),
+        1 => (sel.clone(), sel.clone()).prop_map(|(rel, object)| Op::Clear { rel, object }),
+        6 => (sel, proptest::option::weighted(0.9, any::<u16>()))
+            .prop_map(|(object, name)| Op::SetName { object, name }),
+    ]
+}
+
+/// Sequences of up to `max_ops` operations in phases: operations of every
+/// kind and a flush, then operations on the objects that exist
+/// ([`op_on_existing`]) and a flush, once or twice. Half the flushes then
+/// have no new row, which random sequences of [`op`] seldom give.
+pub fn phased_ops(max_ops: usize) -> impl Strategy<Value = Vec<Op>> {
+    let phase = (max_ops / 4).max(2);
+    let round =
+        (proptest::collection::vec(op(), 1..phase), proptest::collection::vec(op_on_existing(), 1..phase));
+    proptest::collection::vec(round, 1..3).prop_map(|rounds| {
+        rounds
+            .into_iter()
+            .flat_map(|(any, existing)| any.into_iter().chain([Op::Flush]).chain(existing).chain([Op::Flush]))
+            .collect()
+    })
+}
+
 /// The engine and the model side by side.
 pub struct Harness {
     schema: Arc<Schema>,

@@ -471,6 +471,23 @@ pub fn property(
     default_cases: u32,
     max_ops: usize,
     salt: u64,
+    case: impl FnMut(usize, Arc<Schema>, &[Op]) -> Result<(), String>,
+) {
+    let ops = proptest::collection::vec(crate::ops::op(), 1..max_ops);
+    property_over(label, cases_var, default_cases, ops, salt, case);
+}
+
+/// As [`property`], with the operation sequences drawn from `ops` (such
+/// as [`crate::ops::phased_ops`]).
+///
+/// # Panics
+/// On the first failing case, with the seed to replay it.
+pub fn property_over(
+    label: &str,
+    cases_var: &str,
+    default_cases: u32,
+    ops: impl proptest::strategy::Strategy<Value = Vec<Op>>,
+    salt: u64,
     mut case: impl FnMut(usize, Arc<Schema>, &[Op]) -> Result<(), String>,
 ) {
     use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
@@ -489,7 +506,7 @@ pub fn property(
     // proptest takes a `Fn`; the case and its counter are mutable state of this one thread.
     let n = std::cell::Cell::new(0);
     let case = std::cell::RefCell::new(&mut case);
-    let strategy = (crate::family::schema_spec(), proptest::collection::vec(crate::ops::op(), 1..max_ops));
+    let strategy = (crate::family::schema_spec(), ops);
     let result = runner.run(&strategy, |(spec, ops)| {
         n.set(n.get() + 1);
         (case.borrow_mut())(n.get(), spec.build(), &ops).map_err(TestCaseError::fail)
