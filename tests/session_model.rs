@@ -89,6 +89,26 @@ fn session_and_a_compacted_snapshot_match_the_model() {
     check_model("compacted snapshot session model", "snap", compacted_snapshot, snapshot_reader);
 }
 
+/// Case `n`'s operations through a pipelined session on SQLite, then on a
+/// snapshot file (in `dir`, removed after): what the two runs saw, added up.
+fn pipelined_on_both(
+    dir: &Path,
+    n: usize,
+    schema: &std::sync::Arc<relgraph::Schema>,
+    ops: &[relgraph_testkit::ops::Op],
+) -> Result<session_model::Counts, String> {
+    let mut sum = session_model::Counts::default();
+    for (ext, (store, reopen)) in [
+        ("sqlite", stores(&dir.join(format!("case{n}.sqlite")), sqlite, sqlite)),
+        ("snap", stores(&dir.join(format!("case{n}.snap")), snapshot, snapshot_reader)),
+    ] {
+        sum += session_model::run_pipelined(schema.clone(), store, reopen, ops)
+            .map_err(|e| format!("{ext}: {e}"))?;
+        let _ = std::fs::remove_file(dir.join(format!("case{n}.{ext}")));
+    }
+    Ok(sum)
+}
+
 /// Every flush of new rows only runs as a pipeline (the store writing on a
 /// thread of its own while the session builds the rows that follow) and
 /// must send exactly what its plan lists, as must every other flush in
@@ -102,22 +122,7 @@ fn pipelined_flushes_send_their_plan_and_match_the_model() {
     let dir = scratch("pipelined");
     let counts = std::sync::Mutex::new(session_model::Counts::default());
     session_model::property("pipelined session model", "RELGRAPH_CASES", 64, 80, 3, |n, schema, ops| {
-        for (ext, (store, reopen)) in [
-            ("sqlite", stores(&dir.join(format!("case{n}.sqlite")), sqlite, sqlite)),
-            ("snap", stores(&dir.join(format!("case{n}.snap")), snapshot, snapshot_reader)),
-        ] {
-            let c = session_model::run_pipelined(schema.clone(), store, reopen, ops)
-                .map_err(|e| format!("{ext}: {e}"))?;
-            let _ = std::fs::remove_file(dir.join(format!("case{n}.{ext}")));
-            let mut all = counts.lock().unwrap();
-            all.steps += c.steps;
-            all.flushes += c.flushes;
-            all.pipelined += c.pipelined;
-            all.overlapped += c.overlapped;
-            all.streamed += c.streamed;
-            all.sent_ahead += c.sent_ahead;
-            all.retried += c.retried;
-        }
+        *counts.lock().unwrap() += pipelined_on_both(&dir, n, &schema, ops)?;
         Ok(())
     });
     let _ = std::fs::remove_dir_all(&dir);
@@ -153,17 +158,7 @@ fn flushes_of_changes_only_send_updates_ahead_and_match_the_model() {
         ops,
         4,
         |n, schema, ops| {
-            for (ext, (store, reopen)) in [
-                ("sqlite", stores(&dir.join(format!("case{n}.sqlite")), sqlite, sqlite)),
-                ("snap", stores(&dir.join(format!("case{n}.snap")), snapshot, snapshot_reader)),
-            ] {
-                let c = session_model::run_pipelined(schema.clone(), store, reopen, ops)
-                    .map_err(|e| format!("{ext}: {e}"))?;
-                let _ = std::fs::remove_file(dir.join(format!("case{n}.{ext}")));
-                all.flushes += c.flushes;
-                all.streamed += c.streamed;
-                all.sent_ahead += c.sent_ahead;
-            }
+            all += pipelined_on_both(&dir, n, &schema, ops)?;
             Ok(())
         },
     );

@@ -457,6 +457,18 @@ pub struct Counts {
     pub retried: usize,
 }
 
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, other: Counts) {
+        self.steps += other.steps;
+        self.flushes += other.flushes;
+        self.pipelined += other.pipelined;
+        self.overlapped += other.overlapped;
+        self.streamed += other.streamed;
+        self.sent_ahead += other.sent_ahead;
+        self.retried += other.retried;
+    }
+}
+
 /// Runs a model-based property over random schemas of the family and
 /// random operation sequences (up to `max_ops` long): the seed comes from
 /// `RELGRAPH_SEED` or the clock and is printed for replay; `cases_var` names
