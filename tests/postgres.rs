@@ -113,6 +113,38 @@ fn session_and_postgres_match_the_model() {
     });
 }
 
+/// Phased sequences (see `relgraph_testkit::ops::phased_ops`) through a
+/// session that pipelines and streams every flush it can, on PostgreSQL:
+/// its flushes of changes only are streamed in whole runs, and every flush
+/// must still send exactly its plan and leave the model's rows.
+#[test]
+fn streamed_flushes_on_postgres_send_their_plan_and_match_the_model() {
+    let mut all = session_model::Counts::default();
+    let ops = relgraph_testkit::ops::phased_ops(60);
+    session_model::property_over(
+        "postgres streamed model",
+        "RELGRAPH_PG_CASES",
+        24,
+        ops,
+        6,
+        |_, schema, ops| {
+            let db = TestSchema::new("streamed");
+            let name = db.0.clone();
+            let reopen = Box::new(move || {
+                Box::new(PostgresStore::connect_in_schema(&url(), &name).expect("reachable"))
+                    as Box<dyn Store>
+            });
+            all += session_model::run_pipelined(schema, Box::new(db.store()), reopen, ops)?;
+            Ok(())
+        },
+    );
+    println!(
+        "postgres streamed: {} flushes checked, {} streamed, {} sent ahead",
+        all.flushes, all.streamed, all.sent_ahead
+    );
+    assert!(all.streamed > 0, "no flush was streamed in {} flushes", all.flushes);
+}
+
 /// The same operation sequences through SQLite, the snapshot store and
 /// PostgreSQL leave the same rows (keys mapped to the model's objects, since
 /// the stores generate key values differently after deletes).
@@ -171,9 +203,11 @@ fn sqlite_snapshot_and_postgres_leave_the_same_rows() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A large flush of UPDATEs and DELETEs on PostgreSQL is recorded while the
-/// store writes, but its UPDATEs are not sent ahead in chunks: the store's
-/// set-based statements want whole runs. The rows are right either way.
+/// A large flush of UPDATEs and DELETEs on PostgreSQL is streamed: its
+/// UPDATEs go to the store before the delete analysis, as they do to the
+/// other stores, but each run of them whole, since the store's set-based
+/// statements want whole runs: one UPDATE statement for the 15 renamed
+/// parents, one DELETE for the 15 children, one for the 5 parents.
 #[test]
 fn postgres_takes_whole_runs_and_an_overlapped_flush_writes_the_right_rows() {
     let schema = relgraph_testkit::workloads::schema();
@@ -201,9 +235,19 @@ fn postgres_takes_whole_runs_and_an_overlapped_flush_writes_the_right_rows() {
         }
     }
     session.set_pipeline_threshold(0);
+    let statements = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let echoed = statements.clone();
+    session.set_echo(Some(Box::new(move |sql| echoed.lock().unwrap().push(sql.to_owned()))));
     let stats = session.flush().unwrap();
-    assert!(stats.overlapped && stats.streamed == 0, "{stats:?}");
+    session.set_echo(None);
+    assert!(stats.overlapped && stats.streamed == 15 && stats.sent_ahead == 15, "{stats:?}");
     assert_eq!(stats.deletes, 5 + 15, "{stats:?}");
+    let statements = statements.lock().unwrap();
+    let kinds: Vec<&str> = statements
+        .iter()
+        .filter_map(|sql| ["UPDATE", "DELETE"].into_iter().find(|kind| sql.starts_with(kind)))
+        .collect();
+    assert_eq!(kinds, ["UPDATE", "DELETE", "DELETE"], "one statement a run: {statements:#?}");
     assert_eq!(test.query("SELECT count(*)::text FROM parent"), ["15"]);
     assert_eq!(test.query("SELECT count(*)::text FROM child"), ["45"]);
     assert_eq!(test.query("SELECT name FROM parent WHERE id = 1"), ["renamed 0"]);

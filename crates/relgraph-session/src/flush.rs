@@ -1366,7 +1366,6 @@ impl Session {
         deleted: &[ObjectKey],
     ) -> Result<Vec<Early>, FlushError> {
         if !pending.is_empty()
-            || self.store.prefers_whole_runs()
             || self.written.len() + deleted.len() + self.net.len() < self.pipeline_min
             || self.net.iter().any(|(&(link, _, _), &n)| {
                 n < 0 && matches!(self.schema.link(link).kind, LinkKind::Secondary { .. })
@@ -1601,7 +1600,6 @@ impl Session {
         candidates: usize,
     ) -> bool {
         if candidates == 0
-            || self.store.prefers_whole_runs()
             || candidates + doomed.len() < self.pipeline_min
             || net.iter().any(|&(link, _, _, n)| {
                 n < 0 && matches!(self.schema.link(link).kind, LinkKind::Secondary { .. })
