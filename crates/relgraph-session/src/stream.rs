@@ -347,13 +347,24 @@ mod tests {
 
     #[test]
     fn a_streamed_flush_sends_its_plan_and_fails_anywhere_without_losing_anything() {
-        let mut reference = staged(MemoryStore::new());
+        fails_anywhere_without_losing_anything(MemoryStore::new);
+    }
+
+    /// As above, to a store that takes whole runs (as PostgreSQL's does):
+    /// the same operations in fewer calls, and the same outcome on any failure.
+    #[test]
+    fn a_flush_streamed_by_runs_sends_its_plan_and_fails_anywhere_without_losing_anything() {
+        fails_anywhere_without_losing_anything(MemoryStore::preferring_whole_runs);
+    }
+
+    fn fails_anywhere_without_losing_anything(store: fn() -> MemoryStore) {
+        let mut reference = staged(store());
         let plan = reference.plan().unwrap();
         let expected_stats = reference.flush().unwrap();
         assert!(expected_stats.streamed > 0, "the UPDATEs went ahead: {expected_stats:?}");
         let expected = rows(&mut reference);
 
-        let (store, fault) = FaultStore::new(Box::new(MemoryStore::new()), Fault::Never);
+        let (store, fault) = FaultStore::new(Box::new(store()), Fault::Never);
         let mut session = staged(store);
         let before = (digest(&session), rows(&mut session));
         let ops = plan.ops.len();

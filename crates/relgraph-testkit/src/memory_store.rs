@@ -13,6 +13,7 @@ pub struct MemoryStore {
     tables: Option<Vec<Vec<Row>>>,
     backup: Option<Vec<Vec<Row>>>,
     echo: Option<Echo>,
+    whole_runs: bool,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -71,6 +72,13 @@ impl MemoryStore {
     /// An empty store; call `create_tables` first.
     pub fn new() -> Self {
         MemoryStore::default()
+    }
+
+    /// An empty store that says it [prefers whole runs](Store::prefers_whole_runs),
+    /// as PostgreSQL's does, so that a session's streamed flush can be
+    /// tested that way without a server.
+    pub fn preferring_whole_runs() -> Self {
+        MemoryStore { whole_runs: true, ..MemoryStore::default() }
     }
 
     fn tables(&mut self) -> Result<&mut Vec<Vec<Row>>, StoreError> {
@@ -343,5 +351,9 @@ impl Store for MemoryStore {
 
     fn set_echo(&mut self, echo: Option<Echo>) {
         self.echo = echo;
+    }
+
+    fn prefers_whole_runs(&self) -> bool {
+        self.whole_runs
     }
 }
