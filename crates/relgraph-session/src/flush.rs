@@ -540,10 +540,15 @@ impl Session {
         if !self.graph.contains(o) {
             return;
         }
+        // Read once: nothing below changes them until the record is made.
+        // A new object is one not stored yet and with no stored row.
+        let (persisted, new) = self
+            .tracked
+            .get(o)
+            .map_or((false, false), |t| (t.persisted, !t.persisted && t.snapshot.is_none()));
         // A new object's foreign keys are usually NULL until now (W1: every
         // child's). Its log entry notes which, one bit a column, instead of
         // an entry per value: 100,000 fewer 40-byte entries for W1.
-        let new = log.is_some() && self.tracked.get(o).is_some_and(|t| !t.persisted && t.snapshot.is_none());
         let mut nulled = 0u32;
         for (&c, value) in columns.iter().zip(values) {
             let stale = self.graph.row(o).is_ok_and(|current| current[c as usize] != value);
@@ -562,7 +567,6 @@ impl Session {
         let def = self.schema.table(table);
         // A persisted object already sits in the identity map under its key,
         // unless this write changed the key: most UPDATEs need no hashing here.
-        let persisted = self.tracked.get(o).is_some_and(|t| t.persisted);
         if persisted && !columns.iter().any(|c| def.primary_key.contains(c)) {
             self.mark_persisted(o, log);
             return;
@@ -580,10 +584,9 @@ impl Session {
         let before = self.identity[table.index()].insert(key, o);
         // A new object taking a free key: one small entry undoes all three.
         if before.is_none()
+            && new
             && let Some(log) = log.as_deref_mut()
             && let Some(t) = self.tracked.get_mut(o)
-            && !t.persisted
-            && t.snapshot.is_none()
         {
             log.inserted(o, table, t.state, t.dirty, nulled);
             t.persisted = true;
@@ -594,8 +597,8 @@ impl Session {
         if let Some(log) = log.as_deref_mut() {
             // Not the common case after all: the NULLs are logged one by one,
             // in the place they would have had.
-            for c in (0..u32::BITS).filter(|c| nulled & (1 << c) != 0) {
-                log.value(o, ColumnId { table, index: c }, Value::Null);
+            for index in crate::overlap::bits(nulled) {
+                log.value(o, ColumnId { table, index }, Value::Null);
             }
             log.identity(table, key, o, before);
         }

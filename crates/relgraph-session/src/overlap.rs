@@ -30,6 +30,11 @@ pub(crate) struct RecordLog {
     detached: Option<Detached>,
 }
 
+/// The columns whose bits `mask` sets (see [`Inserted`]), in order.
+pub(crate) fn bits(mask: u32) -> impl Iterator<Item = u32> {
+    (0..u32::BITS).filter(move |c| mask & (1 << c) != 0)
+}
+
 /// A new object `object` of `table` entered the identity map under its key
 /// (no object held it) and became persistent; it was in `state`, dirty or
 /// not, with no stored row, and the columns whose bits `nulled` sets held
@@ -288,7 +293,7 @@ impl Session {
         let Inserted { object, table, state, dirty, nulled, .. } = entry;
         self.undo(Change::Tracked(object, state, false, dirty, None));
         self.undo(Change::Claimed(table, object));
-        for index in (0..u32::BITS).filter(|c| nulled & (1 << c) != 0) {
+        for index in bits(nulled) {
             self.undo(Change::Value(object, ColumnId { table, index }, Value::Null));
         }
     }
