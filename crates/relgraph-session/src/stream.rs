@@ -126,16 +126,14 @@ impl Stream {
     /// Sends node `node`'s operation; a store that has stopped (its error
     /// comes with [`Stream::finish`]) takes nothing more.
     pub(crate) fn send(&mut self, node: u32, op: RowOp) {
-        if self.whole_runs {
-            if self.chunk.last().is_some_and(|last| !same_run(last, &op)) {
-                self.hand_over();
-            }
-            self.sent.push(node);
-            self.chunk.push(op);
-            return;
+        if self.whole_runs && self.chunk.last().is_some_and(|last| !same_run(last, &op)) {
+            self.hand_over();
         }
         self.sent.push(node);
         self.chunk.push(op);
+        if self.whole_runs {
+            return;
+        }
         // A store that has applied everything it was given waits: it gets
         // what is built so far (a whole statement's worth at least) rather
         // than a full chunk later. W3's store would otherwise wait 0.5 ms
