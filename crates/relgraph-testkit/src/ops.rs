@@ -178,21 +178,10 @@ pub fn resolve(op: &Op, schema: &Schema, by_entity: &[Vec<usize>], count: usize)
 
 /// A strategy over single operations.
 pub fn op() -> impl Strategy<Value = Op> {
-    let sel = any::<u16>().prop_map(usize::from);
     prop_oneof![
-        3 => sel.clone().prop_map(|entity| Op::Insert { entity }),
-        1 => sel.clone().prop_map(|object| Op::Remove { object }),
-        5 => (sel.clone(), sel.clone(), sel.clone()).prop_map(|(rel, object, member)| Op::Append { rel, object, member }),
-        2 => (sel.clone(), sel.clone(), sel.clone())
-            .prop_map(|(rel, object, member)| Op::RemoveMember { rel, object, member }),
-        4 => (sel.clone(), sel.clone(), proptest::option::weighted(0.8, sel.clone()))
-            .prop_map(|(rel, object, target)| Op::Set { rel, object, target }),
-        1 => (sel.clone(), sel.clone(), proptest::collection::vec(sel.clone(), 0..6))
-            .prop_map(|(rel, object, members)| Op::Replace { rel, object, members }),
-        1 => (sel.clone(), sel.clone()).prop_map(|(rel, object)| Op::Clear { rel, object }),
+        3 => any::<u16>().prop_map(|entity| Op::Insert { entity: usize::from(entity) }),
         1 => Just(Op::Flush),
-        2 => (sel, proptest::option::weighted(0.9, any::<u16>()))
-            .prop_map(|(object, name)| Op::SetName { object, name }),
+        16 => changes([1, 5, 2, 4, 1, 1, 2]),
     ]
 }
 
@@ -201,18 +190,25 @@ pub fn op() -> impl Strategy<Value = Op> {
 /// these writes UPDATEs and DELETEs, the flushes that send their UPDATEs
 /// ahead of the rest of their plan.
 pub fn op_on_existing() -> impl Strategy<Value = Op> {
+    changes([1, 3, 1, 6, 1, 1, 6])
+}
+
+/// The operations on objects that exist, with weights in the order
+/// remove, append, remove a member, set, replace, clear, rename.
+fn changes(weights: [u32; 7]) -> impl Strategy<Value = Op> {
     let sel = any::<u16>().prop_map(usize::from);
+    let [remove, append, remove_member, set, replace, clear, rename] = weights;
     prop_oneof![
-        1 => sel.clone().prop_map(|object| Op::Remove { object }),
-        3 => (sel.clone(), sel.clone(), sel.clone()).prop_map(|(rel, object, member)| Op::Append { rel, object, member }),
-        1 => (sel.clone(), sel.clone(), sel.clone())
+        remove => sel.clone().prop_map(|object| Op::Remove { object }),
+        append => (sel.clone(), sel.clone(), sel.clone()).prop_map(|(rel, object, member)| Op::Append { rel, object, member }),
+        remove_member => (sel.clone(), sel.clone(), sel.clone())
             .prop_map(|(rel, object, member)| Op::RemoveMember { rel, object, member }),
-        6 => (sel.clone(), sel.clone(), proptest::option::weighted(0.8, sel.clone()))
+        set => (sel.clone(), sel.clone(), proptest::option::weighted(0.8, sel.clone()))
             .prop_map(|(rel, object, target)| Op::Set { rel, object, target }),
-        1 => (sel.clone(), sel.clone(), proptest::collection::vec(sel.clone(), 0..6))
+        replace => (sel.clone(), sel.clone(), proptest::collection::vec(sel.clone(), 0..6))
             .prop_map(|(rel, object, members)| Op::Replace { rel, object, members }),
-        1 => (sel.clone(), sel.clone()).prop_map(|(rel, object)| Op::Clear { rel, object }),
-        6 => (sel, proptest::option::weighted(0.9, any::<u16>()))
+        clear => (sel.clone(), sel.clone()).prop_map(|(rel, object)| Op::Clear { rel, object }),
+        rename => (sel, proptest::option::weighted(0.9, any::<u16>()))
             .prop_map(|(object, name)| Op::SetName { object, name }),
     ]
 }
