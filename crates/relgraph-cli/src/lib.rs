@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod pg_bench;
+pub mod phases;
 pub mod snapshot_bench;
 pub mod sqlite_bench;
 pub mod tools;

@@ -309,7 +309,10 @@ impl Session {
     /// A [`FlushError`]; nothing was written and every pending change is
     /// still in the session, so fixing the cause and flushing again works.
     pub fn flush(&mut self) -> Result<FlushStats, FlushError> {
-        let mut work = match self.collect(true) {
+        let _flush = tracing::debug_span!(target: "relgraph::flush", "flush").entered();
+        let collected =
+            tracing::debug_span!(target: "relgraph::flush", "unit_of_work").in_scope(|| self.collect(true));
+        let mut work = match collected {
             Ok(work) => work,
             Err(e) => {
                 self.abandon_stream();
@@ -324,7 +327,9 @@ impl Session {
             self.abandon_stream();
             return Err(FlushError::Cycle { cycle: "a test's".into() });
         }
-        let order = match self.order(&mut work) {
+        let ordered =
+            tracing::debug_span!(target: "relgraph::flush", "order").in_scope(|| self.order(&mut work));
+        let order = match ordered {
             Ok(order) => order,
             Err(e) => {
                 self.abandon_stream();
@@ -358,7 +363,9 @@ impl Session {
         let fail = |operation: String, source| FlushError::Store { operation, source };
         self.store.begin().map_err(|e| fail("begin".into(), e))?;
         let mut keys = Vec::with_capacity(ops.len());
-        match self.store.apply(&self.schema, &ops, &mut keys) {
+        let applied = tracing::debug_span!(target: "relgraph::flush", "apply")
+            .in_scope(|| self.store.apply(&self.schema, &ops, &mut keys));
+        match applied {
             Ok(()) => {}
             Err(e) => {
                 let e = match self.store.rollback() {
@@ -368,7 +375,9 @@ impl Session {
                 return Err(fail("a row operation".into(), e));
             }
         };
-        if let Err(e) = self.store.commit() {
+        if let Err(e) =
+            tracing::debug_span!(target: "relgraph::flush", "commit").in_scope(|| self.store.commit())
+        {
             let e = match self.store.rollback() {
                 Ok(()) => e,
                 Err(rollback) => e.with_rollback(rollback),
@@ -376,6 +385,7 @@ impl Session {
             return Err(fail("commit".into(), e));
         }
         let stats = Self::stats(&work, &order);
+        let _record = tracing::debug_span!(target: "relgraph::flush", "record").entered();
         self.committed(work, &ops, &order, &keys);
         free_later(ops);
         Ok(stats)

@@ -36,6 +36,20 @@
 //! assert_eq!(stats.inserts, 2);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Where a flush spends its time
+//!
+//! A flush opens `tracing` spans (target `relgraph::flush`, level DEBUG)
+//! for its phases, inside one named `flush`: `unit_of_work` (cascades,
+//! deletes, and the rows of an ordinary flush), `order`, `build` (a
+//! pipelined flush's rows, built while the store writes them), `apply` and
+//! `commit` (the store's; on the store's own thread in a pipelined,
+//! overlapped or streamed flush, entered once per chunk applied, so their
+//! busy time is the store's work and not its waiting), and `record` (the
+//! session's record of what the store now holds). Any subscriber that
+//! reports span timings shows them; `relgraph_cli::phases` collects them,
+//! and `relgraph bench --phases` prints them. With no subscriber, a span
+//! costs a check of a cached flag.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

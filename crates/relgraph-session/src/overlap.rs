@@ -127,11 +127,15 @@ impl Footprint for RecordLog {
 pub(crate) type StoreRun = Result<(), (&'static str, StoreError)>;
 
 /// The store's side: the whole transaction.
-fn run_store(store: &mut dyn Store, schema: &Schema, ops: &[RowOp]) -> StoreRun {
+fn run_store(store: &mut dyn Store, schema: &Schema, ops: &[RowOp], flush_span: &tracing::Span) -> StoreRun {
     store.begin().map_err(|e| ("begin", e))?;
     let mut keys = Vec::with_capacity(ops.len());
-    store.apply(schema, ops, &mut keys).map_err(|e| ("a row operation", e))?;
-    store.commit().map_err(|e| ("commit", e))
+    tracing::debug_span!(target: "relgraph::flush", parent: flush_span, "apply")
+        .in_scope(|| store.apply(schema, ops, &mut keys))
+        .map_err(|e| ("a row operation", e))?;
+    tracing::debug_span!(target: "relgraph::flush", parent: flush_span, "commit")
+        .in_scope(|| store.commit())
+        .map_err(|e| ("commit", e))
 }
 
 impl Session {
@@ -166,17 +170,24 @@ impl Session {
         let mut store = std::mem::replace(&mut self.store, Box::new(Lent));
         // Events the store logs through `tracing` reach this thread's subscriber.
         let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        // The store's spans belong to this flush's.
+        let flush_span = tracing::Span::current();
         let ran = std::thread::scope(|scope| {
             if no_thread() {
                 return None;
             }
             let writer =
                 std::thread::Builder::new().name("relgraph-store".into()).spawn_scoped(scope, || {
-                    tracing::dispatcher::with_default(&dispatch, || run_store(&mut *store, &schema, &ops))
+                    tracing::dispatcher::with_default(&dispatch, || {
+                        run_store(&mut *store, &schema, &ops, &flush_span)
+                    })
                 });
             let writer = writer.ok()?;
-            let mut log = self.record_ahead(&work, &ops, &order);
-            self.detach_deleted(&work, &mut log);
+            let log = tracing::debug_span!(target: "relgraph::flush", "record").in_scope(|| {
+                let mut log = self.record_ahead(&work, &ops, &order);
+                self.detach_deleted(&work, &mut log);
+                log
+            });
             Some((log, writer.join()))
         });
         self.store = store;
@@ -244,6 +255,7 @@ impl Session {
             self.play_back(log);
             return Err(FlushError::Store { operation: operation.to_owned(), source: e });
         }
+        let _record = tracing::debug_span!(target: "relgraph::flush", "record").entered();
         let stats = FlushStats {
             overlapped: true,
             streamed,

@@ -41,6 +41,8 @@ impl Session {
         let mut store = std::mem::replace(&mut self.store, Box::new(Lent));
         // Events the store logs through `tracing` reach this thread's subscriber.
         let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        // The store's spans belong to this flush's.
+        let flush_span = tracing::Span::current();
         let mut undo = Undo::default();
         let total = streamed.inserts.len() + streamed.links.len();
         // Taken by whichever side builds the rows: the pipeline, or the
@@ -58,7 +60,7 @@ impl Session {
             let writer =
                 std::thread::Builder::new().name("relgraph-store".into()).spawn_scoped(scope, || {
                     tracing::dispatcher::with_default(&dispatch, || {
-                        write(&mut *store, &schema, receiver, Some(give_back), total)
+                        write(&mut *store, &schema, receiver, Some(give_back), total, &flush_span)
                     })
                 });
             let writer = writer.ok()?;
@@ -73,7 +75,8 @@ impl Session {
                     Err(_) => Vec::with_capacity(CHUNK),
                 })
             };
-            let built = self.build_streamed(&mut work, rows, &mut hand_over, &mut undo);
+            let built = tracing::debug_span!(target: "relgraph::flush", "build")
+                .in_scope(|| self.build_streamed(&mut work, rows, &mut hand_over, &mut undo));
             drop(sender);
             Some((built, writer.join()))
         });
@@ -87,9 +90,10 @@ impl Session {
                     Some(Vec::with_capacity(CHUNK))
                 };
                 let rows = streamed.take().expect("the pipeline did not start, so it took nothing");
-                let built = self.build_streamed(&mut work, rows, &mut keep, &mut undo);
+                let built = tracing::debug_span!(target: "relgraph::flush", "build")
+                    .in_scope(|| self.build_streamed(&mut work, rows, &mut keep, &mut undo));
                 let ran = match &built {
-                    Ok(_) => write(&mut *store, &schema, chunks, None, total),
+                    Ok(_) => write(&mut *store, &schema, chunks, None, total, &flush_span),
                     Err(_) => Err(("begin", StoreError::new(ErrorKind::Usage, "not begun: the rows failed"))),
                 };
                 (built, Ok(ran))
@@ -131,7 +135,9 @@ impl Session {
             // only when the store's thread has failed.
             (Ok(order), Ok(keys)) => (order, keys),
         };
-        if let Err(e) = self.store.commit() {
+        if let Err(e) =
+            tracing::debug_span!(target: "relgraph::flush", "commit").in_scope(|| self.store.commit())
+        {
             let e = match self.store.rollback() {
                 Ok(()) => e,
                 Err(rollback) => e.with_rollback(rollback),
@@ -140,6 +146,7 @@ impl Session {
             return Err(fail("commit", e));
         }
         let stats = FlushStats { pipelined: true, ..Self::stats(&work, &order) };
+        let _record = tracing::debug_span!(target: "relgraph::flush", "record").entered();
         // Rows that waited for generated keys are recorded now; the rest
         // were recorded as they were built.
         let key_columns = std::mem::take(&mut self.key_columns);
@@ -294,13 +301,18 @@ fn write(
     chunks: impl IntoIterator<Item = Vec<RowOp>>,
     give_back: Option<Sender<Vec<RowOp>>>,
     total: usize,
+    flush_span: &tracing::Span,
 ) -> StoreRun {
     store.begin().map_err(|e| ("begin", e))?;
     store.reserve(total);
     let mut keys = Vec::with_capacity(total);
+    // Entered for each chunk: its busy time is the store's, not its waits.
+    let apply = tracing::debug_span!(target: "relgraph::flush", parent: flush_span, "apply");
     for mut chunk in chunks {
         // Handed over: a store that keeps rows moves them instead of copying.
-        store.apply_owned(schema, &mut chunk, &mut keys).map_err(|e| ("a row operation", e))?;
+        apply
+            .in_scope(|| store.apply_owned(schema, &mut chunk, &mut keys))
+            .map_err(|e| ("a row operation", e))?;
         if let Some(back) = &give_back {
             // Unwanted once the session's side has finished building.
             let _ = back.send(chunk);

@@ -95,11 +95,18 @@ impl Stream {
         let (sender, receiver) = sync_channel::<Message>(QUEUED_CHUNKS);
         let (give_back, returned) = channel::<Vec<RowOp>>();
         let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        // The flush's unit of work (or the flush itself) starts the stream:
+        // the store's spans belong to it.
+        let flush_span = tracing::Span::current();
         let thread = std::thread::Builder::new().name("relgraph-store".into()).spawn(move || {
             let mut store = take.recv().expect("the store is handed over as soon as the thread starts");
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 tracing::dispatcher::with_default(&dispatch, || {
-                    write(&mut *store, &schema, receiver, give_back)
+                    // Dropped in here: a subscriber closes a span's parents
+                    // through the thread's dispatcher, which is this one
+                    // only inside this call.
+                    let parent = flush_span;
+                    write(&mut *store, &schema, receiver, give_back, &parent)
                 })
             }));
             (store, outcome)
@@ -261,19 +268,26 @@ fn write(
     schema: &Schema,
     receiver: Receiver<Message>,
     give_back: Sender<Vec<RowOp>>,
+    flush_span: &tracing::Span,
 ) -> Result<(), (&'static str, StoreError)> {
     store.begin().map_err(|e| ("begin", e))?;
     let mut keys = Vec::new();
+    // Entered for each chunk: its busy time is the store's, not its waits.
+    let apply = tracing::debug_span!(target: "relgraph::flush", parent: flush_span, "apply");
     for message in receiver {
         match message {
             Message::Ops(mut ops) => {
-                store.apply_owned(schema, &mut ops, &mut keys).map_err(|e| ("a row operation", e))?;
+                apply
+                    .in_scope(|| store.apply_owned(schema, &mut ops, &mut keys))
+                    .map_err(|e| ("a row operation", e))?;
                 let _ = give_back.send(ops);
             }
             Message::Commit => {
                 // Nothing more to give back: the session stops waiting for it.
                 drop(give_back);
-                return store.commit().map_err(|e| ("commit", e));
+                return tracing::debug_span!(target: "relgraph::flush", parent: flush_span, "commit")
+                    .in_scope(|| store.commit())
+                    .map_err(|e| ("commit", e));
             }
             Message::Abort => break,
         }
@@ -316,11 +330,12 @@ impl Session {
             return self.run(work, order, ops);
         }
         stream.commit(&mut ops[sent..]);
-        let mut log = self.record_ahead(&work, &ops, &order);
+        let record = tracing::debug_span!(target: "relgraph::flush", "record");
+        let mut log = record.in_scope(|| self.record_ahead(&work, &ops, &order));
         // Detached once the store commits: the memory it touches is then
         // still in this core's cache when the commit ends and it is freed.
         stream.wait_for_commit();
-        self.detach_deleted(&work, &mut log);
+        record.in_scope(|| self.detach_deleted(&work, &mut log));
         let (store, outcome) = stream.finish();
         self.store = store;
         let ran = match outcome {
