@@ -5,6 +5,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use relgraph_cli::phases::{FlushPhases, ORDER, Phases};
 use relgraph_graph::Graph;
 use relgraph_testkit::workloads::{self, Handles, W4Size, W4Timings};
 
@@ -55,6 +56,11 @@ pub struct BenchArgs {
     /// Print one JSON object per line instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also report where relgraph's flush spent its time, phase by phase
+    /// (medians; the store's `apply` and `commit` run on its own thread in
+    /// large flushes, beside the session's `build` or `record`).
+    #[arg(long)]
+    phases: bool,
     /// Give the raw SQLite baseline a page cache of this many KiB (default:
     /// SQLite's own, 2,000 KiB; the store opens its connections with 65,536).
     #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
@@ -126,19 +132,35 @@ fn flush(
         writeln!(out)?;
     }
     for &w in workloads {
+        let collector = Phases::default();
+        let mut phases: Vec<FlushPhases> = Vec::new();
         let runs = (0..args.runs)
-            .map(|_| match (store, w) {
-                (StoreKind::Sqlite, Workload::W1) => sqlite_bench::w1(&scratch.0, n, args.raw_cache_kib),
-                (StoreKind::Sqlite, Workload::W2) => sqlite_bench::w2(&scratch.0, n, args.raw_cache_kib),
-                (StoreKind::Sqlite, _) => sqlite_bench::w3(&scratch.0, n, args.raw_cache_kib),
-                (StoreKind::Postgres, Workload::W1) => pg_bench::w1(&url, n),
-                (StoreKind::Postgres, Workload::W2) => pg_bench::w2(&url, n),
-                (StoreKind::Postgres, _) => pg_bench::w3(&url, n),
-                (StoreKind::Snapshot, Workload::W1) => snapshot_bench::w1(&scratch.0, n),
-                (StoreKind::Snapshot, Workload::W2) => snapshot_bench::w2(&scratch.0, n),
-                (StoreKind::Snapshot, _) => snapshot_bench::w3(&scratch.0, n),
+            .map(|_| {
+                let run = || match (store, w) {
+                    (StoreKind::Sqlite, Workload::W1) => sqlite_bench::w1(&scratch.0, n, args.raw_cache_kib),
+                    (StoreKind::Sqlite, Workload::W2) => sqlite_bench::w2(&scratch.0, n, args.raw_cache_kib),
+                    (StoreKind::Sqlite, _) => sqlite_bench::w3(&scratch.0, n, args.raw_cache_kib),
+                    (StoreKind::Postgres, Workload::W1) => pg_bench::w1(&url, n),
+                    (StoreKind::Postgres, Workload::W2) => pg_bench::w2(&url, n),
+                    (StoreKind::Postgres, _) => pg_bench::w3(&url, n),
+                    (StoreKind::Snapshot, Workload::W1) => snapshot_bench::w1(&scratch.0, n),
+                    (StoreKind::Snapshot, Workload::W2) => snapshot_bench::w2(&scratch.0, n),
+                    (StoreKind::Snapshot, _) => snapshot_bench::w3(&scratch.0, n),
+                };
+                if !args.phases {
+                    return run();
+                }
+                let result = tracing::subscriber::with_default(collector.subscriber(), run);
+                // The timed flush is each run's last (W3's first writes W1's rows).
+                phases.extend(collector.take().pop());
+                result
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let phase_medians: Vec<(&str, f64)> = ORDER
+            .iter()
+            .filter(|&&p| phases.iter().any(|f| f.contains_key(p)))
+            .map(|&p| (p, median(phases.iter().map(|f| f.get(p).map_or(0.0, |d| d.as_secs_f64())).collect())))
+            .collect();
         let relgraph = median(runs.iter().map(|r| r.relgraph.as_secs_f64()).collect());
         let baseline = median(runs.iter().map(|r| r.baseline.as_secs_f64()).collect());
         let setup = median(runs.iter().map(|r| r.setup.as_secs_f64()).collect());
@@ -152,9 +174,16 @@ fn flush(
             let open = open.map_or(String::new(), |(o, r)| {
                 format!(",\"open_s\":{o:.6},\"baseline_open_s\":{r:.6},\"open_ratio\":{:.3}", r / o)
             });
+            let phases = if phase_medians.is_empty() {
+                String::new()
+            } else {
+                let fields: Vec<String> =
+                    phase_medians.iter().map(|(p, s)| format!("\"{p}\":{s:.6}")).collect();
+                format!(",\"phases_s\":{{{}}}", fields.join(","))
+            };
             writeln!(
                 out,
-                "{{\"workload\":\"{w:?}\",\"store\":\"{name}\",\"relgraph_s\":{relgraph:.6},\"baseline\":\"{baseline_name}\",\"baseline_s\":{baseline:.6},\"ratio\":{ratio:.3}{open}}}"
+                "{{\"workload\":\"{w:?}\",\"store\":\"{name}\",\"relgraph_s\":{relgraph:.6},\"baseline\":\"{baseline_name}\",\"baseline_s\":{baseline:.6},\"ratio\":{ratio:.3}{open}{phases}}}"
             )?;
         } else {
             let load = if w == Workload::W3 { format!("{setup:.3}") } else { "-".into() };
@@ -168,6 +197,11 @@ fn flush(
                 write!(out, " {o:>10.4} {r:>12.4} {:>10.2}", r / o)?;
             }
             writeln!(out)?;
+            if !phase_medians.is_empty() {
+                let parts: Vec<String> =
+                    phase_medians.iter().map(|(p, s)| format!("{p} {:.1}", s * 1000.0)).collect();
+                writeln!(out, "{:<9} phases, ms (median): {}", "", parts.join(", "))?;
+            }
         }
     }
     Ok(())

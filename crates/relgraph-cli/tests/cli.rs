@@ -38,6 +38,29 @@ fn bench_w4_table_names_the_baseline_and_memory() {
 }
 
 #[test]
+fn bench_phases_reports_each_flush_phase_beside_the_figures() {
+    // The timed flush is W3's second: the first writes W1's rows, and must
+    // not be counted. At a fifth of the size, W1's flush is pipelined (it
+    // has a `build` phase) and W3's is not.
+    let args =
+        ["bench", "--store", "snapshot", "--workload", "W3", "--runs", "1", "--scale-down", "5", "--phases"];
+    let out = relgraph(&[&args[..], &["--json"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8(out.stdout).unwrap();
+    let json: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    let phases = json["phases_s"].as_object().expect("phases_s");
+    let names: Vec<&str> = phases.keys().map(String::as_str).collect();
+    assert_eq!(names, ["unit_of_work", "order", "apply", "commit", "record", "flush"], "{line}");
+    let flush = phases["flush"].as_f64().unwrap();
+    assert!(flush > 0.0 && flush <= json["relgraph_s"].as_f64().unwrap() * 1.01, "{line}");
+
+    let out = relgraph(&args);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("phases, ms (median): unit_of_work "), "{text}");
+}
+
+#[test]
 fn unknown_workload_is_a_clear_error() {
     let out = relgraph(&["bench", "--workload", "W9"]);
     assert!(!out.status.success());
