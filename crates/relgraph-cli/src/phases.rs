@@ -120,12 +120,16 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
 
     use relgraph_core::Value;
     use relgraph_session::Session;
     use relgraph_sqlite::SqliteStore;
     use relgraph_testkit::workloads::{Handles, schema};
+    use tracing::Subscriber;
+    use tracing::span::{Attributes, Id};
+    use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+    use tracing_subscriber::registry::LookupSpan;
 
     use super::Phases;
 
@@ -189,7 +193,9 @@ mod tests {
             })
             .collect();
         let phases = Phases::default();
-        tracing::subscriber::with_default(phases.subscriber(), || {
+        let spans = Parents::default();
+        let subscriber = tracing_subscriber::registry().with(phases.clone()).with(spans.clone());
+        tracing::subscriber::with_default(subscriber, || {
             session.flush().unwrap();
             session.set_pipeline_threshold(0);
             for (i, &p) in parents.iter().enumerate() {
@@ -202,5 +208,64 @@ mod tests {
         assert_eq!(flushes.len(), 2, "one entry per flush, the store's spans inside their own: {flushes:?}");
         let names: Vec<_> = flushes[1].keys().copied().collect();
         assert_eq!(names, ["apply", "commit", "flush", "order", "record", "unit_of_work"]);
+        // The stream starts inside the unit of work, but the store's spans
+        // are the flush's own phases, beside the unit of work.
+        let seen = spans.0.lock().unwrap();
+        for phase in ["apply", "commit"] {
+            assert!(seen.contains(&(phase, Some("flush"))), "{phase} under the flush: {seen:?}");
+            assert!(!seen.contains(&(phase, Some("unit_of_work"))), "{seen:?}");
+        }
+    }
+
+    /// A span's name and its parent's.
+    type Opened = (&'static str, Option<&'static str>);
+
+    /// Each span's name with its parent's, as opened.
+    #[derive(Clone, Default)]
+    struct Parents(Arc<Mutex<Vec<Opened>>>);
+
+    impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Parents {
+        fn on_new_span(&self, _: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+            let span = ctx.span(id).unwrap();
+            let parent = span.parent().map(|p| p.name());
+            self.0.lock().unwrap().push((span.name(), parent));
+        }
+    }
+
+    #[test]
+    fn an_overlapped_flush_reports_the_stores_phases_from_its_thread() {
+        let schema = schema();
+        let h = Handles::new(&schema);
+        let mut session = Session::new(Arc::clone(&schema), SqliteStore::open_in_memory().unwrap()).unwrap();
+        let pid = schema.entity_column(h.parent, "id").unwrap();
+        let parents: Vec<_> = (1..=50i64)
+            .map(|p| {
+                let parent = session.new_with(h.parent, [(pid, Value::from(p))]).unwrap();
+                session.add(parent).unwrap();
+                parent
+            })
+            .collect();
+        session.flush().unwrap();
+        // Deletes beside inserts: neither pipelined (new rows only) nor
+        // streamed (no INSERT), so the store overlaps on its own thread.
+        session.set_pipeline_threshold(0);
+        for &p in &parents[..25] {
+            session.delete(p).unwrap();
+        }
+        for p in 51..=75i64 {
+            let parent = session.new_with(h.parent, [(pid, Value::from(p))]).unwrap();
+            session.add(parent).unwrap();
+        }
+        let phases = Phases::default();
+        let stats = tracing::subscriber::with_default(phases.subscriber(), || session.flush().unwrap());
+        assert!(stats.overlapped && !stats.pipelined, "{stats:?}");
+        assert_eq!((stats.inserts, stats.deletes), (25, 25));
+        let flushes = phases.take();
+        assert_eq!(flushes.len(), 1, "{flushes:?}");
+        // `apply` and `commit` are opened on the store's thread: they are
+        // here only if that thread's spans reach the flushing thread's subscriber.
+        let names: Vec<_> = flushes[0].keys().copied().collect();
+        assert_eq!(names, ["apply", "commit", "flush", "order", "record", "unit_of_work"]);
+        assert!(flushes[0]["apply"] > std::time::Duration::ZERO);
     }
 }

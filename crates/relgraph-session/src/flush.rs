@@ -309,9 +309,13 @@ impl Session {
     /// A [`FlushError`]; nothing was written and every pending change is
     /// still in the session, so fixing the cause and flushing again works.
     pub fn flush(&mut self) -> Result<FlushStats, FlushError> {
-        let _flush = tracing::debug_span!(target: "relgraph::flush", "flush").entered();
+        let flush = tracing::debug_span!(target: "relgraph::flush", "flush").entered();
+        // Held only while the unit of work runs: a handle kept longer would
+        // keep the flush's span open after the flush.
+        self.flush_span = flush.clone();
         let collected =
             tracing::debug_span!(target: "relgraph::flush", "unit_of_work").in_scope(|| self.collect(true));
+        self.flush_span = tracing::Span::none();
         let mut work = match collected {
             Ok(work) => work,
             Err(e) => {
@@ -1003,7 +1007,7 @@ impl Session {
                 // No stream started ahead, or it gave the store back for a load.
                 early.clear();
                 let store = std::mem::replace(&mut self.store, Box::new(crate::pipeline::Lent));
-                match crate::stream::Stream::start(store, Arc::clone(&self.schema)) {
+                match crate::stream::Stream::start(store, Arc::clone(&self.schema), self.flush_span.clone()) {
                     Ok(stream) => self.stream = Some(stream),
                     Err(store) => {
                         self.store = store;
@@ -1404,7 +1408,7 @@ impl Session {
             return Ok(Vec::new());
         }
         let store = std::mem::replace(&mut self.store, Box::new(crate::pipeline::Lent));
-        match crate::stream::Stream::start(store, Arc::clone(&self.schema)) {
+        match crate::stream::Stream::start(store, Arc::clone(&self.schema), self.flush_span.clone()) {
             Ok(stream) => self.stream = Some(stream),
             Err(store) => {
                 self.store = store;

@@ -82,9 +82,13 @@ fn same_run(a: &RowOp, b: &RowOp) -> bool {
 }
 
 impl Stream {
-    /// Starts `store` on a thread of its own, in a transaction; gives the
-    /// store back when no thread can start.
-    pub(crate) fn start(store: Box<dyn Store>, schema: Arc<Schema>) -> Result<Stream, Box<dyn Store>> {
+    /// Starts `store` on a thread of its own, in a transaction, its spans
+    /// under `flush_span`; gives the store back when no thread can start.
+    pub(crate) fn start(
+        store: Box<dyn Store>,
+        schema: Arc<Schema>,
+        flush_span: tracing::Span,
+    ) -> Result<Stream, Box<dyn Store>> {
         if no_thread() {
             return Err(store);
         }
@@ -95,9 +99,6 @@ impl Stream {
         let (sender, receiver) = sync_channel::<Message>(QUEUED_CHUNKS);
         let (give_back, returned) = channel::<Vec<RowOp>>();
         let dispatch = tracing::dispatcher::get_default(Clone::clone);
-        // The flush's unit of work (or the flush itself) starts the stream:
-        // the store's spans belong to it.
-        let flush_span = tracing::Span::current();
         let thread = std::thread::Builder::new().name("relgraph-store".into()).spawn(move || {
             let mut store = take.recv().expect("the store is handed over as soon as the thread starts");
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
