@@ -120,9 +120,11 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::ops::RangeInclusive;
     use std::sync::{Arc, Mutex};
 
     use relgraph_core::Value;
+    use relgraph_graph::ObjectKey;
     use relgraph_session::Session;
     use relgraph_sqlite::SqliteStore;
     use relgraph_testkit::workloads::{Handles, schema};
@@ -178,20 +180,24 @@ mod tests {
         assert!(flushes[0]["apply"] > std::time::Duration::ZERO);
     }
 
+    /// New parents with the ids `ids`, added to `session`.
+    fn add_parents(session: &mut Session, h: &Handles, ids: RangeInclusive<i64>) -> Vec<ObjectKey> {
+        let pid = session.schema().entity_column(h.parent, "id").unwrap();
+        ids.map(|p| {
+            let parent = session.new_with(h.parent, [(pid, Value::from(p))]).unwrap();
+            session.add(parent).unwrap();
+            parent
+        })
+        .collect()
+    }
+
     #[test]
     fn a_streamed_flush_reports_each_phase_within_its_own_flush() {
         let schema = schema();
         let h = Handles::new(&schema);
         let mut session = Session::new(Arc::clone(&schema), SqliteStore::open_in_memory().unwrap()).unwrap();
-        let (pid, pname) =
-            (schema.entity_column(h.parent, "id").unwrap(), schema.entity_column(h.parent, "name").unwrap());
-        let parents: Vec<_> = (1..=50i64)
-            .map(|p| {
-                let parent = session.new_with(h.parent, [(pid, Value::from(p))]).unwrap();
-                session.add(parent).unwrap();
-                parent
-            })
-            .collect();
+        let pname = schema.entity_column(h.parent, "name").unwrap();
+        let parents = add_parents(&mut session, &h, 1..=50);
         let phases = Phases::default();
         let spans = Parents::default();
         let subscriber = tracing_subscriber::registry().with(phases.clone()).with(spans.clone());
@@ -237,14 +243,7 @@ mod tests {
         let schema = schema();
         let h = Handles::new(&schema);
         let mut session = Session::new(Arc::clone(&schema), SqliteStore::open_in_memory().unwrap()).unwrap();
-        let pid = schema.entity_column(h.parent, "id").unwrap();
-        let parents: Vec<_> = (1..=50i64)
-            .map(|p| {
-                let parent = session.new_with(h.parent, [(pid, Value::from(p))]).unwrap();
-                session.add(parent).unwrap();
-                parent
-            })
-            .collect();
+        let parents = add_parents(&mut session, &h, 1..=50);
         session.flush().unwrap();
         // Deletes beside inserts: neither pipelined (new rows only) nor
         // streamed (no INSERT), so the store overlaps on its own thread.
@@ -252,10 +251,7 @@ mod tests {
         for &p in &parents[..25] {
             session.delete(p).unwrap();
         }
-        for p in 51..=75i64 {
-            let parent = session.new_with(h.parent, [(pid, Value::from(p))]).unwrap();
-            session.add(parent).unwrap();
-        }
+        add_parents(&mut session, &h, 51..=75);
         let phases = Phases::default();
         let stats = tracing::subscriber::with_default(phases.subscriber(), || session.flush().unwrap());
         assert!(stats.overlapped && !stats.pipelined, "{stats:?}");
