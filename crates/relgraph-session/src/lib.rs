@@ -71,6 +71,7 @@ use relgraph_core::{
 };
 use relgraph_graph::{Graph, LinkChange, ObjectKey};
 use slotmap::SecondaryMap;
+use smallvec::SmallVec;
 
 pub use error::{FlushError, SessionError};
 pub use flush::{FlushStats, Plan, PlannedOp};
@@ -102,8 +103,11 @@ pub(crate) struct Tracked {
     /// load on; until then the graph's row *is* the stored row, because
     /// foreign-key columns change only when a flush commits (copy on write).
     pub(crate) snapshot: Option<Row>,
-    /// Per slot of the entity: whether the links at that slot are all in memory.
-    pub(crate) loaded: Box<[bool]>,
+    /// Per slot of the entity: whether the links at that slot are all in
+    /// memory. Up to 16 slots are held in place, for 8 bytes more than a
+    /// boxed slice: one allocation (and one pointer to follow) fewer for
+    /// every object tracked.
+    pub(crate) loaded: SmallVec<[bool; 16]>,
     /// Whether a column value was written since the last flush.
     pub(crate) dirty: bool,
 }
@@ -279,7 +283,7 @@ impl Session {
         let entity = self.graph.entity_of(key).expect("tracked objects are live");
         let slots = self.schema.entity(entity).slots.len();
         // A new object's links are all in memory; a loaded one's are not yet.
-        let loaded = vec![!persisted; slots].into_boxed_slice();
+        let loaded = SmallVec::from_elem(!persisted, slots);
         let tracked = Tracked { state, seq: self.next_seq, persisted, snapshot: None, loaded, dirty: false };
         self.tracked.insert(key, tracked);
         self.next_seq += 1;
