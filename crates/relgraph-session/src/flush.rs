@@ -310,12 +310,8 @@ impl Session {
     /// still in the session, so fixing the cause and flushing again works.
     pub fn flush(&mut self) -> Result<FlushStats, FlushError> {
         let flush = tracing::debug_span!(target: "relgraph::flush", "flush").entered();
-        // Held only while the unit of work runs: a handle kept longer would
-        // keep the flush's span open after the flush.
-        self.flush_span = flush.clone();
-        let collected =
-            tracing::debug_span!(target: "relgraph::flush", "unit_of_work").in_scope(|| self.collect(true));
-        self.flush_span = tracing::Span::none();
+        let collected = tracing::debug_span!(target: "relgraph::flush", "unit_of_work")
+            .in_scope(|| self.collect(true, &flush));
         let mut work = match collected {
             Ok(work) => work,
             Err(e) => {
@@ -410,7 +406,7 @@ impl Session {
     /// # Errors
     /// As [`Session::flush`], except store write errors.
     pub fn plan(&mut self) -> Result<Plan, FlushError> {
-        let mut work = self.collect(false)?;
+        let mut work = self.collect(false, &tracing::Span::none())?;
         let order = self.order(&mut work)?;
         let mut position = vec![u32::MAX; work.nodes.len()];
         for (p, &node) in order.iter().enumerate() {
@@ -660,8 +656,10 @@ impl Session {
 
     /// The unit of work and its row operations. With `pipeline`, a flush of
     /// new rows only that is large enough comes back with `streamed` set and
-    /// its rows not built yet.
-    fn collect(&mut self, pipeline: bool) -> Result<Work, FlushError> {
+    /// its rows not built yet, and a large one of UPDATEs and DELETEs starts
+    /// its store on a stream, whose spans go under `flush_span` (the
+    /// flush's, though the stream starts inside its unit of work).
+    fn collect(&mut self, pipeline: bool, flush_span: &tracing::Span) -> Result<Work, FlushError> {
         // A handle of its own, so that schema parts are borrowed from it while
         // `self` loads, instead of cloned per object.
         let schema = Arc::clone(&self.schema);
@@ -682,7 +680,8 @@ impl Session {
         self.sort_by_seq(&mut deleted);
         deleted.dedup();
         // UPDATEs that nothing below can change go to the store first.
-        let mut early = if pipeline { self.send_early_updates(&pending, &deleted)? } else { Vec::new() };
+        let mut early =
+            if pipeline { self.send_early_updates(&pending, &deleted, flush_span)? } else { Vec::new() };
 
         // 1. save-update cascades, from everything that could have gained a link.
         let mut cascaded = KeySet::new();
@@ -1007,7 +1006,7 @@ impl Session {
                 // No stream started ahead, or it gave the store back for a load.
                 early.clear();
                 let store = std::mem::replace(&mut self.store, Box::new(crate::pipeline::Lent));
-                match crate::stream::Stream::start(store, Arc::clone(&self.schema), self.flush_span.clone()) {
+                match crate::stream::Stream::start(store, Arc::clone(&self.schema), flush_span.clone()) {
                     Ok(stream) => self.stream = Some(stream),
                     Err(store) => {
                         self.store = store;
@@ -1381,6 +1380,7 @@ impl Session {
         &mut self,
         pending: &[ObjectKey],
         deleted: &[ObjectKey],
+        flush_span: &tracing::Span,
     ) -> Result<Vec<Early>, FlushError> {
         if !pending.is_empty()
             || self.written.len() + deleted.len() + self.net.len() < self.pipeline_min
@@ -1408,7 +1408,7 @@ impl Session {
             return Ok(Vec::new());
         }
         let store = std::mem::replace(&mut self.store, Box::new(crate::pipeline::Lent));
-        match crate::stream::Stream::start(store, Arc::clone(&self.schema), self.flush_span.clone()) {
+        match crate::stream::Stream::start(store, Arc::clone(&self.schema), flush_span.clone()) {
             Ok(stream) => self.stream = Some(stream),
             Err(store) => {
                 self.store = store;

@@ -120,10 +120,6 @@ pub struct Session {
     /// A flush's store at work on its own thread while the flush is worked
     /// out (see `stream.rs`); `None` outside a flush.
     stream: Option<stream::Stream>,
-    /// The span of the flush whose unit of work is being worked out
-    /// (`Span::none()` otherwise): a stream started then opens its store's
-    /// spans under it.
-    flush_span: tracing::Span,
     tracked: SecondaryMap<ObjectKey, Tracked>,
     /// (table, primary key) to object: one object per row.
     /// Per table: primary key to object. One object per row. Keyed by
@@ -211,7 +207,6 @@ impl Session {
             written: Vec::new(),
             staged: Vec::new(),
             stream: None,
-            flush_span: tracing::Span::none(),
             next_seq: 0,
         })
     }
