@@ -570,14 +570,14 @@ impl Graph {
         for &edge in &detached.edges {
             self.free_edge(edge);
         }
-        let mut removed = Removed {
-            rows: Vec::with_capacity(detached.keys.len()),
-            slots: Vec::with_capacity(detached.keys.len()),
-        };
+        let mut removed = Removed { rows: Vec::with_capacity(detached.keys.len()), slots: Vec::new() };
         for &key in &detached.keys {
             if let Some(object) = self.objects.remove(key) {
                 removed.rows.push(object.values);
-                removed.slots.push(object.slots);
+                // Slots held in place free nothing: only those on the heap go along.
+                if object.slots.spilled() {
+                    removed.slots.push(object.slots);
+                }
             }
         }
         removed
@@ -585,7 +585,8 @@ impl Graph {
 }
 
 /// What [`Graph::remove_detached`] took out of the graph: the objects'
-/// rows, in the order they were detached, and their link slots.
+/// rows, in the order they were detached, and the link slots that were
+/// not held in place.
 #[derive(Debug)]
 pub struct Removed {
     rows: Vec<Box<[Value]>>,
@@ -617,5 +618,7 @@ mod tests {
     fn slot_and_edge_weights_stay_small() {
         assert_eq!(std::mem::size_of::<Slot>(), 16);
         assert_eq!(std::mem::size_of::<EdgeData>(), 40);
+        // Two slots in place, beside the entity and the row's pointer.
+        assert_eq!(std::mem::size_of::<Object>(), 64);
     }
 }
