@@ -699,6 +699,22 @@ impl Session {
             let far_end = self.schema.link(link).end(end.opposite());
             far_end.relationship.filter(|_| !far_end.many)
         };
+        // Per link and near end: whether an object reached that way has a
+        // save-update relationship to walk other than the one back. Most
+        // have none (W1's 100,000 children only lead back to their parent),
+        // and need not be walked at all.
+        let leads_on: Vec<[bool; 2]> = schema
+            .link_ids()
+            .map(|link| {
+                [End::Source, End::Target].map(|end| {
+                    let far = schema.link(link).end(end.opposite()).entity;
+                    schema.entity(far).relationships.iter().any(|&rel| {
+                        Some(rel) != back(link, end)
+                            && schema.relationship(rel).cascade.contains(Cascade::SAVE_UPDATE)
+                    })
+                })
+            })
+            .collect();
         // The net link changes in the order they were made: the passes below
         // then read objects about in the order they sit in memory.
         let net: Vec<(LinkId, ObjectKey, ObjectKey, i8)> =
@@ -731,7 +747,9 @@ impl Session {
                     && cascaded.insert(far, ()).is_none()
                 {
                     work.cascaded.push(far);
-                    roots.push((far, back(link, end)));
+                    if leads_on[link.index()][end.index()] {
+                        roots.push((far, back(link, end)));
+                    }
                 }
             }
         }
@@ -754,7 +772,9 @@ impl Session {
                         && cascaded.insert(member, ()).is_none()
                     {
                         work.cascaded.push(member);
-                        roots.push((member, back(def.link, def.end)));
+                        if leads_on[def.link.index()][def.end.index()] {
+                            roots.push((member, back(def.link, def.end)));
+                        }
                     }
                 }
             }
