@@ -6,7 +6,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 
-use crate::schema::{ForeignKeyId, Schema, TableId};
+use crate::schema::{ForeignKeyId, Schema, TableDef, TableId};
 use crate::value::Value;
 
 /// A full row, one value per column in table order.
@@ -72,6 +72,35 @@ impl RowOp {
         }
     }
 
+    /// Refuses an operation that does not fit its table: a table the
+    /// schema lacks, an INSERT row not one cell per column, a column out
+    /// of range, or columns and values of different counts. Stores call it
+    /// before writing, so a malformed operation is a usage error and never
+    /// a panic or a driver's complaint about parameters.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Usage`], naming the table and what is wrong.
+    pub fn check(&self, schema: &Schema) -> Result<(), StoreError> {
+        let def = table_def(schema, self.table())?;
+        let width = def.columns.len();
+        let fits = |columns: &[u32], values: usize| {
+            columns.len() == values && columns.iter().all(|&c| (c as usize) < width)
+        };
+        let fault = match self {
+            RowOp::Insert { row, .. } => return check_insert(schema, self.table(), row.len()),
+            RowOp::Update { key_columns, key, columns, values, .. } => (!fits(key_columns, key.len())
+                || !fits(columns, values.len()))
+            .then_some("an UPDATE whose columns and values do not match"),
+            RowOp::Delete { columns, values, .. } => {
+                (!fits(columns, values.len())).then_some("a DELETE whose columns and values do not match")
+            }
+        };
+        match fault {
+            Some(fault) => Err(StoreError::new(ErrorKind::Usage, format!("{fault} in table {}", def.name))),
+            None => Ok(()),
+        }
+    }
+
     /// Whether this INSERT asks the store to generate its key (its table's
     /// autoincrement key is NULL); such rows are inserted one at a time so
     /// the key can be read back.
@@ -80,7 +109,7 @@ impl RowOp {
             RowOp::Insert { table, row } => schema
                 .table(*table)
                 .autoincrement_column()
-                .is_some_and(|c| row[c as usize] == Cell::Value(Value::Null)),
+                .is_some_and(|c| row.get(c as usize) == Some(&Cell::Value(Value::Null))),
             _ => false,
         }
     }
@@ -104,6 +133,33 @@ impl RowOp {
     }
 }
 
+/// Refuses an INSERT into `table` of a row of `width` cells unless the
+/// table has that many columns (see [`RowOp::check`]).
+///
+/// # Errors
+/// [`ErrorKind::Usage`], naming the table and both widths.
+pub fn check_insert(schema: &Schema, table: TableId, width: usize) -> Result<(), StoreError> {
+    let def = table_def(schema, table)?;
+    if width == def.columns.len() {
+        return Ok(());
+    }
+    Err(StoreError::new(
+        ErrorKind::Usage,
+        format!("an INSERT into table {} of {width} cells; it has {} columns", def.name, def.columns.len()),
+    ))
+}
+
+/// `table`'s definition, or a usage error for a handle from another schema.
+fn table_def(schema: &Schema, table: TableId) -> Result<&TableDef, StoreError> {
+    match schema.table_ids().nth(table.index()) {
+        Some(t) => Ok(schema.table(t)),
+        None => Err(StoreError::new(
+            ErrorKind::Usage,
+            format!("an operation on table {}, which the schema does not have", table.index()),
+        )),
+    }
+}
+
 /// The end of the run of operations that share `ops[start]`'s shape, at most
 /// `limit` long: `ops[start..end]` can go as one batched statement.
 pub fn run_end(ops: &[RowOp], start: usize, limit: usize, schema: &Schema) -> usize {
@@ -112,6 +168,193 @@ pub fn run_end(ops: &[RowOp], start: usize, limit: usize, schema: &Schema) -> us
         end += 1;
     }
     end
+}
+
+/// INSERTs in order, their rows laid end to end in one buffer: what a
+/// flush of new rows hands a store in each call of
+/// [`Store::apply_inserts`]. One allocation holds a thousand rows, where a
+/// [`RowOp::Insert`] each would take one of its own (and a page fault for
+/// every forty or so of them, on a fresh heap); cleared, the batch is
+/// filled again without allocating.
+///
+/// Consecutive rows of one table form a run; each row has its table's
+/// width (one cell per column, as in [`RowOp::Insert`]).
+///
+/// ```
+/// use relgraph_core::{Cell, Column, InsertBatch, Registry, RowOp, Table, Value};
+///
+/// let mut registry = Registry::new();
+/// let table = registry.table(Table::new("pair").column(Column::integer("a")).column(Column::integer("b")))?;
+/// let mut batch = InsertBatch::new();
+/// batch.push(table, [Cell::Value(Value::Integer(1)), Cell::Value(Value::Null)]);
+/// batch.push_row(table, 2)[0] = Cell::Value(Value::Integer(2));
+/// assert_eq!(batch.len(), 2);
+/// let run = batch.runs().next().unwrap();
+/// assert_eq!((run.table, run.width, run.len()), (table, 2, 2), "two rows of one table");
+/// assert_eq!(
+///     batch.to_ops()[1],
+///     RowOp::Insert { table, row: Box::new([Cell::Value(Value::Integer(2)), Cell::Value(Value::Null)]) }
+/// );
+/// # Ok::<(), relgraph_core::ConfigError>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InsertBatch {
+    runs: Vec<RunHeader>,
+    cells: Vec<Cell>,
+    rows: usize,
+}
+
+/// Rows of one table and width, consecutive in an [`InsertBatch`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RunHeader {
+    table: TableId,
+    width: u32,
+    rows: u32,
+}
+
+/// Consecutive rows of one table in an [`InsertBatch`], their cells
+/// (`&[Cell]` or `&mut [Cell]`) end to end.
+#[derive(Debug)]
+pub struct InsertRun<C> {
+    /// The table the rows go into.
+    pub table: TableId,
+    /// Cells per row.
+    pub width: usize,
+    /// The rows' cells, `width` per row.
+    pub cells: C,
+    rows: usize,
+}
+
+impl<C> InsertRun<C> {
+    /// The number of rows (also right for rows of no cells).
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether the run holds no row (never so for a run of a batch).
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+}
+
+impl<'a> InsertRun<&'a [Cell]> {
+    /// Row `i`'s cells.
+    ///
+    /// # Panics
+    /// When `i` is not below [`InsertRun::len`].
+    pub fn row(&self, i: usize) -> &'a [Cell] {
+        assert!(i < self.rows, "row {i} of a run of {}", self.rows);
+        &self.cells[i * self.width..(i + 1) * self.width]
+    }
+}
+
+impl InsertRun<&mut [Cell]> {
+    /// Row `i`'s cells, writable.
+    ///
+    /// # Panics
+    /// When `i` is not below [`InsertRun::len`].
+    pub fn row_mut(&mut self, i: usize) -> &mut [Cell] {
+        assert!(i < self.rows, "row {i} of a run of {}", self.rows);
+        &mut self.cells[i * self.width..(i + 1) * self.width]
+    }
+}
+
+impl InsertBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty batch with room for `cells` cells.
+    pub fn with_capacity(cells: usize) -> Self {
+        InsertBatch { runs: Vec::new(), cells: Vec::with_capacity(cells), rows: 0 }
+    }
+
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether the batch holds no row.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Removes every row, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.runs.clear();
+        self.cells.clear();
+        self.rows = 0;
+    }
+
+    /// Appends a row of `table`, `width` cells, all NULL, and returns it to
+    /// be filled in place.
+    pub fn push_row(&mut self, table: TableId, width: usize) -> &mut [Cell] {
+        self.note_row(table, width);
+        let start = self.cells.len();
+        self.cells.resize_with(start + width, || Cell::Value(Value::Null));
+        &mut self.cells[start..]
+    }
+
+    /// Appends a row of `table` with the cells `row` yields.
+    pub fn push(&mut self, table: TableId, row: impl IntoIterator<Item = Cell>) {
+        let start = self.cells.len();
+        self.cells.extend(row);
+        self.note_row(table, self.cells.len() - start);
+    }
+
+    /// Removes the last row, if there is one.
+    pub fn pop_row(&mut self) {
+        let Some(run) = self.runs.last_mut() else { return };
+        self.cells.truncate(self.cells.len() - run.width as usize);
+        run.rows -= 1;
+        if run.rows == 0 {
+            self.runs.pop();
+        }
+        self.rows -= 1;
+    }
+
+    fn note_row(&mut self, table: TableId, width: usize) {
+        let width = u32::try_from(width).expect("a row has fewer than 2^32 columns");
+        match self.runs.last_mut() {
+            Some(run) if run.table == table && run.width == width && run.rows < u32::MAX => run.rows += 1,
+            _ => self.runs.push(RunHeader { table, width, rows: 1 }),
+        }
+        self.rows += 1;
+    }
+
+    /// The runs in order.
+    pub fn runs(&self) -> impl Iterator<Item = InsertRun<&[Cell]>> {
+        let mut rest = self.cells.as_slice();
+        self.runs.iter().map(move |run| {
+            let (width, rows) = (run.width as usize, run.rows as usize);
+            let (cells, after) = rest.split_at(width * rows);
+            rest = after;
+            InsertRun { table: run.table, width, cells, rows }
+        })
+    }
+
+    /// [`InsertBatch::runs`], with the cells writable: a store that keeps
+    /// the rows may move their values out.
+    pub fn runs_mut(&mut self) -> impl Iterator<Item = InsertRun<&mut [Cell]>> {
+        let mut rest = self.cells.as_mut_slice();
+        self.runs.iter().map(move |run| {
+            let (width, rows) = (run.width as usize, run.rows as usize);
+            let (cells, after) = std::mem::take(&mut rest).split_at_mut(width * rows);
+            rest = after;
+            InsertRun { table: run.table, width, cells, rows }
+        })
+    }
+
+    /// The rows in order, each with its table.
+    pub fn rows(&self) -> impl Iterator<Item = (TableId, &[Cell])> {
+        self.runs().flat_map(|run| (0..run.len()).map(move |i| (run.table, run.row(i))))
+    }
+
+    /// The rows as row operations, one [`RowOp::Insert`] each.
+    pub fn to_ops(&self) -> Vec<RowOp> {
+        self.rows().map(|(table, row)| RowOp::Insert { table, row: row.into() }).collect()
+    }
 }
 
 /// A cell with its placeholder resolved: a value, or a key the store generated.
@@ -342,6 +585,27 @@ pub trait Store: Send {
         self.apply(schema, ops, keys)
     }
 
+    /// [`Store::apply_owned`] for INSERTs alone, their rows laid end to end
+    /// in `batch`: the same operations, in the same order, with the same
+    /// outcome and keys, as `batch.to_ops()` would be. A flush of new rows
+    /// sends them so. On return the batch's rows may have been taken (their
+    /// cells left unspecified); its allocation is the caller's to clear and
+    /// reuse. The provided method makes row operations of the rows and
+    /// calls [`Store::apply_owned`].
+    ///
+    /// # Errors
+    /// As [`Store::apply`]; [`ErrorKind::Usage`] for a row whose width is
+    /// not its table's.
+    fn apply_inserts(
+        &mut self,
+        schema: &Schema,
+        batch: &mut InsertBatch,
+        keys: &mut Vec<Option<i64>>,
+    ) -> Result<(), StoreError> {
+        let mut ops = batch.to_ops();
+        self.apply_owned(schema, &mut ops, keys)
+    }
+
     /// [`Store::apply`] for a transaction's only call, returning the keys:
     /// positions in `ops` are positions in the transaction.
     ///
@@ -430,5 +694,88 @@ pub trait Store: Send {
     /// never which operations run or in what order. Default: `false`.
     fn prefers_whole_runs(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Column, Registry, Table};
+
+    fn int(i: i64) -> Cell {
+        Cell::Value(Value::Integer(i))
+    }
+
+    fn tables() -> (TableId, TableId) {
+        let mut registry = Registry::new();
+        let a = registry.table(Table::new("a").column(Column::integer("x"))).unwrap();
+        let b = registry
+            .table(Table::new("b").column(Column::integer("x")).column(Column::integer("y")))
+            .unwrap();
+        (a, b)
+    }
+
+    #[test]
+    fn an_insert_batch_groups_consecutive_rows_of_a_table_into_runs() {
+        let (a, b) = tables();
+        let mut batch = InsertBatch::new();
+        batch.push(a, [int(1)]);
+        batch.push(a, [int(2)]);
+        batch.push(b, [int(3), int(4)]);
+        batch.push_row(a, 1)[0] = int(5);
+        let runs: Vec<_> = batch.runs().map(|r| (r.table, r.width, r.len(), r.cells.to_vec())).collect();
+        assert_eq!(
+            runs,
+            [(a, 1, 2, vec![int(1), int(2)]), (b, 2, 1, vec![int(3), int(4)]), (a, 1, 1, vec![int(5)])]
+        );
+        assert_eq!(batch.len(), 4);
+        let ops = batch.to_ops();
+        assert_eq!(ops.len(), 4);
+        assert_eq!(ops[2], RowOp::Insert { table: b, row: Box::new([int(3), int(4)]) });
+        assert_eq!(
+            batch.rows().map(|(t, row)| (t, row.len())).collect::<Vec<_>>(),
+            [(a, 1), (a, 1), (b, 2), (a, 1)]
+        );
+    }
+
+    #[test]
+    fn a_row_of_another_width_starts_a_run_and_popping_rows_ends_runs() {
+        let (a, _) = tables();
+        let mut batch = InsertBatch::with_capacity(8);
+        batch.push(a, [int(1)]);
+        // The wrong width is the store's to refuse; the batch keeps it apart.
+        batch.push(a, [int(2), int(3)]);
+        batch.push(a, []);
+        assert_eq!(batch.runs().map(|r| (r.width, r.len())).collect::<Vec<_>>(), [(1, 1), (2, 1), (0, 1)]);
+        batch.pop_row();
+        assert_eq!(batch.runs().count(), 2);
+        batch.pop_row();
+        assert_eq!(batch.to_ops(), [RowOp::Insert { table: a, row: Box::new([int(1)]) }]);
+        batch.pop_row();
+        batch.pop_row();
+        assert!(batch.is_empty());
+        assert_eq!(batch.runs().count(), 0);
+        batch.push(a, [int(9)]);
+        batch.clear();
+        assert_eq!((batch.len(), batch.runs().count()), (0, 0));
+    }
+
+    #[test]
+    fn rows_of_a_batch_are_written_in_place_through_runs_mut() {
+        let (a, b) = tables();
+        let mut batch = InsertBatch::new();
+        batch.push_row(a, 1);
+        batch.push_row(b, 2);
+        batch.push_row(b, 2);
+        for mut run in batch.runs_mut() {
+            for i in 0..run.len() {
+                let width = run.width as i64;
+                for (c, cell) in run.row_mut(i).iter_mut().enumerate() {
+                    *cell = int(width * 10 + i as i64 * 2 + c as i64);
+                }
+            }
+        }
+        let rows: Vec<Vec<Cell>> = batch.rows().map(|(_, r)| r.to_vec()).collect();
+        assert_eq!(rows, [vec![int(10)], vec![int(20), int(21)], vec![int(22), int(23)]]);
     }
 }

@@ -396,6 +396,10 @@ impl Store for PostgresStore {
         if !self.in_transaction {
             return Err(StoreError::new(ErrorKind::Usage, "apply outside a transaction"));
         }
+        // Malformed operations are refused before any statement is sent.
+        for op in ops {
+            op.check(schema)?;
+        }
         // This call's operations follow the transaction's earlier ones.
         let base = keys.len();
         keys.resize(base + ops.len(), None);

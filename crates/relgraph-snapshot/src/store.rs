@@ -7,8 +7,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use relgraph_core::{
-    Cell, ColumnType, Echo, ErrorKind, OnDelete, Resolved, Row, RowOp, Schema, Store, StoreError, TableId,
-    Value,
+    Cell, ColumnType, Echo, ErrorKind, InsertBatch, OnDelete, Resolved, Row, RowOp, Schema, Store,
+    StoreError, TableId, Value, store,
 };
 use rkyv::util::AlignedVec;
 use rustc_hash::FxHashMap;
@@ -1426,6 +1426,15 @@ impl SnapshotStore {
     }
 }
 
+/// The tables `ops` inserts into, one row each, for
+/// [`SnapshotStore::prepare_apply`].
+fn inserted_tables(ops: &[RowOp]) -> impl Iterator<Item = (TableId, usize)> + '_ {
+    ops.iter().filter_map(|op| match op {
+        RowOp::Insert { table, .. } => Some((*table, 1)),
+        _ => None,
+    })
+}
+
 /// The values of a row handed to the store: the cells' allocation becomes
 /// the row's, and no value is copied (a text's reference count is not touched).
 fn take_cells(row: Box<[Cell]>, keys: &[Option<i64>]) -> Result<Vec<Value>, StoreError> {
@@ -1452,21 +1461,26 @@ impl SnapshotStore {
     /// operations: refuse them outside a transaction, and make room in the
     /// overlay indexes' runs (where keys that arrive in order go) for the
     /// rows they insert, once per call rather than by regrowing.
-    fn prepare_apply(&mut self, ops: &[RowOp], keys: &mut Vec<Option<i64>>) -> Result<(), StoreError> {
+    /// `operations` is the call's count, `inserts` its INSERTs' tables
+    /// with a count of rows each.
+    fn prepare_apply(
+        &mut self,
+        operations: usize,
+        inserts: impl Iterator<Item = (TableId, usize)>,
+        keys: &mut Vec<Option<i64>>,
+    ) -> Result<(), StoreError> {
         if self.tx.as_ref().is_some_and(|tx| !tx.sized) {
             // The first call says how large the transaction is, if nothing did.
-            self.reserve(ops.len());
+            self.reserve(operations);
         }
         let (Some(db), Some(_)) = (self.db.as_mut(), self.tx.as_ref()) else {
             return Err(usage("apply outside a transaction"));
         };
-        keys.reserve(ops.len());
+        keys.reserve(operations);
         let mut per_table = vec![0usize; db.tables.len()];
-        for op in ops {
-            if let RowOp::Insert { table, .. } = op
-                && let Some(n) = per_table.get_mut(table.index())
-            {
-                *n += 1;
+        for (table, rows) in inserts {
+            if let Some(n) = per_table.get_mut(table.index()) {
+                *n += rows;
             }
         }
         for (state, n) in db.tables.iter_mut().zip(per_table) {
@@ -1608,8 +1622,9 @@ impl Store for SnapshotStore {
         ops: &[RowOp],
         keys: &mut Vec<Option<i64>>,
     ) -> Result<(), StoreError> {
-        self.prepare_apply(ops, keys)?;
+        self.prepare_apply(ops.len(), inserted_tables(ops), keys)?;
         for op in ops {
+            op.check(schema)?;
             self.echo_op(schema, op, keys);
             let key = self.apply_one(op, None, keys)?;
             keys.push(key);
@@ -1623,8 +1638,9 @@ impl Store for SnapshotStore {
         ops: &mut Vec<RowOp>,
         keys: &mut Vec<Option<i64>>,
     ) -> Result<(), StoreError> {
-        self.prepare_apply(ops, keys)?;
+        self.prepare_apply(ops.len(), inserted_tables(ops), keys)?;
         for mut op in ops.drain(..) {
+            op.check(schema)?;
             self.echo_op(schema, &op, keys);
             let taken = match &mut op {
                 RowOp::Insert { row, .. } => Some(std::mem::take(row)),
@@ -1632,6 +1648,45 @@ impl Store for SnapshotStore {
             };
             let key = self.apply_one(&op, taken, keys)?;
             keys.push(key);
+        }
+        Ok(())
+    }
+
+    fn apply_inserts(
+        &mut self,
+        schema: &Schema,
+        batch: &mut InsertBatch,
+        keys: &mut Vec<Option<i64>>,
+    ) -> Result<(), StoreError> {
+        self.prepare_apply(batch.len(), batch.runs().map(|run| (run.table, run.len())), keys)?;
+        for mut run in batch.runs_mut() {
+            let table = run.table;
+            store::check_insert(schema, table, run.width)?;
+            for i in 0..run.len() {
+                let row = run.row_mut(i);
+                if self.echo.is_some() {
+                    let op = RowOp::Insert { table, row: (&*row).into() };
+                    self.echo_op(schema, &op, keys);
+                }
+                // The values are moved out of the batch: a text's reference
+                // count is not touched, and the batch is cleared after.
+                let mut values = Vec::with_capacity(row.len());
+                for cell in row.iter_mut() {
+                    values.push(match std::mem::replace(cell, Cell::Value(Value::Null)) {
+                        Cell::Value(value) => value,
+                        generated => resolve(&generated, keys)?,
+                    });
+                }
+                let (Some(db), Some(tx)) = (self.db.as_mut(), self.tx.as_mut()) else {
+                    return Err(usage("apply outside a transaction"));
+                };
+                let t = table.index();
+                if t >= db.tables.len() {
+                    return Err(StoreError::new(ErrorKind::Schema, format!("the snapshot has no table {t}")));
+                }
+                let key = insert(db, tx, t, values)?;
+                keys.push(key);
+            }
         }
         Ok(())
     }

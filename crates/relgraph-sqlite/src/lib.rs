@@ -30,8 +30,8 @@ use std::path::Path;
 use relgraph_core::sql::{self, Dialect};
 use relgraph_core::store;
 use relgraph_core::{
-    Cell, ColumnType, Echo, ErrorKind, Resolved, Row, RowOp, Schema, Store, StoreError, TableDef, TableId,
-    Value,
+    Cell, ColumnType, Echo, ErrorKind, InsertBatch, Resolved, Row, RowOp, Schema, Store, StoreError,
+    TableDef, TableId, Value,
 };
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql};
@@ -253,10 +253,51 @@ impl SqliteStore {
         std::mem::take(&mut self.last_update.as_mut().expect("just set").sql)
     }
 
+    /// Inserts `row`, leaving its key to the database (its autoincrement
+    /// column is left out), and returns the key.
+    fn insert_generating(
+        &mut self,
+        def: &TableDef,
+        row: &[Cell],
+        keys: &[Option<i64>],
+    ) -> Result<i64, StoreError> {
+        let auto = def.autoincrement_column().expect("generating tables have one");
+        let columns: Vec<u32> = (0..def.columns.len() as u32).filter(|&c| c != auto).collect();
+        let args = columns.iter().map(|&c| arg(&row[c as usize], keys)).collect::<Result<Vec<_>, _>>()?;
+        let text = sql::insert_columns(def, &columns, 1, Dialect::Sqlite);
+        self.execute(&text, &args, columns.len(), def)?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Inserts `count` rows with their keys given as one multi-row statement.
+    fn insert_given<'r>(
+        &mut self,
+        def: &TableDef,
+        rows: impl Iterator<Item = &'r [Cell]>,
+        count: usize,
+        keys: &[Option<i64>],
+    ) -> Result<(), StoreError> {
+        let mut args = Vec::with_capacity(count * def.columns.len());
+        for row in rows {
+            for cell in row {
+                args.push(arg(cell, keys)?);
+            }
+        }
+        let text = sql::insert(def, count, Dialect::Sqlite);
+        self.execute(&text, &args, def.columns.len(), def)?;
+        Ok(())
+    }
+
     fn simple(&mut self, sql: &str) -> Result<(), StoreError> {
         self.emit(sql);
         self.conn.execute_batch(sql).map_err(|e| error(sql, e))
     }
+}
+
+/// Rows per multi-row INSERT into `def`: [`BATCH_ROWS`], fewer where its
+/// columns would pass [`MAX_PARAMS`].
+fn insert_rows_per_statement(def: &TableDef) -> usize {
+    BATCH_ROWS.min(MAX_PARAMS / def.columns.len().max(1)).max(1)
 }
 
 /// `WITH v(c0, .., k0, ..) AS (VALUES (?, ..), ..) UPDATE t SET col = v.c0, ..
@@ -340,6 +381,10 @@ impl Store for SqliteStore {
         if !self.in_transaction {
             return Err(StoreError::new(ErrorKind::Usage, "apply outside a transaction"));
         }
+        // Malformed operations are refused before any statement is sent.
+        for op in ops {
+            op.check(schema)?;
+        }
         // This call's operations follow the transaction's earlier ones.
         let base = keys.len();
         keys.resize(base + ops.len(), None);
@@ -350,33 +395,17 @@ impl Store for SqliteStore {
             let def = schema.table(ops[i].table());
             match &ops[i] {
                 RowOp::Insert { row, .. } if ops[i].generates_key(schema) => {
-                    // The key is generated: insert the other columns alone and read it back.
-                    let auto = def.autoincrement_column().expect("generating tables have one");
-                    let columns: Vec<u32> = (0..def.columns.len() as u32).filter(|&c| c != auto).collect();
-                    for &c in &columns {
-                        args.push(arg(&row[c as usize], keys)?);
-                    }
-                    let text = sql::insert_columns(def, &columns, 1, Dialect::Sqlite);
-                    self.execute(&text, &args, columns.len(), def)?;
-                    keys[base + i] = Some(self.conn.last_insert_rowid());
+                    keys[base + i] = Some(self.insert_generating(def, row, keys)?);
                     i += 1;
                 }
                 RowOp::Insert { .. } => {
                     // A run of inserts with their keys given: one statement per batch.
-                    let end = store::run_end(
-                        ops,
-                        i,
-                        BATCH_ROWS.min(MAX_PARAMS / def.columns.len().max(1)).max(1),
-                        schema,
-                    );
-                    for op in &ops[i..end] {
-                        let RowOp::Insert { row, .. } = op else { unreachable!("a run holds one kind") };
-                        for cell in row.iter() {
-                            args.push(arg(cell, keys)?);
-                        }
-                    }
-                    let text = sql::insert(def, end - i, Dialect::Sqlite);
-                    self.execute(&text, &args, def.columns.len(), def)?;
+                    let end = store::run_end(ops, i, insert_rows_per_statement(def), schema);
+                    let rows = ops[i..end].iter().map(|op| match op {
+                        RowOp::Insert { row, .. } => &**row,
+                        _ => unreachable!("a run holds one kind"),
+                    });
+                    self.insert_given(def, rows, end - i, keys)?;
                     i = end;
                 }
                 RowOp::Update { key_columns, columns, .. } => {
@@ -431,6 +460,42 @@ impl Store for SqliteStore {
                     self.execute(&text, &args, columns.len(), def)?;
                     i = end;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_inserts(
+        &mut self,
+        schema: &Schema,
+        batch: &mut InsertBatch,
+        keys: &mut Vec<Option<i64>>,
+    ) -> Result<(), StoreError> {
+        if !self.in_transaction {
+            return Err(StoreError::new(ErrorKind::Usage, "apply outside a transaction"));
+        }
+        keys.reserve(batch.len());
+        for run in batch.runs() {
+            store::check_insert(schema, run.table, run.width)?;
+            let def = schema.table(run.table);
+            let auto = def.autoincrement_column().map(|c| c as usize);
+            let generates = |row: &[Cell]| auto.is_some_and(|c| row[c] == Cell::Value(Value::Null));
+            let limit = insert_rows_per_statement(def);
+            let mut i = 0;
+            while i < run.len() {
+                if generates(run.row(i)) {
+                    let key = self.insert_generating(def, run.row(i), keys)?;
+                    keys.push(Some(key));
+                    i += 1;
+                    continue;
+                }
+                let mut end = i + 1;
+                while end < run.len() && end - i < limit && !generates(run.row(end)) {
+                    end += 1;
+                }
+                self.insert_given(def, (i..end).map(|r| run.row(r)), end - i, keys)?;
+                keys.resize(keys.len() + (end - i), None);
+                i = end;
             }
         }
         Ok(())

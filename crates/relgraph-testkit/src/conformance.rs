@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use relgraph_core::{
-    Cell, Column, Entity, ErrorKind, ForeignKey, OnDelete, Registry, Row, RowOp, Schema, Store, Table,
-    TableId, Value,
+    Cell, Column, Entity, ErrorKind, ForeignKey, InsertBatch, OnDelete, Registry, Row, RowOp, Schema, Store,
+    Table, TableId, Value,
 };
 
 /// The suite's schema: `parent` (generated keys, unique NOT NULL name),
@@ -118,12 +118,13 @@ impl Suite {
 /// On the first check a store fails, naming it.
 pub fn run(make: &mut dyn FnMut() -> Box<dyn Store>) {
     type Check = fn(&mut Suite);
-    let checks: [(&str, Check); 12] = [
+    let checks: [(&str, Check); 13] = [
         ("tables are created idempotently", tables_idempotent),
         ("rows round-trip with every type", round_trip),
         ("generated keys are returned and referenced", generated_keys),
         ("a transaction's operations may come in several calls", operations_in_several_calls),
         ("operations handed over are applied as lent ones", operations_handed_over),
+        ("inserts laid end to end are applied as row operations", inserts_in_a_batch),
         ("updates write only their columns", updates),
         ("loads by key, by foreign key and by association", loads),
         ("constraint violations have their kind", constraint_kinds),
@@ -267,6 +268,65 @@ fn operations_handed_over(s: &mut Suite) {
     assert_eq!(err.kind, ErrorKind::ForeignKey, "{err}");
     s.store.rollback().expect("rollback");
     assert_eq!(s.ids("parent").len(), 2, "the failed call's parent is gone");
+}
+
+fn inserts_in_a_batch(s: &mut Suite) {
+    let (parent, child, assoc) = (s.t("parent"), s.t("child"), s.t("assoc"));
+    s.store.begin().expect("begin");
+    let mut keys = Vec::new();
+    s.store.apply(&s.schema, &[s.insert("parent", vec![null(), v("before")])], &mut keys).expect("apply");
+    // Runs of three tables, a generated key amid given ones (position 2 of
+    // the transaction), rows referring to keys generated in this call and
+    // the one before, and runs long enough to span several statements.
+    let mut batch = InsertBatch::new();
+    batch.push(parent, [v(50), v("p50")]);
+    batch.push(parent, [null(), v("generated")]);
+    batch.push(parent, [v(40), v("p40")]);
+    for id in 0..450i64 {
+        let parent_cell = if id % 2 == 0 { Cell::Generated(0) } else { Cell::Generated(2) };
+        batch.push(child, [v(id), parent_cell, v(id % 3 == 0), null(), null(), v(format!("c{id}"))]);
+    }
+    for id in (0..450i64).step_by(7) {
+        batch.push(assoc, [v(50), v(id)]);
+    }
+    batch.push(parent, [v(42), v("p42")]);
+    let rows = batch.len();
+    s.store.apply_inserts(&s.schema, &mut batch, &mut keys).expect("apply_inserts");
+    s.store.commit().expect("commit");
+    assert_eq!(keys.len(), 1 + rows, "one key entry per row: {} for {rows}", keys.len() - 1);
+    let (before, generated) = (keys[0].expect("generated"), keys[2].expect("generated amid given keys"));
+    assert!(keys.iter().enumerate().all(|(i, k)| k.is_some() == (i == 0 || i == 2)), "{keys:?}");
+    assert_eq!(s.ids("parent").len(), 5);
+    let children = s.all("child");
+    assert_eq!(children.len(), 450);
+    for row in &children {
+        let id = row[0].as_i64().expect("id");
+        let parent = if id % 2 == 0 { before } else { generated };
+        assert_eq!(row[1], Value::Integer(parent), "child {id}");
+        assert_eq!(row[5], Value::from(format!("c{id}")), "child {id}");
+    }
+    assert_eq!(s.all("assoc").len(), 65);
+
+    // A row of the wrong width is refused, a failing row fails its batch,
+    // and neither leaves a trace after rollback.
+    for (row, kind) in [
+        (vec![v(200)], ErrorKind::Usage),
+        (vec![v(200), v("p50")], ErrorKind::Unique),
+        (vec![v(200), null(), v("extra")], ErrorKind::Usage),
+    ] {
+        s.store.begin().expect("begin");
+        let mut batch = InsertBatch::new();
+        batch.push(parent, [v(201), v("fine")]);
+        batch.push(parent, row.clone());
+        let err = s.store.apply_inserts(&s.schema, &mut batch, &mut Vec::new()).expect_err("refused");
+        assert_eq!(err.kind, kind, "{row:?}: {err}");
+        s.store.rollback().expect("rollback");
+        assert_eq!(s.ids("parent").len(), 5, "{row:?}: nothing of the refused batch remains");
+    }
+    let mut batch = InsertBatch::new();
+    batch.push(parent, [v(300), v("outside")]);
+    let err = s.store.apply_inserts(&s.schema, &mut batch, &mut Vec::new()).expect_err("no transaction");
+    assert_eq!(err.kind, ErrorKind::Usage, "{err}");
 }
 
 fn updates(s: &mut Suite) {
@@ -437,4 +497,32 @@ fn misuse(s: &mut Suite) {
     assert_eq!(s.store.begin().expect_err("nested begin").kind, ErrorKind::Usage);
     s.store.rollback().expect("rollback");
     s.store.rollback().expect("a second rollback is a no-op");
+    // Operations that do not fit their table are refused as misuse, never a
+    // panic or a driver's complaint, and leave nothing behind.
+    s.commit(&s.parents(&[(1, "a")]));
+    let parent = s.t("parent");
+    let malformed = [
+        s.insert("parent", vec![v(2)]),
+        s.insert("parent", vec![v(2), v("b"), v("extra")]),
+        RowOp::Update {
+            table: parent,
+            key_columns: Box::new([0]),
+            key: Box::new([v(1)]),
+            columns: Box::new([9]),
+            values: Box::new([v("x")]),
+        },
+        RowOp::Update {
+            table: parent,
+            key_columns: Box::new([0]),
+            key: Box::new([]),
+            columns: Box::new([1]),
+            values: Box::new([v("x")]),
+        },
+        RowOp::Delete { table: parent, columns: Box::new([0, 1]), values: Box::new([v(1)]) },
+    ];
+    for op in malformed {
+        let ops = [s.insert("parent", vec![v(3), v("c")]), op];
+        s.refused(&ops, ErrorKind::Usage, "a malformed operation");
+        assert_eq!(s.all("parent").len(), 1, "{:?}", ops[1]);
+    }
 }

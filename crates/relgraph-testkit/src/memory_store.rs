@@ -299,6 +299,7 @@ impl Store for MemoryStore {
             if let Some(echo) = &mut self.echo {
                 echo(&format!("{op:?}"));
             }
+            op.check(schema)?;
             let key = self.apply_one(schema, op, keys)?;
             keys.push(key);
         }
