@@ -1734,9 +1734,28 @@ impl Session {
         keys: &mut KeyCheck<'_>,
         keep_fk: &HashSet<(ObjectKey, LinkId)>,
     ) -> Result<Option<Box<[Cell]>>, FlushError> {
+        let width = self.graph.row(o)?.len();
+        let mut cells: Box<[Cell]> = (0..width).map(|_| Cell::Value(Value::Null)).collect();
+        Ok(self.fill_insert_row(work, o, node, keys, keep_fk, &mut cells)?.then_some(cells))
+    }
+
+    /// [`Session::insert_row`], written into `cells` (one per column of
+    /// `o`'s table, overwritten) instead of a row of its own: false where
+    /// that returns `None`.
+    pub(crate) fn fill_insert_row(
+        &self,
+        work: &mut Work,
+        o: ObjectKey,
+        node: u32,
+        keys: &mut KeyCheck<'_>,
+        keep_fk: &HashSet<(ObjectKey, LinkId)>,
+        cells: &mut [Cell],
+    ) -> Result<bool, FlushError> {
         let (entity, row) = self.graph.entity_and_row(o)?;
-        let mut cells: Box<[Cell]> = row.iter().map(v).collect();
-        self.fill_foreign_keys(work, o, entity, node, &mut cells, keys.doomed, keep_fk)?;
+        for (cell, value) in cells.iter_mut().zip(row) {
+            *cell = v(value);
+        }
+        self.fill_foreign_keys(work, o, entity, node, cells, keys.doomed, keep_fk)?;
         let table = self.schema.entity(entity).table;
         let def = self.schema.table(table);
         for (i, column) in def.columns.iter().enumerate() {
@@ -1765,7 +1784,7 @@ impl Session {
                 composite.as_deref()
             }
         };
-        let Some(pk) = pk else { return Ok(Some(cells)) };
+        let Some(pk) = pk else { return Ok(true) };
         // A third object claiming a re-keyed key is a duplicate of `o`.
         if let Some(other) = keys.seen[table.index()].claim(pk, o) {
             return Err(FlushError::DuplicateKey {
@@ -1775,7 +1794,7 @@ impl Session {
             });
         }
         let identity = &self.identity[table.index()];
-        let Some(old) = identity.get(pk).filter(|_| !identity.is_empty()) else { return Ok(Some(cells)) };
+        let Some(old) = identity.get(pk).filter(|_| !identity.is_empty()) else { return Ok(true) };
         if !keys.doomed.contains(&old) {
             return Err(FlushError::DuplicateKey {
                 table: def.name.clone(),
@@ -1785,7 +1804,7 @@ impl Session {
         }
         // A delete and re-insert of one key is an UPDATE of the columns that differ.
         let old_row = self.stored(old).expect("persistent");
-        let (columns, values) = changed_cells(&cells, old_row);
+        let (columns, values) = changed_cells(cells, old_row);
         let delete = work.delete_node.remove(old).expect("doomed objects have a delete");
         *work.op_mut(delete) = RowOp::Update {
             table,
@@ -1802,7 +1821,7 @@ impl Session {
         keys.doomed.remove(&old);
         keys.retired.insert(old);
         work.deleted.push(old);
-        Ok(None)
+        Ok(false)
     }
 
     /// The association row linking `s` to `t` through `link` (an
@@ -1814,21 +1833,46 @@ impl Session {
         s: ObjectKey,
         t: ObjectKey,
     ) -> Result<(RowOp, SmallVec<[u32; 2]>), FlushError> {
-        let LinkKind::Secondary { table, foreign_keys } = self.schema.link(link).kind else {
-            unreachable!("association rows are rows of association tables")
-        };
+        let table = self.association_table(link);
         // Made in place: `vec![cell; n]` clones its cell n times, which cost
         // W2's 100,000 association rows about 300 instructions each.
         let mut row: Box<[Cell]> =
             (0..self.schema.table(table).columns.len()).map(|_| Cell::Value(Value::Null)).collect();
         let mut after = SmallVec::new();
+        self.fill_association_row(work, link, s, t, &mut row, &mut after)?;
+        Ok((RowOp::Insert { table, row }, after))
+    }
+
+    /// The association table of `link` (a link through one).
+    pub(crate) fn association_table(&self, link: LinkId) -> TableId {
+        let LinkKind::Secondary { table, .. } = self.schema.link(link).kind else {
+            unreachable!("association rows are rows of association tables")
+        };
+        table
+    }
+
+    /// [`Session::association_row`], its foreign-key columns written into
+    /// `cells` (one per column, the others left as they are) and the
+    /// INSERTs it must follow pushed onto `after`.
+    pub(crate) fn fill_association_row(
+        &self,
+        work: &Work,
+        link: LinkId,
+        s: ObjectKey,
+        t: ObjectKey,
+        cells: &mut [Cell],
+        after: &mut SmallVec<[u32; 2]>,
+    ) -> Result<(), FlushError> {
+        let LinkKind::Secondary { foreign_keys, .. } = self.schema.link(link).kind else {
+            unreachable!("association rows are rows of association tables")
+        };
         for (end, obj) in [(0, s), (1, t)] {
             let fk = self.schema.foreign_key(foreign_keys[end]);
             for (&col, &rc) in fk.columns.iter().zip(&fk.ref_columns) {
-                row[col as usize] = self.reference_cell(work, obj, rc, &mut after)?;
+                cells[col as usize] = self.reference_cell(work, obj, rc, after)?;
             }
         }
-        Ok((RowOp::Insert { table, row }, after))
+        Ok(())
     }
 
     /// The cell for column `rc` of `obj` as a foreign key value: a literal,

@@ -8,9 +8,10 @@
 use std::sync::Arc;
 use std::sync::mpsc::{Sender, channel, sync_channel};
 
-use relgraph_core::{Cell, Echo, ErrorKind, Row, RowOp, Schema, Store, StoreError, TableId};
+use relgraph_core::{Cell, Echo, ErrorKind, InsertBatch, Row, RowOp, Schema, Store, StoreError, TableId};
 use relgraph_graph::ObjectKey;
 use rustc_hash::FxHashSet as HashSet;
+use smallvec::SmallVec;
 
 use crate::flush::{FlushStats, KeyCheck, Kind, Reason, Streamed, Work};
 use crate::overlap::RecordLog;
@@ -23,6 +24,10 @@ const CHUNK: usize = 1000;
 
 /// Chunks that may wait between the two threads.
 const QUEUED_CHUNKS: usize = 8;
+
+/// Cells a new chunk has room for: a thousand rows of four columns (W1's
+/// children). A chunk that needs more grows once and is reused.
+const CHUNK_CELLS: usize = CHUNK * 4;
 
 /// What the store's thread returns: the key it generated for each
 /// operation, or the step that failed.
@@ -49,11 +54,11 @@ impl Session {
         // fallback when no thread can start.
         let mut streamed = Some(streamed);
         let pipelined = std::thread::scope(|scope| {
-            let (sender, receiver) = sync_channel::<Vec<RowOp>>(QUEUED_CHUNKS);
+            let (sender, receiver) = sync_channel::<InsertBatch>(QUEUED_CHUNKS);
             // Written chunks come back to be emptied and refilled here: the
             // rows are freed by the thread that made them, and their memory
             // serves the rows that follow.
-            let (give_back, returned) = channel::<Vec<RowOp>>();
+            let (give_back, returned) = channel::<InsertBatch>();
             if no_thread() {
                 return None;
             }
@@ -72,7 +77,7 @@ impl Session {
                         used.clear();
                         used
                     }
-                    Err(_) => Vec::with_capacity(CHUNK),
+                    Err(_) => InsertBatch::with_capacity(CHUNK_CELLS),
                 })
             };
             let built = tracing::debug_span!(target: "relgraph::flush", "build")
@@ -87,7 +92,7 @@ impl Session {
                 let mut chunks = Vec::new();
                 let mut keep = |chunk| {
                     chunks.push(chunk);
-                    Some(Vec::with_capacity(CHUNK))
+                    Some(InsertBatch::with_capacity(CHUNK_CELLS))
                 };
                 let rows = streamed.take().expect("the pipeline did not start, so it took nothing");
                 let built = tracing::debug_span!(target: "relgraph::flush", "build")
@@ -165,7 +170,7 @@ impl Session {
         &mut self,
         work: &mut Work,
         streamed: Streamed,
-        hand_over: &mut dyn FnMut(Vec<RowOp>) -> Option<Vec<RowOp>>,
+        hand_over: &mut dyn FnMut(InsertBatch) -> Option<InsertBatch>,
         undo: &mut Undo,
     ) -> Result<Vec<u32>, FlushError> {
         let Streamed { inserts, links, seen } = streamed;
@@ -192,9 +197,9 @@ impl Session {
             }
         };
         let mut order = Vec::with_capacity(inserts.len() + links.len());
-        let mut chunk = Vec::with_capacity(CHUNK);
-        let mut send = |op: RowOp, chunk: &mut Vec<RowOp>| -> bool {
-            chunk.push(op);
+        let mut chunk = InsertBatch::with_capacity(CHUNK_CELLS);
+        // Hands the chunk over once it is full; false once the store's thread has stopped.
+        let mut send = |chunk: &mut InsertBatch| -> bool {
             if chunk.len() < CHUNK {
                 return true;
             }
@@ -214,31 +219,34 @@ impl Session {
                 unreachable!("streamed INSERT nodes are inserts")
             };
             let table = work.nodes[node as usize].table;
+            // Written in place, at the end of the chunk: no row of its own.
+            let row = chunk.push_row(table, self.schema.table(table).columns.len());
             // Nothing is deleted in a pipelined flush, so a key held by
             // another object is a duplicate, never a re-key.
-            let Some(mut row) = self.insert_row(work, o, node, &mut keys, &keep_fk)? else {
+            if !self.fill_insert_row(work, o, node, &mut keys, &keep_fk, row)? {
                 unreachable!("a re-key needs a deleted object, and a pipelined flush deletes none")
-            };
-            renumber(&mut row);
+            }
+            renumber(row);
             order.push(node);
             // While the store writes, this thread has time to spare: the
             // session's record of the row is written now, and put back if
             // the flush fails.
-            if !self.record_early(o, table, &row, undo) {
-                undo.late.push((order.len() - 1, o, table, row.clone()));
+            if !self.record_early(o, table, row, undo) {
+                undo.late.push((order.len() - 1, o, table, row.into()));
             }
-            if !send(RowOp::Insert { table, row }, &mut chunk) {
+            if !send(&mut chunk) {
                 return Ok(order);
             }
         }
         for (link, s, t) in links {
-            let (mut op, _) = self.association_row(work, link, s, t)?;
-            if let RowOp::Insert { row, .. } = &mut op {
-                renumber(row);
-            }
-            let placeholder = RowOp::Insert { table: op.table(), row: Box::new([]) };
+            let table = self.association_table(link);
+            let row = chunk.push_row(table, self.schema.table(table).columns.len());
+            // The rows it follows are earlier in the run already.
+            self.fill_association_row(work, link, s, t, row, &mut SmallVec::new())?;
+            renumber(row);
+            let placeholder = RowOp::Insert { table, row: Box::new([]) };
             order.push(work.push(placeholder, Reason::AssocInsert(link, s, t), Kind::AssocInsert));
-            if !send(op, &mut chunk) {
+            if !send(&mut chunk) {
                 return Ok(order);
             }
         }
@@ -298,8 +306,8 @@ impl Session {
 fn write(
     store: &mut dyn Store,
     schema: &Schema,
-    chunks: impl IntoIterator<Item = Vec<RowOp>>,
-    give_back: Option<Sender<Vec<RowOp>>>,
+    chunks: impl IntoIterator<Item = InsertBatch>,
+    give_back: Option<Sender<InsertBatch>>,
     total: usize,
     flush_span: &tracing::Span,
 ) -> StoreRun {
@@ -311,7 +319,7 @@ fn write(
     for mut chunk in chunks {
         // Handed over: a store that keeps rows moves them instead of copying.
         apply
-            .in_scope(|| store.apply_owned(schema, &mut chunk, &mut keys))
+            .in_scope(|| store.apply_inserts(schema, &mut chunk, &mut keys))
             .map_err(|e| ("a row operation", e))?;
         if let Some(back) = &give_back {
             // Unwanted once the session's side has finished building.
