@@ -596,6 +596,7 @@ impl Session {
         if before.is_none()
             && new
             && let Some(log) = log.as_deref_mut()
+            && log.takes_inserted()
             && let Some(t) = self.tracked.get_mut(o)
         {
             log.inserted(o, table, t.state, t.dirty, nulled);
