@@ -100,10 +100,8 @@ fn fail_everywhere(overlapped: bool) {
     reference.flush().unwrap();
     let expected = rows(&mut reference);
 
-    let dir = std::env::temp_dir().join(format!("relgraph-fault-{}-{overlapped}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("faults.snap");
-    let _ = std::fs::remove_file(&file);
+    let dir = tempfile::Builder::new().prefix("relgraph-fault-").tempdir().unwrap();
+    let file = dir.path().join("faults.snap");
     // The rows of the snapshot file as a new reader sees them.
     let on_disk = || {
         let schema = every_pattern().build();
@@ -154,5 +152,4 @@ fn fail_everywhere(overlapped: bool) {
         );
     }
     assert_eq!(on_disk(), expected, "the snapshot file holds the flush that finally succeeded");
-    let _ = std::fs::remove_dir_all(&dir);
 }

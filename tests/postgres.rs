@@ -150,8 +150,7 @@ fn streamed_flushes_on_postgres_send_their_plan_and_match_the_model() {
 /// the stores generate key values differently after deletes).
 #[test]
 fn sqlite_snapshot_and_postgres_leave_the_same_rows() {
-    let dir = std::env::temp_dir().join(format!("relgraph-differential-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempfile::Builder::new().prefix("relgraph-differential-").tempdir().unwrap();
     session_model::property(
         "three-store differential",
         "RELGRAPH_PG_CASES",
@@ -160,7 +159,7 @@ fn sqlite_snapshot_and_postgres_leave_the_same_rows() {
         0xd1ff,
         |n, schema, ops| {
             let file = |ext: &str| {
-                let path = dir.join(format!("case{n}.{ext}"));
+                let path = dir.path().join(format!("case{n}.{ext}"));
                 let _ = std::fs::remove_file(&path);
                 path
             };
@@ -200,7 +199,6 @@ fn sqlite_snapshot_and_postgres_leave_the_same_rows() {
             Ok(())
         },
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A large flush of UPDATEs and DELETEs on PostgreSQL is streamed: its

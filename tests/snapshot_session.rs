@@ -5,17 +5,16 @@
 
 use relgraph::{Session, SnapshotStore, Value};
 
-fn scratch(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("relgraph-snapshot-session-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.snap"));
-    let _ = std::fs::remove_file(&path);
-    path
+/// A folder, removed when dropped, and the path of a snapshot file in it.
+fn scratch(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::Builder::new().prefix("relgraph-snapshot-session-").tempdir().unwrap();
+    let path = dir.path().join(format!("{name}.snap"));
+    (dir, path)
 }
 
 #[test]
 fn deleting_rows_that_reference_each_other_nulls_a_key_first() {
-    let path = scratch("delete-cycle");
+    let (_dir, path) = scratch("delete-cycle");
     let schema = relgraph_testkit::seed::adjacency_list().unwrap();
     let node = schema.entity_id("Node").unwrap();
     let parent = schema.relationship_by_name("Node", "parent").unwrap();
@@ -41,7 +40,7 @@ fn deleting_rows_that_reference_each_other_nulls_a_key_first() {
 
 #[test]
 fn the_seed_one_to_many_persists_and_reads_back() {
-    let path = scratch("one-to-many");
+    let (_dir, path) = scratch("one-to-many");
     let schema = relgraph_testkit::seed::one_to_many(relgraph_testkit::seed::Sides::BackPopulates).unwrap();
     let (parent_e, child_e) = (schema.entity_id("Parent").unwrap(), schema.entity_id("Child").unwrap());
     let children = schema.relationship_by_name("Parent", "children").unwrap();
@@ -70,7 +69,7 @@ fn the_seed_one_to_many_persists_and_reads_back() {
 
 #[test]
 fn the_echo_shows_row_operations_and_the_batch_appended() {
-    let path = scratch("echo");
+    let (_dir, path) = scratch("echo");
     let schema = relgraph_testkit::seed::one_to_many(relgraph_testkit::seed::Sides::BackPopulates).unwrap();
     let (parent_e, child_e) = (schema.entity_id("Parent").unwrap(), schema.entity_id("Child").unwrap());
     let children = schema.relationship_by_name("Parent", "children").unwrap();
@@ -103,7 +102,7 @@ fn a_large_new_flush_compacts_to_one_image_and_a_failed_commit_loses_nothing() {
     use relgraph_testkit::fault::{Fault, FaultStore};
     use relgraph_testkit::workloads::{Handles, schema, w1_rows};
 
-    let path = scratch("large-new-flush");
+    let (_dir, path) = scratch("large-new-flush");
     let schema = schema();
     let h = Handles::new(&schema);
     let (store, fault) = FaultStore::new(Box::new(SnapshotStore::open(&path).unwrap()), Fault::AtCommit);

@@ -17,10 +17,8 @@ use relgraph_testkit::workloads::{Handles, schema};
 fn flush_after_reopening(name: &str, pipeline: usize) -> (FlushStats, Vec<RowOp>, FaultHandle, Vec<String>) {
     let schema = schema();
     let h = Handles::new(&schema);
-    let dir = std::env::temp_dir().join(format!("relgraph-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.sqlite"));
-    let _ = std::fs::remove_file(&path);
+    let dir = tempfile::Builder::new().prefix("relgraph-tests-").tempdir().unwrap();
+    let path = dir.path().join(format!("{name}.sqlite"));
     let col = |e, n| schema.entity_column(e, n).unwrap();
     let (pid, pname, cid) = (col(h.parent, "id"), col(h.parent, "name"), col(h.child, "id"));
     {
@@ -103,8 +101,7 @@ fn flushes_that_send_updates_ahead_send_what_ordinary_flushes_send() {
     let (pid, pname, cid, cname) =
         (col(h.parent, "id"), col(h.parent, "name"), col(h.child, "id"), col(h.child, "name"));
     let (mut ahead, mut retried, mut flushes) = (0, 0, 0);
-    let dir = std::env::temp_dir().join(format!("relgraph-tests-{}-ahead", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempfile::Builder::new().prefix("relgraph-tests-ahead-").tempdir().unwrap();
     // SQLite, and the snapshot store (which checks each row as it comes).
     for seed in 1..=80u64 {
         let mut rng = XorShift::new(seed);
@@ -112,7 +109,7 @@ fn flushes_that_send_updates_ahead_send_what_ordinary_flushes_send() {
             if seed % 2 == 0 {
                 return Box::new(SqliteStore::open_in_memory().unwrap());
             }
-            let path = dir.join(format!("seed{seed}-{}.snap", pipeline == 0));
+            let path = dir.path().join(format!("seed{seed}-{}.snap", pipeline == 0));
             let _ = std::fs::remove_file(&path);
             Box::new(relgraph::SnapshotStore::open(&path).unwrap())
         };
@@ -194,7 +191,6 @@ fn flushes_that_send_updates_ahead_send_what_ordinary_flushes_send() {
             assert_eq!(sent[0], sent[1], "seed {seed}, round {round}: the same statements and rows");
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
     println!("{flushes} flushes compared, {ahead} sent UPDATEs ahead of their cascades, {retried} retried");
     assert!(ahead * 2 >= flushes, "too few flushes sent UPDATEs ahead: {ahead} of {flushes}");
     // A guess is cut short where a deletion could make it wrong, so none of

@@ -11,17 +11,17 @@ pub struct Db {
     pub schema: Arc<Schema>,
     pub path: PathBuf,
     pub log: Arc<Mutex<Vec<String>>>,
+    /// The file's folder, removed with the `Db`.
+    _dir: tempfile::TempDir,
 }
 
 impl Db {
     pub fn new(schema: Arc<Schema>, name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("relgraph-tests-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{name}.sqlite"));
-        let _ = std::fs::remove_file(&path);
+        let dir = tempfile::Builder::new().prefix("relgraph-tests-").tempdir().unwrap();
+        let path = dir.path().join(format!("{name}.sqlite"));
         let session = Self::open(&schema, &path);
         let log = Arc::new(Mutex::new(Vec::new()));
-        let mut db = Db { session, schema, path, log };
+        let mut db = Db { session, schema, path, log, _dir: dir };
         db.echo();
         db
     }

@@ -1,7 +1,7 @@
 //! The snapshot tools as a user runs them: inspect, verify, dump in three
 //! formats, export to SQLite and import back, compact, and bad files.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use relgraph_core::{Cell, RowOp, Schema, Store, Value};
@@ -21,11 +21,9 @@ fn failure(out: &Output) -> String {
     String::from_utf8(out.stderr.clone()).unwrap()
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("relgraph-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A folder for one test's files, removed when dropped.
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("relgraph-cli-{name}-")).tempdir().unwrap()
 }
 
 fn s(path: &Path) -> &str {
@@ -71,7 +69,7 @@ fn sample(path: &Path) {
 #[test]
 fn inspect_shows_header_log_and_tables() {
     let dir = scratch("inspect");
-    let file = dir.join("a.snap");
+    let file = dir.path().join("a.snap");
     sample(&file);
     let text = stdout(&relgraph(&["inspect", s(&file)]));
     for expected in [
@@ -90,7 +88,7 @@ fn inspect_shows_header_log_and_tables() {
 #[test]
 fn dump_prints_text_csv_and_json() {
     let dir = scratch("dump");
-    let file = dir.join("a.snap");
+    let file = dir.path().join("a.snap");
     sample(&file);
     let text = stdout(&relgraph(&["dump", s(&file), "parent"]));
     assert_eq!(text, "id | name\n1 | plain\n2 | with, comma \"and quote\"\n");
@@ -108,7 +106,8 @@ fn dump_prints_text_csv_and_json() {
 #[test]
 fn export_import_and_compact_keep_every_row() {
     let dir = scratch("convert");
-    let (file, sqlite, back) = (dir.join("a.snap"), dir.join("a.sqlite"), dir.join("b.snap"));
+    let (file, sqlite, back) =
+        (dir.path().join("a.snap"), dir.path().join("a.sqlite"), dir.path().join("b.snap"));
     sample(&file);
     assert!(stdout(&relgraph(&["export", s(&file), s(&sqlite)])).contains("exported 4 rows in 5 tables"));
     let conn = rusqlite::Connection::open(&sqlite).unwrap();
@@ -144,20 +143,20 @@ fn export_import_and_compact_keep_every_row() {
 #[test]
 fn bad_files_fail_with_what_is_wrong() {
     let dir = scratch("bad");
-    let file = dir.join("a.snap");
+    let file = dir.path().join("a.snap");
     sample(&file);
     let mut bytes = std::fs::read(&file).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
-    let flipped = dir.join("flipped.snap");
+    let flipped = dir.path().join("flipped.snap");
     std::fs::write(&flipped, &bytes).unwrap();
     let err = failure(&relgraph(&["verify", s(&flipped)]));
     assert!(err.contains("corrupt"), "{err}");
 
-    let other = dir.join("notes.txt");
+    let other = dir.path().join("notes.txt");
     std::fs::write(&other, "hello").unwrap();
     assert!(failure(&relgraph(&["inspect", s(&other)])).contains("not a relgraph snapshot"));
-    assert!(failure(&relgraph(&["inspect", s(&dir.join("missing.snap"))])).contains("no such file"));
+    assert!(failure(&relgraph(&["inspect", s(&dir.path().join("missing.snap"))])).contains("no such file"));
 }
 
 #[test]
@@ -175,7 +174,7 @@ fn help_lists_every_tool() {
 fn dump_into_a_pipe_closed_early_ends_quietly() {
     use std::io::Read;
     let dir = scratch("pipe");
-    let file = dir.join("big.snap");
+    let file = dir.path().join("big.snap");
     let schema = relgraph_testkit::conformance::schema();
     let options = SnapshotOptions { sync: false, compaction: Compaction::Never };
     let mut store = SnapshotStore::with_options(&file, options).unwrap();

@@ -30,7 +30,9 @@
 //! again.create_tables(&schema)?;
 //! let rows = again.load_all(&schema, parent)?;
 //! assert_eq!(rows[0][1], Value::from("p1"));
+//! # drop(again);
 //! # std::fs::remove_file(&path)?;
+//! # std::fs::remove_file(path.with_extension("snap.lock"))?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!

@@ -7,7 +7,7 @@
 //! batches, and the overlay indexes only rows whose key moved away from
 //! their image row; both are what this checks beyond the conformance suite.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use proptest::prelude::*;
@@ -268,10 +268,9 @@ fn run(path: &Path, steps: &[Step], mode: Mode) -> Result<(), String> {
     Ok(())
 }
 
-fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("relgraph-overlay-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch folder");
-    dir
+/// A folder for one case's file, removed when dropped.
+fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("relgraph-overlay-").tempdir().expect("scratch folder")
 }
 
 fn cases() -> u32 {
@@ -283,7 +282,8 @@ proptest! {
 
     #[test]
     fn the_overlay_and_its_log_match_the_reference(steps in proptest::collection::vec(step(), 1..60)) {
-        let path = scratch().join("overlay.snap");
+        let dir = scratch();
+        let path = dir.path().join("overlay.snap");
         let result = run(&path, &steps, LOGGED);
         prop_assert!(result.is_ok(), "{}", result.unwrap_err());
     }
@@ -291,7 +291,8 @@ proptest! {
     #[test]
     fn rows_laid_out_match_the_reference(steps in proptest::collection::vec(step(), 1..60)) {
         for (name, compaction) in [("laid-compacted.snap", Compaction::EveryCommit), ("laid-appended.snap", Compaction::Auto)] {
-            let path = scratch().join(name);
+            let dir = scratch();
+            let path = dir.path().join(name);
             let result = run(&path, &steps, Mode { compaction, large: true });
             prop_assert!(result.is_ok(), "{compaction:?}: {}", result.unwrap_err());
         }

@@ -578,12 +578,10 @@ mod tests {
     #[test]
     fn stores_it_opens_get_the_large_page_cache_and_given_connections_keep_theirs() {
         assert_eq!(cache_size(&SqliteStore::open_in_memory().unwrap()), -CACHE_KIB);
-        let dir = std::env::temp_dir().join(format!("relgraph-sqlite-cache-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("cache.sqlite");
+        let dir = tempfile::Builder::new().prefix("relgraph-sqlite-cache-").tempdir().unwrap();
+        let path = dir.path().join("cache.sqlite");
         assert_eq!(cache_size(&SqliteStore::open(&path).unwrap()), -CACHE_KIB);
         let given = SqliteStore::with_connection(Connection::open_in_memory().unwrap()).unwrap();
         assert_eq!(cache_size(&given), -2000, "SQLite's default, untouched");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

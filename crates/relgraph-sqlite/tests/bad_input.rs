@@ -4,17 +4,16 @@
 use relgraph_core::{Column, Entity, ErrorKind, Registry, Store};
 use relgraph_sqlite::SqliteStore;
 
-fn scratch(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("relgraph-bad-input-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    let _ = std::fs::remove_file(&path);
-    path
+/// A folder, removed when dropped, and the path of file `name` in it.
+fn scratch(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::Builder::new().prefix("relgraph-bad-input-").tempdir().unwrap();
+    let path = dir.path().join(name);
+    (dir, path)
 }
 
 #[test]
 fn a_table_of_another_shape_is_a_schema_error() {
-    let path = scratch("shape.sqlite");
+    let (_dir, path) = scratch("shape.sqlite");
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute_batch("CREATE TABLE parent (id INTEGER, label TEXT)")
@@ -35,7 +34,7 @@ fn a_table_of_another_shape_is_a_schema_error() {
 
 #[test]
 fn a_file_that_is_not_a_database_is_corrupt() {
-    let path = scratch("garbage.sqlite");
+    let (_dir, path) = scratch("garbage.sqlite");
     std::fs::write(&path, vec![0x5a; 8192]).unwrap();
     let mut registry = Registry::new();
     registry.entity(Entity::new("Parent", "parent").column(Column::integer("id").primary_key())).unwrap();
