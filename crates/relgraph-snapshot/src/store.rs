@@ -1898,11 +1898,9 @@ mod laid_out_tests {
         }
     }
 
-    /// A scratch folder of this process for test `name`.
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("relgraph-laid-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("scratch folder");
-        dir
+    /// A scratch folder for test `name`, removed when dropped.
+    fn scratch(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new().prefix(&format!("relgraph-laid-{name}-")).tempdir().expect("scratch folder")
     }
 
     /// A new file at `path` (any old one removed) with [`schema`]'s tables,
@@ -2036,14 +2034,13 @@ mod laid_out_tests {
     fn a_transaction_said_to_be_large_lays_its_rows_out() {
         let dir = scratch("large");
         for odd in [None, Some(15_000)] {
-            let (laid, rows) = large(true, odd, &dir);
-            let (general, _) = large(false, odd, &dir);
+            let (laid, rows) = large(true, odd, dir.path());
+            let (general, _) = large(false, odd, dir.path());
             assert!(laid == general, "{odd:?}: the files differ");
             // After the odd value only the items are laid out still.
             let expected = if odd.is_some() { (14_999 + 20_000, 20_000) } else { (40_000, 40_000) };
             assert_eq!(rows, expected, "{odd:?}: rows kept unindexed, rows written from columns");
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A commit whose compaction cannot write leaves the transaction open
@@ -2055,7 +2052,7 @@ mod laid_out_tests {
         let (node, link) = (schema.table_id("node").expect("node"), schema.table_id("link").expect("link"));
         for laid in [true, false] {
             let dir = scratch(&format!("retry-{laid}"));
-            let path = dir.join("retry.snap");
+            let path = dir.path().join("retry.snap");
             let mut store = fresh(&path, Compaction::EveryCommit, laid);
             let ops: Vec<RowOp> = (1..=50i64)
                 .flat_map(|id| {
@@ -2084,7 +2081,7 @@ mod laid_out_tests {
                     ]
                 })
                 .collect();
-            let blocker = dir.join("retry.snap.compact-tmp");
+            let blocker = dir.path().join("retry.snap.compact-tmp");
             std::fs::create_dir_all(&blocker).expect("blocker");
             store.begin().expect("begin");
             store.reserve(ops.len());
@@ -2104,7 +2101,6 @@ mod laid_out_tests {
             for t in [node, link] {
                 assert_eq!(store.load_all(&schema, t).expect("rows").len(), 50, "laid {laid}: written");
             }
-            let _ = std::fs::remove_dir_all(&dir);
         }
     }
 
@@ -2115,7 +2111,7 @@ mod laid_out_tests {
     fn a_failed_compaction_of_rows_laid_out_rolls_back_and_commits_again() {
         let dir = scratch("failed");
         let schema = schema();
-        let path = dir.join("failed.snap");
+        let path = dir.path().join("failed.snap");
         let mut store = fresh(&path, Compaction::EveryCommit, true);
         let before = std::fs::read(&path).expect("file");
         let node = schema.table_id("node").expect("node");
@@ -2130,7 +2126,7 @@ mod laid_out_tests {
                 .collect()
         };
         // The temporary file's name is taken by a directory: the write fails.
-        let blocker = dir.join("failed.snap.compact-tmp");
+        let blocker = dir.path().join("failed.snap.compact-tmp");
         std::fs::create_dir_all(&blocker).expect("blocker");
         let laid = LAID.with(std::cell::Cell::get);
         store.begin().expect("begin");
@@ -2153,7 +2149,6 @@ mod laid_out_tests {
         assert_eq!(stored.len(), 100);
         assert_eq!(stored[99][2], Value::from("n100"));
         drop(store);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A transaction said to be large that inserts nothing leaves nothing
@@ -2162,7 +2157,7 @@ mod laid_out_tests {
     fn an_empty_large_transaction_leaves_the_next_one_its_own_path() {
         let dir = scratch("empty");
         let schema = schema();
-        let mut store = fresh(&dir.join("empty.snap"), Compaction::Auto, true);
+        let mut store = fresh(&dir.path().join("empty.snap"), Compaction::Auto, true);
         store.begin().expect("begin");
         store.reserve(100_000);
         store.commit().expect("an empty commit");
@@ -2174,7 +2169,6 @@ mod laid_out_tests {
         store.commit().expect("commit");
         assert_eq!(LAID.with(std::cell::Cell::get), before, "the small transaction laid nothing out");
         assert_eq!(store.row_count(node.index()).expect("count"), 1);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -2183,13 +2177,12 @@ mod laid_out_tests {
         LAID.with(|n| n.set(0));
         for seed in 1..=150 {
             for compaction in [Compaction::Never, Compaction::EveryCommit, Compaction::Auto] {
-                let (laid, laid_file) = run(seed, true, compaction, &dir);
-                let (general, general_file) = run(seed, false, compaction, &dir);
+                let (laid, laid_file) = run(seed, true, compaction, dir.path());
+                let (general, general_file) = run(seed, false, compaction, dir.path());
                 assert_eq!(laid, general, "seed {seed}, {compaction:?}");
                 assert!(laid_file == general_file, "seed {seed}, {compaction:?}: the files differ");
             }
         }
-        let _ = std::fs::remove_dir_all(&dir);
         // The laid-out path was taken, not only the general one.
         assert!(LAID.with(std::cell::Cell::get) > 1000, "{} rows laid out", LAID.with(std::cell::Cell::get));
     }

@@ -127,9 +127,9 @@ fn a_version_2_file_is_read_continued_and_rewritten() {
 /// appends a commit (which keeps its version), compacts it (which writes
 /// this build's) and checks the rows again.
 fn read_continue_and_rewrite(old: u32, schema: &Schema) {
-    let dir = std::env::temp_dir().join(format!("relgraph-compat-v{old}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch");
-    let path = dir.join(format!("v{old}.snap"));
+    let dir =
+        tempfile::Builder::new().prefix(&format!("relgraph-compat-v{old}-")).tempdir().expect("scratch");
+    let path = dir.path().join(format!("v{old}.snap"));
     std::fs::copy(fixture(old), &path).expect("copy the fixture");
     assert_eq!(version(&path), old);
 
@@ -152,6 +152,4 @@ fn read_continue_and_rewrite(old: u32, schema: &Schema) {
     want[0].push(Box::new([5.into(), "after".into()]));
     assert_eq!(rows(&mut store, schema), want);
     store.verify().expect("the rewritten file verifies");
-    drop(store);
-    std::fs::remove_dir_all(&dir).expect("scratch");
 }

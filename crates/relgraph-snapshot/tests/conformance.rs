@@ -7,16 +7,13 @@
 use relgraph_snapshot::{Compaction, SnapshotOptions, SnapshotStore};
 
 fn conforms(name: &str, compaction: Compaction) {
-    let dir = std::env::temp_dir().join(format!("relgraph-snapshot-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempfile::Builder::new().prefix(&format!("relgraph-snapshot-{name}-")).tempdir().unwrap();
     let options = SnapshotOptions { sync: false, compaction };
     let mut n = 0;
     relgraph_testkit::conformance::run(&mut || {
         n += 1;
-        Box::new(SnapshotStore::with_options(dir.join(format!("db{n}.snap")), options).expect("open"))
+        Box::new(SnapshotStore::with_options(dir.path().join(format!("db{n}.snap")), options).expect("open"))
     });
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -2,18 +2,16 @@
 //! flipped bytes, foreign schemas and versions, and what a commit writes.
 
 use std::error::Error as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use relgraph_core::{Cell, ErrorKind, Row, RowOp, Schema, Store, StoreError, Value};
 use relgraph_snapshot::format::{FORMAT_VERSION, HEADER_LEN, Header};
 use relgraph_snapshot::{SnapshotError, SnapshotStore};
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("relgraph-snapfile-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A folder for one test's files, removed when dropped.
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("relgraph-snapfile-{name}-")).tempdir().unwrap()
 }
 
 fn insert(schema: &Schema, table: &str, values: Vec<Value>) -> RowOp {
@@ -107,7 +105,7 @@ fn snapshot_error(e: &StoreError) -> &SnapshotError {
 #[test]
 fn a_reopened_file_holds_every_commit_and_continues_it() {
     let dir = scratch("reopen");
-    let path = dir.join("a.snap");
+    let path = dir.path().join("a.snap");
     let (schema, after) = three_commits(&path);
     let (_, last) = after.last().unwrap();
     assert_eq!(last[0].len(), 1, "parent 2 deleted");
@@ -135,13 +133,12 @@ fn a_reopened_file_holds_every_commit_and_continues_it() {
     let mut compacted = open(&path, &schema).unwrap();
     assert_eq!(state(&mut compacted, &schema), expected);
     assert!(compacted.verify().is_ok());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_rolled_back_transaction_leaves_no_trace_in_memory_or_on_disk() {
     let dir = scratch("rollback");
-    let path = dir.join("a.snap");
+    let path = dir.path().join("a.snap");
     let (schema, after) = three_commits(&path);
     let mut store = open(&path, &schema).unwrap();
     store.begin().unwrap();
@@ -164,17 +161,16 @@ fn a_rolled_back_transaction_leaves_no_trace_in_memory_or_on_disk() {
         store.apply_all(&schema, &[insert(&schema, "parent", vec![Value::Null, "p9".into()])]).unwrap();
     store.rollback().unwrap();
     assert_eq!(keys, vec![Some(3)]);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_file_cut_inside_its_last_batch_opens_at_the_commit_before() {
     let dir = scratch("truncate");
-    let path = dir.join("a.snap");
+    let path = dir.path().join("a.snap");
     let (schema, after) = three_commits(&path);
     let bytes = std::fs::read(&path).unwrap();
     let (before_len, before) = &after[1];
-    let cut = dir.join("cut.snap");
+    let cut = dir.path().join("cut.snap");
     let mut tried = 0;
     for len in *before_len as usize..bytes.len() {
         std::fs::write(&cut, &bytes[..len]).unwrap();
@@ -194,35 +190,33 @@ fn a_file_cut_inside_its_last_batch_opens_at_the_commit_before() {
     let mut reopened = open(&cut, &schema).unwrap();
     assert_eq!(state(&mut reopened, &schema), expected);
     assert!(!reopened.info().unwrap().torn_tail);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_file_cut_inside_its_header_or_base_is_a_truncated_error() {
     let dir = scratch("truncate-base");
-    let path = dir.join("a.snap");
+    let path = dir.path().join("a.snap");
     let (_schema, after) = three_commits(&path);
     let bytes = std::fs::read(&path).unwrap();
     let header = Header::decode(&bytes).unwrap();
     let base_end = HEADER_LEN + (header.base_len as usize).div_ceil(16) * 16;
     assert!(base_end < after[0].0 as usize);
-    let cut = dir.join("cut.snap");
+    let cut = dir.path().join("cut.snap");
     for len in 1..base_end {
         std::fs::write(&cut, &bytes[..len]).unwrap();
         let e = SnapshotStore::open(&cut).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Corrupt, "cut at {len}: {e}");
         assert!(matches!(snapshot_error(&e), SnapshotError::Truncated { .. }), "cut at {len}: {e}");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn every_flipped_byte_is_detected() {
     let dir = scratch("flip");
-    let path = dir.join("a.snap");
+    let path = dir.path().join("a.snap");
     three_commits(&path);
     let bytes = std::fs::read(&path).unwrap();
-    let bad = dir.join("bad.snap");
+    let bad = dir.path().join("bad.snap");
     let mut tried = 0;
     for i in 0..bytes.len() {
         for mask in [0x01u8, 0xff] {
@@ -236,13 +230,12 @@ fn every_flipped_byte_is_detected() {
         }
     }
     println!("byte flips tried: {tried} over a {}-byte file", bytes.len());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn foreign_files_say_what_they_are() {
     let dir = scratch("foreign");
-    let path = dir.join("a.snap");
+    let path = dir.path().join("a.snap");
     let (_schema, _) = three_commits(&path);
 
     // Another schema.
@@ -261,7 +254,7 @@ fn foreign_files_say_what_they_are() {
     let mut header = Header::decode(&bytes).unwrap();
     header.version += 1;
     bytes[..HEADER_LEN].copy_from_slice(&header.encode());
-    let newer = dir.join("newer.snap");
+    let newer = dir.path().join("newer.snap");
     std::fs::write(&newer, &bytes).unwrap();
     let e = SnapshotStore::open(&newer).unwrap_err();
     assert!(
@@ -271,17 +264,16 @@ fn foreign_files_say_what_they_are() {
     );
 
     // Not a snapshot at all.
-    let sqlite = dir.join("x.sqlite");
+    let sqlite = dir.path().join("x.sqlite");
     std::fs::write(&sqlite, b"SQLite format 3\0 and then some more bytes").unwrap();
     let e = SnapshotStore::open(&sqlite).unwrap_err();
     assert!(matches!(snapshot_error(&e), SnapshotError::NotASnapshot), "{e}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_small_commit_on_a_big_file_appends_only_its_change() {
     let dir = scratch("append");
-    let path = dir.join("a.snap");
+    let path = dir.path().join("a.snap");
     let schema = relgraph_testkit::conformance::schema();
     let mut store = open(&path, &schema).unwrap();
     let parents: Vec<RowOp> = (1..=20_000)
@@ -301,13 +293,12 @@ fn a_small_commit_on_a_big_file_appends_only_its_change() {
     println!("a 1-row commit on a {big}-byte file appended {grown} bytes");
     assert!(grown < 256, "{grown}");
     assert_eq!(store.info().unwrap().header.generation, generation, "no compaction");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn one_writer_per_file_and_readers_alongside() {
     let dir = scratch("lock");
-    let path = dir.join("a.snap");
+    let path = dir.path().join("a.snap");
     let (schema, after) = three_commits(&path);
     let mut writer = open(&path, &schema).unwrap();
     let e = SnapshotStore::open(&path).unwrap_err();
@@ -326,16 +317,15 @@ fn one_writer_per_file_and_readers_alongside() {
     drop(writer);
     let mut next = open(&path, &schema).unwrap();
     assert_eq!(state(&mut next, &schema)[0][0][1], Value::from("by the writer"));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_leftover_compaction_file_is_replaced() {
     let dir = scratch("leftover");
-    let path = dir.join("a.snap");
+    let path = dir.path().join("a.snap");
     let (schema, after) = three_commits(&path);
     // What a crash between writing the temporary file and renaming it leaves.
-    let tmp = dir.join("a.snap.compact-tmp");
+    let tmp = dir.path().join("a.snap.compact-tmp");
     std::fs::write(&tmp, b"half a compaction").unwrap();
     let mut store = open(&path, &schema).unwrap();
     assert_eq!(state(&mut store, &schema), after[2].1, "the file itself is untouched");
@@ -344,13 +334,12 @@ fn a_leftover_compaction_file_is_replaced() {
     drop(store);
     let mut again = open(&path, &schema).unwrap();
     assert_eq!(state(&mut again, &schema), after[2].1);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn row_counts_follow_the_log_without_reading_rows() {
     let dir = scratch("count");
-    let path = dir.join("a.snap");
+    let path = dir.path().join("a.snap");
     let (schema, after) = three_commits(&path);
     let mut store = open(&path, &schema).unwrap();
     let counts: Vec<usize> = (0..schema.tables().len()).map(|t| store.row_count(t).unwrap()).collect();
@@ -359,13 +348,12 @@ fn row_counts_follow_the_log_without_reading_rows() {
     commit(&mut store, &schema, &[delete(&schema, "child", 3)]);
     assert_eq!(store.row_count(1).unwrap(), after[2].1[1].len() - 1, "a deleted image row counts out");
     assert_eq!(store.row_count(9).unwrap_err().kind, ErrorKind::Schema);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_generated_key_past_the_largest_integer_is_an_error() {
     let dir = scratch("key-overflow");
-    let path = dir.join("a.snap");
+    let path = dir.path().join("a.snap");
     let schema = relgraph_testkit::conformance::schema();
     let mut store = open(&path, &schema).unwrap();
     commit(&mut store, &schema, &[insert(&schema, "parent", vec![i64::MAX.into(), "last".into()])]);
@@ -375,5 +363,4 @@ fn a_generated_key_past_the_largest_integer_is_an_error() {
     assert_eq!(e.kind, ErrorKind::Other, "{e}");
     assert!(e.message.contains("no key left"), "{e}");
     store.rollback().unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -9,14 +9,11 @@ fn sqlite_in_memory_conforms() {
 
 #[test]
 fn sqlite_file_conforms() {
-    let dir = std::env::temp_dir().join(format!("relgraph-conformance-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempfile::Builder::new().prefix("relgraph-conformance-").tempdir().unwrap();
     let mut n = 0;
     relgraph_testkit::conformance::run(&mut || {
         n += 1;
-        let path = dir.join(format!("db{n}.sqlite"));
-        let _ = std::fs::remove_file(&path);
+        let path = dir.path().join(format!("db{n}.sqlite"));
         Box::new(SqliteStore::open(&path).expect("open"))
     });
-    std::fs::remove_dir_all(&dir).unwrap();
 }
