@@ -53,7 +53,9 @@ pub use relgraph_core::{
     OnDelete, PassiveDeletes, Registry, Relationship, RelationshipDef, RelationshipId, Schema, Secondary,
     Table, TableDef, TableId, Value,
 };
-pub use relgraph_core::{Cell, Echo, ErrorKind, InsertBatch, InsertRun, Row, RowOp, Store, StoreError};
+pub use relgraph_core::{
+    Cell, Echo, ErrorKind, InsertBatch, InsertRun, InsertStatement, Row, RowOp, Store, StoreError,
+};
 pub use relgraph_graph::{
     Detached, Graph, GraphError, LinkEdge, LinkView, Members, ObjectKey, Removed, petgraph,
 };

@@ -36,5 +36,7 @@ pub use schema::{
     ForeignKey, ForeignKeyDef, ForeignKeyId, LinkDef, LinkEnd, LinkId, LinkKind, OnDelete, PassiveDeletes,
     Registry, Relationship, RelationshipDef, RelationshipId, Schema, Secondary, Table, TableDef, TableId,
 };
-pub use store::{Cell, Echo, ErrorKind, InsertBatch, InsertRun, Resolved, Row, RowOp, Store, StoreError};
+pub use store::{
+    Cell, Echo, ErrorKind, InsertBatch, InsertRun, InsertStatement, Resolved, Row, RowOp, Store, StoreError,
+};
 pub use value::{ColumnType, Value};

@@ -355,6 +355,143 @@ impl InsertBatch {
     pub fn to_ops(&self) -> Vec<RowOp> {
         self.rows().map(|(table, row)| RowOp::Insert { table, row: row.into() }).collect()
     }
+
+    /// The rows as a SQL store sends them, in order: each row whose table's
+    /// autoincrement key is NULL alone (so the key can be read back), the
+    /// others in runs of at most `rows_per_statement(table)` rows of one
+    /// table. Every run's width is checked first, so a batch with a row
+    /// that does not fit its table sends nothing.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Usage`] for a row whose width is not its table's.
+    pub fn statements<'a>(
+        &'a self,
+        schema: &Schema,
+        rows_per_statement: impl Fn(&TableDef) -> usize,
+    ) -> Result<Vec<InsertStatement<'a>>, StoreError> {
+        for run in self.runs() {
+            check_insert(schema, run.table, run.width)?;
+        }
+        let mut statements = Vec::new();
+        for run in self.runs() {
+            let def = schema.table(run.table);
+            let auto = def.autoincrement_column().map(|c| c as usize);
+            let generates = |row: &[Cell]| auto.is_some_and(|c| row[c] == Cell::Value(Value::Null));
+            let limit = rows_per_statement(def).max(1);
+            let mut i = 0;
+            while i < run.len() {
+                if generates(run.row(i)) {
+                    statements.push(InsertStatement::Generating { table: run.table, row: run.row(i) });
+                    i += 1;
+                    continue;
+                }
+                let mut end = i + 1;
+                while end < run.len() && end - i < limit && !generates(run.row(end)) {
+                    end += 1;
+                }
+                let cells = &run.cells[i * run.width..end * run.width];
+                statements.push(InsertStatement::Given {
+                    table: run.table,
+                    width: run.width,
+                    rows: end - i,
+                    cells,
+                });
+                i = end;
+            }
+        }
+        Ok(statements)
+    }
+}
+
+/// How a SQL store writes INSERTs: the two statement shapes
+/// [`InsertBatch::statements`] yields. [`send_inserts`] drives it.
+pub trait InsertStatements {
+    /// Rows per multi-row INSERT into `def`.
+    fn rows_per_statement(&self, def: &TableDef) -> usize;
+
+    /// Inserts `row`, leaving its key to the database, and returns the key.
+    ///
+    /// # Errors
+    /// The driver's, or an unresolvable placeholder.
+    fn insert_generating(
+        &mut self,
+        def: &TableDef,
+        row: &[Cell],
+        keys: &[Option<i64>],
+    ) -> Result<i64, StoreError>;
+
+    /// Inserts `count` rows, their keys given, as one statement.
+    ///
+    /// # Errors
+    /// The driver's, or an unresolvable placeholder.
+    fn insert_given<'r>(
+        &mut self,
+        def: &TableDef,
+        rows: impl Iterator<Item = &'r [Cell]>,
+        count: usize,
+        keys: &[Option<i64>],
+    ) -> Result<(), StoreError>;
+}
+
+/// [`Store::apply_inserts`] for a SQL store: `batch`'s statements (see
+/// [`InsertBatch::statements`]) through `sink`, a key entry per row pushed
+/// onto `keys`. Nothing is sent for a batch with a row that does not fit.
+///
+/// # Errors
+/// [`ErrorKind::Usage`] for a row of the wrong width; the sink's.
+pub fn send_inserts(
+    sink: &mut impl InsertStatements,
+    schema: &Schema,
+    batch: &InsertBatch,
+    keys: &mut Vec<Option<i64>>,
+) -> Result<(), StoreError> {
+    keys.reserve(batch.len());
+    for statement in batch.statements(schema, |def| sink.rows_per_statement(def))? {
+        match statement {
+            InsertStatement::Generating { table, row } => {
+                let key = sink.insert_generating(schema.table(table), row, keys)?;
+                keys.push(Some(key));
+            }
+            InsertStatement::Given { table, width, rows, cells } => {
+                sink.insert_given(schema.table(table), cells.chunks(width.max(1)), rows, keys)?;
+                keys.resize(keys.len() + rows, None);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One statement's rows of an [`InsertBatch`] (see [`InsertBatch::statements`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertStatement<'a> {
+    /// A row whose autoincrement key the store generates: sent alone.
+    Generating {
+        /// Its table.
+        table: TableId,
+        /// Its cells.
+        row: &'a [Cell],
+    },
+    /// Rows with their keys given, of one table: one multi-row statement.
+    Given {
+        /// Their table.
+        table: TableId,
+        /// Cells per row.
+        width: usize,
+        /// How many rows.
+        rows: usize,
+        /// Their cells end to end.
+        cells: &'a [Cell],
+    },
+}
+
+impl InsertStatement<'_> {
+    /// How many rows the statement inserts.
+    pub fn rows(&self) -> usize {
+        match self {
+            InsertStatement::Generating { .. } => 1,
+            InsertStatement::Given { rows, .. } => *rows,
+        }
+    }
 }
 
 /// A cell with its placeholder resolved: a value, or a key the store generated.
@@ -758,6 +895,56 @@ mod tests {
         batch.push(a, [int(9)]);
         batch.clear();
         assert_eq!((batch.len(), batch.runs().count()), (0, 0));
+    }
+
+    #[test]
+    fn statements_send_generating_rows_alone_and_the_rest_in_runs_of_at_most_the_limit() {
+        let mut registry = Registry::new();
+        let keyed = registry
+            .table(
+                Table::new("keyed").column(Column::integer("id").primary_key()).column(Column::integer("v")),
+            )
+            .unwrap();
+        let plain = registry.table(Table::new("plain").column(Column::integer("x"))).unwrap();
+        let schema = registry.configure().unwrap();
+        let null = Cell::Value(Value::Null);
+        let mut batch = InsertBatch::new();
+        for row in [[int(1), int(0)], [int(2), int(0)], [null.clone(), int(0)], [int(4), int(0)]] {
+            batch.push(keyed, row);
+        }
+        for x in 0..5 {
+            batch.push(plain, [int(x)]);
+        }
+        let statements = batch.statements(&schema, |def| if def.name == "plain" { 2 } else { 10 }).unwrap();
+        let shapes: Vec<(TableId, bool, usize)> = statements
+            .iter()
+            .map(|s| match s {
+                InsertStatement::Generating { table, .. } => (*table, true, s.rows()),
+                InsertStatement::Given { table, .. } => (*table, false, s.rows()),
+            })
+            .collect();
+        assert_eq!(
+            shapes,
+            [
+                (keyed, false, 2),
+                (keyed, true, 1),
+                (keyed, false, 1),
+                (plain, false, 2),
+                (plain, false, 2),
+                (plain, false, 1)
+            ]
+        );
+        assert_eq!(statements.iter().map(InsertStatement::rows).sum::<usize>(), batch.len());
+        assert_eq!(
+            statements[3],
+            InsertStatement::Given { table: plain, width: 1, rows: 2, cells: &[int(0), int(1)] }
+        );
+
+        // A row of the wrong width anywhere: no statement at all.
+        batch.push(plain, [int(5), int(6)]);
+        let err = batch.statements(&schema, |_| 10).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Usage, "{err}");
+        assert!(err.message.contains("plain"), "{err}");
     }
 
     #[test]

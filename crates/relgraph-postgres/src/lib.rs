@@ -17,10 +17,10 @@ use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls};
 use relgraph_core::sql::{self, Dialect};
-use relgraph_core::store;
+use relgraph_core::store::{self, InsertStatements};
 use relgraph_core::{
-    Cell, ColumnType, Echo, ErrorKind, Resolved, Row, RowOp, Schema, Store, StoreError, TableDef, TableId,
-    Value,
+    Cell, ColumnType, Echo, ErrorKind, InsertBatch, Resolved, Row, RowOp, Schema, Store, StoreError,
+    TableDef, TableId, Value,
 };
 
 /// Rows per multi-row INSERT or DELETE; PostgreSQL allows 65,535 parameters a statement.
@@ -32,6 +32,12 @@ const MAX_PARAMS: usize = 60_000;
 /// whole up to this size. Measured on W3: 1,000-row batches took three times
 /// as long as one statement.
 const SET_ROWS: usize = 50_000;
+
+/// Rows per multi-row INSERT into `def`: [`BATCH_ROWS`], fewer where its
+/// columns would pass [`MAX_PARAMS`].
+fn insert_rows_per_statement(def: &TableDef) -> usize {
+    BATCH_ROWS.min(MAX_PARAMS / def.columns.len().max(1)).max(1)
+}
 
 /// A PostgreSQL database (or one schema of it) behind the store trait.
 pub struct PostgresStore {
@@ -333,6 +339,54 @@ fn read_row(row: &postgres::Row, def: &TableDef) -> Result<Row, StoreError> {
         .collect()
 }
 
+impl store::InsertStatements for PostgresStore {
+    fn rows_per_statement(&self, def: &TableDef) -> usize {
+        insert_rows_per_statement(def)
+    }
+
+    /// Inserts `row`, leaving its key to the database (its autoincrement
+    /// column is left out), and returns the key (`RETURNING`).
+    fn insert_generating(
+        &mut self,
+        def: &TableDef,
+        row: &[Cell],
+        keys: &[Option<i64>],
+    ) -> Result<i64, StoreError> {
+        let auto = def.autoincrement_column().expect("generating tables have one");
+        let columns: Vec<u32> = (0..def.columns.len() as u32).filter(|&c| c != auto).collect();
+        let args = columns.iter().map(|&c| arg(&row[c as usize], keys)).collect::<Result<Vec<_>, _>>()?;
+        let mut text = sql::insert_columns(def, &columns, 1, Dialect::Postgres);
+        text.push_str(" RETURNING ");
+        sql::quote(&mut text, &def.columns[auto as usize].name);
+        self.echo_statement(&text, &args, columns.len());
+        let statement = self.client.prepare(&text).map_err(|e| error(format_args!("preparing {text}"), e))?;
+        let row = self
+            .client
+            .query_one(&statement, &Self::params(&args))
+            .map_err(|e| error(format_args!("writing table {}: {text}", def.name), e))?;
+        Ok(row.get(0))
+    }
+
+    /// Inserts `count` rows with their keys given as one multi-row statement.
+    fn insert_given<'r>(
+        &mut self,
+        def: &TableDef,
+        rows: impl Iterator<Item = &'r [Cell]>,
+        count: usize,
+        keys: &[Option<i64>],
+    ) -> Result<(), StoreError> {
+        let mut args = Vec::with_capacity(count * def.columns.len());
+        for row in rows {
+            for cell in row {
+                args.push(arg(cell, keys)?);
+            }
+        }
+        let text = sql::insert(def, count, Dialect::Postgres);
+        self.execute(&text, &args, def.columns.len(), def)?;
+        Ok(())
+    }
+}
+
 impl Store for PostgresStore {
     fn create_tables(&mut self, schema: &Schema) -> Result<(), StoreError> {
         // Tables first, then their foreign keys: PostgreSQL checks a reference
@@ -410,35 +464,16 @@ impl Store for PostgresStore {
             let def = schema.table(ops[i].table());
             match &ops[i] {
                 RowOp::Insert { row, .. } if ops[i].generates_key(schema) => {
-                    let auto = def.autoincrement_column().expect("generating tables have one");
-                    let columns: Vec<u32> = (0..def.columns.len() as u32).filter(|&c| c != auto).collect();
-                    for &c in &columns {
-                        args.push(arg(&row[c as usize], keys)?);
-                    }
-                    let mut text = sql::insert_columns(def, &columns, 1, Dialect::Postgres);
-                    text.push_str(" RETURNING ");
-                    sql::quote(&mut text, &def.columns[auto as usize].name);
-                    self.echo_statement(&text, &args, columns.len());
-                    let statement =
-                        self.client.prepare(&text).map_err(|e| error(format_args!("preparing {text}"), e))?;
-                    let row = self
-                        .client
-                        .query_one(&statement, &Self::params(&args))
-                        .map_err(|e| error(format_args!("writing table {}: {text}", def.name), e))?;
-                    keys[base + i] = Some(row.get(0));
+                    keys[base + i] = Some(self.insert_generating(def, row, keys)?);
                     i += 1;
                 }
                 RowOp::Insert { .. } => {
-                    let limit = BATCH_ROWS.min(MAX_PARAMS / def.columns.len().max(1)).max(1);
-                    let end = store::run_end(ops, i, limit, schema);
-                    for op in &ops[i..end] {
-                        let RowOp::Insert { row, .. } = op else { unreachable!("a run holds one kind") };
-                        for cell in row.iter() {
-                            args.push(arg(cell, keys)?);
-                        }
-                    }
-                    let text = sql::insert(def, end - i, Dialect::Postgres);
-                    self.execute(&text, &args, def.columns.len(), def)?;
+                    let end = store::run_end(ops, i, insert_rows_per_statement(def), schema);
+                    let rows = ops[i..end].iter().map(|op| match op {
+                        RowOp::Insert { row, .. } => &**row,
+                        _ => unreachable!("a run holds one kind"),
+                    });
+                    self.insert_given(def, rows, end - i, keys)?;
                     i = end;
                 }
                 RowOp::Update { key_columns, columns, .. } => {
@@ -514,6 +549,18 @@ impl Store for PostgresStore {
             }
         }
         Ok(())
+    }
+
+    fn apply_inserts(
+        &mut self,
+        schema: &Schema,
+        batch: &mut InsertBatch,
+        keys: &mut Vec<Option<i64>>,
+    ) -> Result<(), StoreError> {
+        if !self.in_transaction {
+            return Err(StoreError::new(ErrorKind::Usage, "apply outside a transaction"));
+        }
+        store::send_inserts(self, schema, batch, keys)
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {

@@ -28,7 +28,7 @@
 use std::path::Path;
 
 use relgraph_core::sql::{self, Dialect};
-use relgraph_core::store;
+use relgraph_core::store::{self, InsertStatements};
 use relgraph_core::{
     Cell, ColumnType, Echo, ErrorKind, InsertBatch, Resolved, Row, RowOp, Schema, Store, StoreError,
     TableDef, TableId, Value,
@@ -253,41 +253,6 @@ impl SqliteStore {
         std::mem::take(&mut self.last_update.as_mut().expect("just set").sql)
     }
 
-    /// Inserts `row`, leaving its key to the database (its autoincrement
-    /// column is left out), and returns the key.
-    fn insert_generating(
-        &mut self,
-        def: &TableDef,
-        row: &[Cell],
-        keys: &[Option<i64>],
-    ) -> Result<i64, StoreError> {
-        let auto = def.autoincrement_column().expect("generating tables have one");
-        let columns: Vec<u32> = (0..def.columns.len() as u32).filter(|&c| c != auto).collect();
-        let args = columns.iter().map(|&c| arg(&row[c as usize], keys)).collect::<Result<Vec<_>, _>>()?;
-        let text = sql::insert_columns(def, &columns, 1, Dialect::Sqlite);
-        self.execute(&text, &args, columns.len(), def)?;
-        Ok(self.conn.last_insert_rowid())
-    }
-
-    /// Inserts `count` rows with their keys given as one multi-row statement.
-    fn insert_given<'r>(
-        &mut self,
-        def: &TableDef,
-        rows: impl Iterator<Item = &'r [Cell]>,
-        count: usize,
-        keys: &[Option<i64>],
-    ) -> Result<(), StoreError> {
-        let mut args = Vec::with_capacity(count * def.columns.len());
-        for row in rows {
-            for cell in row {
-                args.push(arg(cell, keys)?);
-            }
-        }
-        let text = sql::insert(def, count, Dialect::Sqlite);
-        self.execute(&text, &args, def.columns.len(), def)?;
-        Ok(())
-    }
-
     fn simple(&mut self, sql: &str) -> Result<(), StoreError> {
         self.emit(sql);
         self.conn.execute_batch(sql).map_err(|e| error(sql, e))
@@ -330,6 +295,47 @@ fn update_from_values(def: &TableDef, columns: &[u32], key_columns: &[u32], rows
         text.push_str(&format!(" = v.k{i}"));
     }
     text
+}
+
+impl store::InsertStatements for SqliteStore {
+    fn rows_per_statement(&self, def: &TableDef) -> usize {
+        insert_rows_per_statement(def)
+    }
+
+    /// Inserts `row`, leaving its key to the database (its autoincrement
+    /// column is left out), and returns the key.
+    fn insert_generating(
+        &mut self,
+        def: &TableDef,
+        row: &[Cell],
+        keys: &[Option<i64>],
+    ) -> Result<i64, StoreError> {
+        let auto = def.autoincrement_column().expect("generating tables have one");
+        let columns: Vec<u32> = (0..def.columns.len() as u32).filter(|&c| c != auto).collect();
+        let args = columns.iter().map(|&c| arg(&row[c as usize], keys)).collect::<Result<Vec<_>, _>>()?;
+        let text = sql::insert_columns(def, &columns, 1, Dialect::Sqlite);
+        self.execute(&text, &args, columns.len(), def)?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Inserts `count` rows with their keys given as one multi-row statement.
+    fn insert_given<'r>(
+        &mut self,
+        def: &TableDef,
+        rows: impl Iterator<Item = &'r [Cell]>,
+        count: usize,
+        keys: &[Option<i64>],
+    ) -> Result<(), StoreError> {
+        let mut args = Vec::with_capacity(count * def.columns.len());
+        for row in rows {
+            for cell in row {
+                args.push(arg(cell, keys)?);
+            }
+        }
+        let text = sql::insert(def, count, Dialect::Sqlite);
+        self.execute(&text, &args, def.columns.len(), def)?;
+        Ok(())
+    }
 }
 
 impl Store for SqliteStore {
@@ -474,31 +480,7 @@ impl Store for SqliteStore {
         if !self.in_transaction {
             return Err(StoreError::new(ErrorKind::Usage, "apply outside a transaction"));
         }
-        keys.reserve(batch.len());
-        for run in batch.runs() {
-            store::check_insert(schema, run.table, run.width)?;
-            let def = schema.table(run.table);
-            let auto = def.autoincrement_column().map(|c| c as usize);
-            let generates = |row: &[Cell]| auto.is_some_and(|c| row[c] == Cell::Value(Value::Null));
-            let limit = insert_rows_per_statement(def);
-            let mut i = 0;
-            while i < run.len() {
-                if generates(run.row(i)) {
-                    let key = self.insert_generating(def, run.row(i), keys)?;
-                    keys.push(Some(key));
-                    i += 1;
-                    continue;
-                }
-                let mut end = i + 1;
-                while end < run.len() && end - i < limit && !generates(run.row(end)) {
-                    end += 1;
-                }
-                self.insert_given(def, (i..end).map(|r| run.row(r)), end - i, keys)?;
-                keys.resize(keys.len() + (end - i), None);
-                i = end;
-            }
-        }
-        Ok(())
+        store::send_inserts(self, schema, batch, keys)
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {
