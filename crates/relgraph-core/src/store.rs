@@ -106,10 +106,7 @@ impl RowOp {
     /// the key can be read back.
     pub fn generates_key(&self, schema: &Schema) -> bool {
         match self {
-            RowOp::Insert { table, row } => schema
-                .table(*table)
-                .autoincrement_column()
-                .is_some_and(|c| row.get(c as usize) == Some(&Cell::Value(Value::Null))),
+            RowOp::Insert { table, row } => generates_key(schema.table(*table), row),
             _ => false,
         }
     }
@@ -151,13 +148,18 @@ pub fn check_insert(schema: &Schema, table: TableId, width: usize) -> Result<(),
 
 /// `table`'s definition, or a usage error for a handle from another schema.
 fn table_def(schema: &Schema, table: TableId) -> Result<&TableDef, StoreError> {
-    match schema.table_ids().nth(table.index()) {
-        Some(t) => Ok(schema.table(t)),
-        None => Err(StoreError::new(
+    schema.tables().get(table.index()).ok_or_else(|| {
+        StoreError::new(
             ErrorKind::Usage,
             format!("an operation on table {}, which the schema does not have", table.index()),
-        )),
-    }
+        )
+    })
+}
+
+/// Whether `row`, a new row of `def`, asks the store to generate its key:
+/// its autoincrement key is NULL (a row too short has none to ask for).
+fn generates_key(def: &TableDef, row: &[Cell]) -> bool {
+    def.autoincrement_column().is_some_and(|c| row.get(c as usize) == Some(&Cell::Value(Value::Null)))
 }
 
 /// The end of the run of operations that share `ops[start]`'s shape, at most
@@ -303,17 +305,6 @@ impl InsertBatch {
         self.note_row(table, self.cells.len() - start);
     }
 
-    /// Removes the last row, if there is one.
-    pub fn pop_row(&mut self) {
-        let Some(run) = self.runs.last_mut() else { return };
-        self.cells.truncate(self.cells.len() - run.width as usize);
-        run.rows -= 1;
-        if run.rows == 0 {
-            self.runs.pop();
-        }
-        self.rows -= 1;
-    }
-
     fn note_row(&mut self, table: TableId, width: usize) {
         let width = u32::try_from(width).expect("a row has fewer than 2^32 columns");
         match self.runs.last_mut() {
@@ -356,11 +347,20 @@ impl InsertBatch {
         self.rows().map(|(table, row)| RowOp::Insert { table, row: row.into() }).collect()
     }
 
+    /// Refuses the batch unless every row fits its table (see
+    /// [`check_insert`]): what a store calls before it writes any of it.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Usage`] for the first run whose width is not its table's.
+    pub fn check(&self, schema: &Schema) -> Result<(), StoreError> {
+        self.runs().try_for_each(|run| check_insert(schema, run.table, run.width))
+    }
+
     /// The rows as a SQL store sends them, in order: each row whose table's
     /// autoincrement key is NULL alone (so the key can be read back), the
     /// others in runs of at most `rows_per_statement(table)` rows of one
-    /// table. Every run's width is checked first, so a batch with a row
-    /// that does not fit its table sends nothing.
+    /// table. The batch is checked first ([`InsertBatch::check`]), so one
+    /// with a row that does not fit its table sends nothing.
     ///
     /// # Errors
     /// [`ErrorKind::Usage`] for a row whose width is not its table's.
@@ -369,14 +369,11 @@ impl InsertBatch {
         schema: &Schema,
         rows_per_statement: impl Fn(&TableDef) -> usize,
     ) -> Result<Vec<InsertStatement<'a>>, StoreError> {
-        for run in self.runs() {
-            check_insert(schema, run.table, run.width)?;
-        }
+        self.check(schema)?;
         let mut statements = Vec::new();
         for run in self.runs() {
             let def = schema.table(run.table);
-            let auto = def.autoincrement_column().map(|c| c as usize);
-            let generates = |row: &[Cell]| auto.is_some_and(|c| row[c] == Cell::Value(Value::Null));
+            let generates = |row: &[Cell]| generates_key(def, row);
             let limit = rows_per_statement(def).max(1);
             let mut i = 0;
             while i < run.len() {
@@ -482,16 +479,6 @@ pub enum InsertStatement<'a> {
         /// Their cells end to end.
         cells: &'a [Cell],
     },
-}
-
-impl InsertStatement<'_> {
-    /// How many rows the statement inserts.
-    pub fn rows(&self) -> usize {
-        match self {
-            InsertStatement::Generating { .. } => 1,
-            InsertStatement::Given { rows, .. } => *rows,
-        }
-    }
 }
 
 /// A cell with its placeholder resolved: a value, or a key the store generated.
@@ -876,7 +863,7 @@ mod tests {
     }
 
     #[test]
-    fn a_row_of_another_width_starts_a_run_and_popping_rows_ends_runs() {
+    fn a_row_of_another_width_starts_a_run_and_clearing_ends_every_run() {
         let (a, _) = tables();
         let mut batch = InsertBatch::with_capacity(8);
         batch.push(a, [int(1)]);
@@ -884,17 +871,69 @@ mod tests {
         batch.push(a, [int(2), int(3)]);
         batch.push(a, []);
         assert_eq!(batch.runs().map(|r| (r.width, r.len())).collect::<Vec<_>>(), [(1, 1), (2, 1), (0, 1)]);
-        batch.pop_row();
-        assert_eq!(batch.runs().count(), 2);
-        batch.pop_row();
-        assert_eq!(batch.to_ops(), [RowOp::Insert { table: a, row: Box::new([int(1)]) }]);
-        batch.pop_row();
-        batch.pop_row();
+        assert_eq!(batch.runs().count(), 3);
+        assert_eq!(
+            batch.to_ops(),
+            [
+                RowOp::Insert { table: a, row: Box::new([int(1)]) },
+                RowOp::Insert { table: a, row: Box::new([int(2), int(3)]) },
+                RowOp::Insert { table: a, row: Box::new([]) },
+            ]
+        );
+        batch.clear();
         assert!(batch.is_empty());
         assert_eq!(batch.runs().count(), 0);
         batch.push(a, [int(9)]);
+        assert_eq!(batch.to_ops(), [RowOp::Insert { table: a, row: Box::new([int(9)]) }]);
         batch.clear();
         assert_eq!((batch.len(), batch.runs().count()), (0, 0));
+    }
+
+    #[test]
+    fn operations_that_do_not_fit_their_table_are_usage_errors_naming_it() {
+        let mut registry = Registry::new();
+        let pair = registry
+            .table(Table::new("pair").column(Column::integer("a")).column(Column::integer("b")))
+            .unwrap();
+        let keyed = registry.table(Table::new("keyed").column(Column::integer("id").primary_key())).unwrap();
+        let schema = registry.configure().unwrap();
+        // A handle from a schema with more tables than this one has.
+        let mut other = Registry::new();
+        other.table(Table::new("x").column(Column::integer("a"))).unwrap();
+        other.table(Table::new("z").column(Column::integer("a"))).unwrap();
+        let foreign = other.table(Table::new("y").column(Column::integer("a"))).unwrap();
+        let update = |key_columns: &[u32], key: &[Cell], columns: &[u32], values: &[Cell]| RowOp::Update {
+            table: pair,
+            key_columns: key_columns.into(),
+            key: key.into(),
+            columns: columns.into(),
+            values: values.into(),
+        };
+        let fitting = [
+            RowOp::Insert { table: pair, row: Box::new([int(1), int(2)]) },
+            update(&[0], &[int(1)], &[1], &[int(3)]),
+            RowOp::Delete { table: pair, columns: Box::new([0, 1]), values: Box::new([int(1), int(2)]) },
+        ];
+        for op in &fitting {
+            assert!(op.check(&schema).is_ok(), "{op:?}");
+        }
+        let malformed = [
+            (RowOp::Insert { table: pair, row: Box::new([int(1)]) }, "pair"),
+            (update(&[0], &[int(1)], &[2], &[int(3)]), "pair"),
+            (update(&[0], &[], &[1], &[int(3)]), "pair"),
+            (RowOp::Delete { table: pair, columns: Box::new([0]), values: Box::new([]) }, "pair"),
+            (RowOp::Insert { table: foreign, row: Box::new([int(1)]) }, "table 2"),
+        ];
+        for (op, named) in &malformed {
+            let err = op.check(&schema).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Usage, "{op:?}: {err}");
+            assert!(err.message.contains(named), "{op:?}: {err}");
+        }
+        // A row too short to hold the key asks for none, rather than panicking.
+        assert!(
+            RowOp::Insert { table: keyed, row: Box::new([Cell::Value(Value::Null)]) }.generates_key(&schema)
+        );
+        assert!(!RowOp::Insert { table: keyed, row: Box::new([]) }.generates_key(&schema));
     }
 
     #[test]
@@ -918,9 +957,9 @@ mod tests {
         let statements = batch.statements(&schema, |def| if def.name == "plain" { 2 } else { 10 }).unwrap();
         let shapes: Vec<(TableId, bool, usize)> = statements
             .iter()
-            .map(|s| match s {
-                InsertStatement::Generating { table, .. } => (*table, true, s.rows()),
-                InsertStatement::Given { table, .. } => (*table, false, s.rows()),
+            .map(|s| match *s {
+                InsertStatement::Generating { table, .. } => (table, true, 1),
+                InsertStatement::Given { table, rows, .. } => (table, false, rows),
             })
             .collect();
         assert_eq!(
@@ -934,7 +973,7 @@ mod tests {
                 (plain, false, 1)
             ]
         );
-        assert_eq!(statements.iter().map(InsertStatement::rows).sum::<usize>(), batch.len());
+        assert_eq!(shapes.iter().map(|&(_, _, rows)| rows).sum::<usize>(), batch.len());
         assert_eq!(
             statements[3],
             InsertStatement::Given { table: plain, width: 1, rows: 2, cells: &[int(0), int(1)] }
