@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use relgraph_core::{
     Cell, ColumnType, Echo, ErrorKind, InsertBatch, OnDelete, Resolved, Row, RowOp, Schema, Store,
-    StoreError, TableId, Value, store,
+    StoreError, TableId, Value,
 };
 use rkyv::util::AlignedVec;
 use rustc_hash::FxHashMap;
@@ -1494,6 +1494,23 @@ impl SnapshotStore {
         Ok(())
     }
 
+    /// Inserts `values` as a new row of `table` and returns the key it
+    /// generated: what every INSERT comes to, however it arrived.
+    fn insert_values(&mut self, table: TableId, values: Vec<Value>) -> Result<Option<i64>, StoreError> {
+        let (Some(db), Some(tx)) = (self.db.as_mut(), self.tx.as_mut()) else {
+            return Err(usage("apply outside a transaction"));
+        };
+        let t = table.index();
+        let Some(state) = db.tables.get(t) else {
+            return Err(StoreError::new(ErrorKind::Schema, format!("the snapshot has no table {t}")));
+        };
+        // The file's own width: a schema whose tables differ from the file's is refused by `create_tables`.
+        if values.len() != state.desc.columns.len() {
+            return Err(usage("an INSERT row of the wrong width"));
+        }
+        insert(db, tx, t, values)
+    }
+
     /// Applies `op` (echoed already) and returns the key it generated.
     /// `taken` is an INSERT's row handed over, taken out of `op`, to be moved.
     fn apply_one(
@@ -1502,6 +1519,14 @@ impl SnapshotStore {
         taken: Option<Box<[Cell]>>,
         keys: &[Option<i64>],
     ) -> Result<Option<i64>, StoreError> {
+        let cells = |cells: &[Cell]| cells.iter().map(|c| resolve(c, keys)).collect::<Result<Vec<_>, _>>();
+        if let RowOp::Insert { row, .. } = op {
+            let values = match taken {
+                Some(taken) => take_cells(taken, keys)?,
+                None => cells(row)?,
+            };
+            return self.insert_values(op.table(), values);
+        }
         let (Some(db), Some(tx)) = (self.db.as_mut(), self.tx.as_mut()) else {
             return Err(usage("apply outside a transaction"));
         };
@@ -1509,19 +1534,8 @@ impl SnapshotStore {
         if t >= db.tables.len() {
             return Err(StoreError::new(ErrorKind::Schema, format!("the snapshot has no table {t}")));
         }
-        let cells = |cells: &[Cell]| cells.iter().map(|c| resolve(c, keys)).collect::<Result<Vec<_>, _>>();
         match op {
-            RowOp::Insert { row, .. } => {
-                let width = taken.as_ref().map_or(row.len(), |taken| taken.len());
-                if width != db.tables[t].desc.columns.len() {
-                    return Err(usage("an INSERT row of the wrong width"));
-                }
-                let row = match taken {
-                    Some(taken) => take_cells(taken, keys)?,
-                    None => cells(row)?,
-                };
-                insert(db, tx, t, row)
-            }
+            RowOp::Insert { .. } => unreachable!("inserted above"),
             RowOp::Update { key_columns, key, columns, values, .. } => {
                 materialize_all(db, tx);
                 let (key, values) = (cells(key)?, cells(values)?);
@@ -1658,10 +1672,10 @@ impl Store for SnapshotStore {
         batch: &mut InsertBatch,
         keys: &mut Vec<Option<i64>>,
     ) -> Result<(), StoreError> {
+        batch.check(schema)?;
         self.prepare_apply(batch.len(), batch.runs().map(|run| (run.table, run.len())), keys)?;
         for mut run in batch.runs_mut() {
             let table = run.table;
-            store::check_insert(schema, table, run.width)?;
             for i in 0..run.len() {
                 let row = run.row_mut(i);
                 if self.echo.is_some() {
@@ -1677,14 +1691,7 @@ impl Store for SnapshotStore {
                         generated => resolve(&generated, keys)?,
                     });
                 }
-                let (Some(db), Some(tx)) = (self.db.as_mut(), self.tx.as_mut()) else {
-                    return Err(usage("apply outside a transaction"));
-                };
-                let t = table.index();
-                if t >= db.tables.len() {
-                    return Err(StoreError::new(ErrorKind::Schema, format!("the snapshot has no table {t}")));
-                }
-                let key = insert(db, tx, t, values)?;
+                let key = self.insert_values(table, values)?;
                 keys.push(key);
             }
         }
