@@ -403,8 +403,17 @@ impl InsertBatch {
 /// How a SQL store writes INSERTs: the two statement shapes
 /// [`InsertBatch::statements`] yields. [`send_inserts`] drives it.
 pub trait InsertStatements {
-    /// Rows per multi-row INSERT into `def`.
-    fn rows_per_statement(&self, def: &TableDef) -> usize;
+    /// Rows per multi-row INSERT, where the columns allow.
+    const BATCH_ROWS: usize;
+
+    /// Bound parameters per statement the database takes.
+    const MAX_PARAMS: usize;
+
+    /// Rows per multi-row INSERT into `def`: [`InsertStatements::BATCH_ROWS`],
+    /// fewer where its columns would pass [`InsertStatements::MAX_PARAMS`].
+    fn rows_per_statement(def: &TableDef) -> usize {
+        Self::BATCH_ROWS.min(Self::MAX_PARAMS / def.columns.len().max(1)).max(1)
+    }
 
     /// Inserts `row`, leaving its key to the database, and returns the key.
     ///
@@ -436,14 +445,14 @@ pub trait InsertStatements {
 ///
 /// # Errors
 /// [`ErrorKind::Usage`] for a row of the wrong width; the sink's.
-pub fn send_inserts(
-    sink: &mut impl InsertStatements,
+pub fn send_inserts<S: InsertStatements>(
+    sink: &mut S,
     schema: &Schema,
     batch: &InsertBatch,
     keys: &mut Vec<Option<i64>>,
 ) -> Result<(), StoreError> {
     keys.reserve(batch.len());
-    for statement in batch.statements(schema, |def| sink.rows_per_statement(def))? {
+    for statement in batch.statements(schema, S::rows_per_statement)? {
         match statement {
             InsertStatement::Generating { table, row } => {
                 let key = sink.insert_generating(schema.table(table), row, keys)?;

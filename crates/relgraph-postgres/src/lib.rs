@@ -33,12 +33,6 @@ const MAX_PARAMS: usize = 60_000;
 /// as long as one statement.
 const SET_ROWS: usize = 50_000;
 
-/// Rows per multi-row INSERT into `def`: [`BATCH_ROWS`], fewer where its
-/// columns would pass [`MAX_PARAMS`].
-fn insert_rows_per_statement(def: &TableDef) -> usize {
-    BATCH_ROWS.min(MAX_PARAMS / def.columns.len().max(1)).max(1)
-}
-
 /// A PostgreSQL database (or one schema of it) behind the store trait.
 pub struct PostgresStore {
     client: Client,
@@ -340,9 +334,8 @@ fn read_row(row: &postgres::Row, def: &TableDef) -> Result<Row, StoreError> {
 }
 
 impl store::InsertStatements for PostgresStore {
-    fn rows_per_statement(&self, def: &TableDef) -> usize {
-        insert_rows_per_statement(def)
-    }
+    const BATCH_ROWS: usize = BATCH_ROWS;
+    const MAX_PARAMS: usize = MAX_PARAMS;
 
     /// Inserts `row`, leaving its key to the database (its autoincrement
     /// column is left out), and returns the key (`RETURNING`).
@@ -468,7 +461,7 @@ impl Store for PostgresStore {
                     i += 1;
                 }
                 RowOp::Insert { .. } => {
-                    let end = store::run_end(ops, i, insert_rows_per_statement(def), schema);
+                    let end = store::run_end(ops, i, Self::rows_per_statement(def), schema);
                     let rows = ops[i..end].iter().map(|op| match op {
                         RowOp::Insert { row, .. } => &**row,
                         _ => unreachable!("a run holds one kind"),

@@ -259,12 +259,6 @@ impl SqliteStore {
     }
 }
 
-/// Rows per multi-row INSERT into `def`: [`BATCH_ROWS`], fewer where its
-/// columns would pass [`MAX_PARAMS`].
-fn insert_rows_per_statement(def: &TableDef) -> usize {
-    BATCH_ROWS.min(MAX_PARAMS / def.columns.len().max(1)).max(1)
-}
-
 /// `WITH v(c0, .., k0, ..) AS (VALUES (?, ..), ..) UPDATE t SET col = v.c0, ..
 /// FROM v WHERE t.key = v.k0 AND ..`: `rows` updates of one shape in one statement.
 fn update_from_values(def: &TableDef, columns: &[u32], key_columns: &[u32], rows: usize) -> String {
@@ -298,9 +292,8 @@ fn update_from_values(def: &TableDef, columns: &[u32], key_columns: &[u32], rows
 }
 
 impl store::InsertStatements for SqliteStore {
-    fn rows_per_statement(&self, def: &TableDef) -> usize {
-        insert_rows_per_statement(def)
-    }
+    const BATCH_ROWS: usize = BATCH_ROWS;
+    const MAX_PARAMS: usize = MAX_PARAMS;
 
     /// Inserts `row`, leaving its key to the database (its autoincrement
     /// column is left out), and returns the key.
@@ -406,7 +399,7 @@ impl Store for SqliteStore {
                 }
                 RowOp::Insert { .. } => {
                     // A run of inserts with their keys given: one statement per batch.
-                    let end = store::run_end(ops, i, insert_rows_per_statement(def), schema);
+                    let end = store::run_end(ops, i, Self::rows_per_statement(def), schema);
                     let rows = ops[i..end].iter().map(|op| match op {
                         RowOp::Insert { row, .. } => &**row,
                         _ => unreachable!("a run holds one kind"),
