@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use relgraph_core::{Echo, ErrorKind, Row, RowOp, Schema, Store, StoreError, TableId};
+use relgraph_core::{Echo, ErrorKind, InsertBatch, Row, RowOp, Schema, Store, StoreError, TableId};
 
 /// Where to fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +81,14 @@ impl FaultStore {
         (FaultStore { inner, control: control.clone(), fault, applied: 0 }, control)
     }
 
+    /// The operation the fault falls on, if it is among the next `n`.
+    fn fails_within(&self, n: usize) -> Option<usize> {
+        match self.fault {
+            Fault::AtOp(k) | Fault::PanicAtOp(k) if k >= self.applied && k < self.applied + n => Some(k),
+            _ => None,
+        }
+    }
+
     fn injected(what: String) -> StoreError {
         StoreError::new(ErrorKind::Connection, format!("injected fault: {what}"))
     }
@@ -112,10 +120,7 @@ impl Store for FaultStore {
         keys: &mut Vec<Option<i64>>,
     ) -> Result<(), StoreError> {
         self.control.0.lock().expect("fault lock").ops.extend_from_slice(ops);
-        if let Fault::AtOp(n) | Fault::PanicAtOp(n) = self.fault
-            && n >= self.applied
-            && n < self.applied + ops.len()
-        {
+        if let Some(n) = self.fails_within(ops.len()) {
             let before = n - self.applied;
             self.inner.apply(schema, &ops[..before], keys)?;
             self.applied += before;
@@ -124,6 +129,38 @@ impl Store for FaultStore {
         }
         self.applied += ops.len();
         self.inner.apply(schema, ops, keys)
+    }
+
+    // A call the fault does not fall in goes to the wrapped store's own
+    // method, so its handed-over and laid-out paths are the ones tested;
+    // one it falls in is applied as lent operations up to the fault.
+    fn apply_owned(
+        &mut self,
+        schema: &Schema,
+        ops: &mut Vec<RowOp>,
+        keys: &mut Vec<Option<i64>>,
+    ) -> Result<(), StoreError> {
+        if self.fails_within(ops.len()).is_some() {
+            return self.apply(schema, ops, keys);
+        }
+        self.control.0.lock().expect("fault lock").ops.extend_from_slice(ops);
+        self.applied += ops.len();
+        self.inner.apply_owned(schema, ops, keys)
+    }
+
+    fn apply_inserts(
+        &mut self,
+        schema: &Schema,
+        batch: &mut InsertBatch,
+        keys: &mut Vec<Option<i64>>,
+    ) -> Result<(), StoreError> {
+        let ops = batch.to_ops();
+        if self.fails_within(ops.len()).is_some() {
+            return self.apply(schema, &ops, keys);
+        }
+        self.control.0.lock().expect("fault lock").ops.extend(ops);
+        self.applied += batch.len();
+        self.inner.apply_inserts(schema, batch, keys)
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {
