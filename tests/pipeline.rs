@@ -163,3 +163,60 @@ fn a_session_error_halfway_through_a_pipeline_rolls_back() {
     assert_eq!(stats.inserts, 10_000);
     assert_eq!(session.get(h.parent, &[Value::Integer(10)]).unwrap(), Some(parents[9]));
 }
+
+/// A row the store itself refuses (here a second row with a unique value,
+/// which only the database checks) fails a pipelined flush from inside the
+/// store's own handling of laid-out rows, on SQLite and on a snapshot:
+/// nothing is written, every object is pending again and out of the
+/// identity map, and once the value is fixed the same flush succeeds.
+#[test]
+fn a_row_the_store_refuses_halfway_through_a_pipeline_loses_nothing() {
+    let mut registry = relgraph::Registry::new();
+    registry
+        .entity(
+            relgraph::Entity::new("Tag", "tag")
+                .column(relgraph::Column::integer("id").primary_key())
+                .column(relgraph::Column::text("code").unique()),
+        )
+        .unwrap();
+    let schema = registry.configure().unwrap();
+    let tag = schema.entity_id("Tag").unwrap();
+    let (id, code) = (schema.entity_column(tag, "id").unwrap(), schema.entity_column(tag, "code").unwrap());
+    let dir = tempfile::Builder::new().prefix("relgraph-tests-refused-").tempdir().unwrap();
+    let stores: [(&str, Box<dyn relgraph::Store>); 2] = [
+        ("sqlite", Box::new(SqliteStore::open_in_memory().unwrap())),
+        ("snapshot", Box::new(relgraph::SnapshotStore::open(dir.path().join("refused.snap")).unwrap())),
+    ];
+    for (name, store) in stores {
+        let mut session = Session::with_store(schema.clone(), store).unwrap();
+        session.set_pipeline_threshold(0);
+        // Enough rows that the store has written chunks before the duplicate.
+        let tags: Vec<ObjectKey> = (1..=5_000i64)
+            .map(|i| {
+                let t = session.new_with(tag, [(id, Value::from(i)), (code, Value::from(format!("c{i}")))]);
+                let t = t.unwrap();
+                session.add(t).unwrap();
+                t
+            })
+            .collect();
+        let late = *tags.last().unwrap();
+        session.set_value(late, code, "c10").unwrap();
+        let plan = session.plan().unwrap().to_string();
+        let err = session.flush().expect_err("a duplicate unique value");
+        assert_eq!(err.store_kind(), Some(ErrorKind::Unique), "{name}: {err}");
+        assert!(rows(&mut session).is_empty(), "{name}: nothing written stays");
+        assert!(tags.iter().all(|&t| session.state(t) == State::Pending), "{name}");
+        assert_eq!(
+            session.get(tag, &[Value::Integer(10)]).unwrap(),
+            None,
+            "{name}: the early record is undone"
+        );
+        assert_eq!(session.plan().unwrap().to_string(), plan, "{name}: every pending change is kept");
+        session.set_value(late, code, "c5000").unwrap();
+        let stats = session.flush().unwrap();
+        assert!(stats.pipelined, "{name}");
+        assert_eq!(stats.inserts, 5_000, "{name}");
+        assert_eq!(session.get(tag, &[Value::Integer(10)]).unwrap(), Some(tags[9]), "{name}");
+        assert_eq!(rows(&mut session).len(), 5_000, "{name}");
+    }
+}
